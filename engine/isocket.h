@@ -1,0 +1,63 @@
+/* ISocket internals shared by every socket type: the operations table each type
+ * implements, the common header every socket starts with, and the callback helpers
+ * that are the only way a callback reaches the application. */
+#ifndef RS_ISOCKET_H
+#define RS_ISOCKET_H
+
+#include "ringsock/socket.h"
+#include "reactor.h"
+
+enum rs_mode {
+    RS_MODE_NEW,      /* neither Connect nor Bind yet */
+    RS_MODE_CLIENT,   /* Connect called */
+    RS_MODE_SERVER,   /* Bind called */
+    RS_MODE_ACCEPTED, /* handed out by Accept */
+};
+
+struct rs_socket_ops {
+    const char *name; /* "tcp", "local", ... for messages */
+    void (*connect)(ISocket *s, const char *address, const char *serverName);
+    void (*bind)(ISocket *s, const char *localAddr, uint16_t localPort, bool reuse);
+    void (*get_local_address)(ISocket *s, char *out, unsigned size, uint16_t *port);
+    void (*listen)(ISocket *s);
+    void (*accept)(ISocket *s, USocket *user);
+    void (*shutdown)(ISocket *s);
+    void (*send)(ISocket *s, const void *buf, size_t len, bool nocopy);
+    void (*send_to)(ISocket *s, const void *buf, size_t len, IPaddr addr, uint16_t port);
+    void (*recv)(ISocket *s, void *buf, size_t len, bool partial);
+    void (*recv_cancel)(ISocket *s);
+    void (*set_qos)(ISocket *s, qostraffictype_t type);
+    void (*destroy)(ISocket *s); /* ISocket_Delete */
+};
+
+struct ISocket {
+    const struct rs_socket_ops *ops;
+    IIoMux *mux;
+    USocket *user;
+    IInstanceLog *log;
+    enum LogFlags log_flag;
+    enum rs_mode mode;
+    bool in_listen_result; /* Accept is legal only now */
+    bool accept_called;
+    ISocketStats stats;
+};
+
+void rs_socket_init(ISocket *s, const struct rs_socket_ops *ops, IIoMux *mux, USocket *user,
+                    IInstanceLog *log, enum LogFlags flag);
+
+/* Logs the misuse under the socket's flag and aborts with a message naming the call. */
+void rs_socket_misuse(ISocket *s, const char *what) __attribute__((noreturn));
+
+/* Callbacks to the application. Each checks the never-before-return rule and applies
+ * the SDK default for a NULL table entry. */
+void rs_cb_connect_complete(ISocket *s);
+void rs_cb_bind_result(ISocket *s, const char *addr, uint16_t port);
+void rs_cb_listen_result(ISocket *s, const char *addr, uint16_t port);
+void rs_cb_accept_complete(ISocket *s);
+void rs_cb_shutdown(ISocket *s, shutdownreason_t reason);
+void rs_cb_send_result(ISocket *s);
+void rs_cb_recv_result(ISocket *s, void *buf, size_t len);
+void rs_cb_recv_from_result(ISocket *s, void *buf, size_t len, IPaddr addr, uint16_t port);
+void rs_cb_recv_canceled(ISocket *s, void *buf);
+
+#endif

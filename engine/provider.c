@@ -1,0 +1,128 @@
+/* Provider dispatch and the socket context: a holder of settings that the layers
+ * above TCP and UDP (TLS, DTLS) read when they create a connection. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "provider.h"
+#include "reactor.h"
+
+void ISocketProvider_Delete(ISocketProvider *p)
+{
+    if (p)
+        p->ops->destroy(p);
+}
+
+ISocket *ISocketProvider_CreateSocket(ISocketProvider *p, IIoMux *iomux, USocket *user,
+                                      IInstanceLog *log, bool useIPv6, ISocketContext *ctx)
+{
+    return p->ops->create_socket(p, iomux, user, log, useIPv6, ctx);
+}
+
+ISocketContext *ISocketProvider_CreateSocketContext(ISocketProvider *p, IInstanceLog *log)
+{
+    (void)p;
+    ISocketContext *c = calloc(1, sizeof(*c));
+    if (!c)
+        rs_fatal("ISocketProvider_CreateSocketContext: out of memory");
+    c->log = log;
+    return c;
+}
+
+static void free_alpn(ISocketContext *c)
+{
+    if (!c->alpn)
+        return;
+    for (char **a = c->alpn; *a; a++)
+        free(*a);
+    free(c->alpn);
+    c->alpn = NULL;
+}
+
+void ISocketContext_Delete(ISocketContext *c)
+{
+    if (!c)
+        return;
+    if (c->layer_free)
+        c->layer_free(c->layer);
+    free(c->server_cert);
+    free(c->client_cert);
+    free(c->server_host);
+    free(c->client_host);
+    free_alpn(c);
+    free(c);
+}
+
+void ISocketContext_EnableDTLS(ISocketContext *c, bool useSrtp)
+{
+    c->dtls = true;
+    c->srtp = useSrtp;
+}
+
+static void set_blob(uint8_t **dst, size_t *dst_len, const uint8_t *src, size_t len)
+{
+    free(*dst);
+    *dst = NULL;
+    *dst_len = 0;
+    if (!src || !len)
+        return;
+    *dst = malloc(len + 1); /* +1: PEM parsers like a terminating NUL */
+    if (!*dst)
+        rs_fatal("ISocketContext: out of memory");
+    memcpy(*dst, src, len);
+    (*dst)[len] = 0;
+    *dst_len = len;
+}
+
+static void set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src ? strdup(src) : NULL;
+    if (src && !*dst)
+        rs_fatal("ISocketContext: out of memory");
+}
+
+void ISocketContext_SetServerCertificate(ISocketContext *c, const uint8_t *cert, size_t certLen,
+                                         const char *hostName)
+{
+    set_blob(&c->server_cert, &c->server_cert_len, cert, certLen);
+    set_str(&c->server_host, hostName);
+}
+
+void ISocketContext_SetClientCertificate(ISocketContext *c, const uint8_t *cert, size_t certLen,
+                                         const char *hostName)
+{
+    set_blob(&c->client_cert, &c->client_cert_len, cert, certLen);
+    set_str(&c->client_host, hostName);
+}
+
+const uint8_t *ISocketContext_GetCertificateFingerprint(ISocketContext *c, size_t *length)
+{
+    (void)c;
+    /* No certificate exists until a TLS or DTLS layer is built into the engine. */
+    if (length)
+        *length = 0;
+    return NULL;
+}
+
+void ISocketContext_DisableClientCertificate(ISocketContext *c)
+{
+    c->client_cert_disabled = true;
+}
+
+void ISocketContext_SetALPNProtocols(ISocketContext *c, const char *const *alpnList)
+{
+    free_alpn(c);
+    if (!alpnList)
+        return;
+    size_t n = 0;
+    while (alpnList[n])
+        n++;
+    c->alpn = calloc(n + 1, sizeof(char *));
+    if (!c->alpn)
+        rs_fatal("ISocketContext_SetALPNProtocols: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        c->alpn[i] = strdup(alpnList[i]);
+        if (!c->alpn[i])
+            rs_fatal("ISocketContext_SetALPNProtocols: out of memory");
+    }
+}

@@ -1,0 +1,127 @@
+/* The loop: run ready work (exec queue, deferred tasks, expired timers), let sockets
+ * queue their sends, then submit everything and wait in one io_uring_enter. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reactor.h"
+
+uint64_t rs_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void rs_fatal(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ringsock: %s\n", msg);
+    fflush(stderr);
+    abort();
+}
+
+void rs_callback_check(IIoMux *m, const char *callback)
+{
+    if (m->api_depth > 0)
+        rs_fatal("internal error: %s would run inside the API call that caused it", callback);
+}
+
+IIoMux *IIoMux_Create(void)
+{
+    char why[256];
+    IIoMux *m = calloc(1, sizeof(*m));
+    if (!m) {
+        fprintf(stderr, "ringsock: IIoMux_Create: out of memory\n");
+        return NULL;
+    }
+    m->io = rs_backend_create(why, sizeof(why));
+    if (!m->io) {
+        fprintf(stderr, "ringsock: IIoMux_Create: %s\n", why);
+        free(m);
+        return NULL;
+    }
+    m->features = rs_backend_features(m->io);
+    rs_list_init(&m->deferred);
+    rs_list_init(&m->flush);
+    if (rs_exec_init(m) < 0) {
+        fprintf(stderr, "ringsock: IIoMux_Create: eventfd: %s\n", strerror(errno));
+        rs_backend_destroy(m->io);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void IIoMux_Delete(IIoMux *m)
+{
+    if (!m)
+        return;
+    rs_shutdown_destroy(m);
+    /* Tasks belong to sockets the application still owns; forget them. */
+    while (rs_list_pop_front(&m->deferred))
+        ;
+    while (rs_list_pop_front(&m->flush))
+        ;
+    rs_timers_destroy(m);
+    rs_backend_destroy(m->io); /* cancels the wake read with the ring */
+    rs_exec_destroy(m);
+    free(m);
+}
+
+void rs_defer(IIoMux *m, struct rs_task *t)
+{
+    if (!rs_list_linked(&t->link))
+        rs_list_push_back(&m->deferred, &t->link);
+}
+
+void rs_flush_later(IIoMux *m, struct rs_task *t)
+{
+    if (!rs_list_linked(&t->link))
+        rs_list_push_back(&m->flush, &t->link);
+}
+
+/* Runs the tasks queued so far; tasks queued meanwhile wait for the next round so a
+ * task that requeues itself cannot starve I/O. */
+static void run_tasks(struct rs_list *queue)
+{
+    struct rs_list batch, *n;
+    rs_list_init(&batch);
+    rs_list_splice(&batch, queue);
+    while ((n = rs_list_pop_front(&batch)) != NULL) {
+        struct rs_task *t = rs_container_of(n, struct rs_task, link);
+        t->run(t);
+    }
+}
+
+void IIoMux_Run(IIoMux *m)
+{
+    m->terminate = false;
+    while (!m->terminate) {
+        rs_exec_run(m);
+        if (!m->terminate)
+            run_tasks(&m->deferred);
+        if (!m->terminate)
+            rs_timers_run_expired(m);
+        run_tasks(&m->flush);
+        if (m->terminate)
+            break;
+        uint64_t timeout = 0;
+        if (rs_list_empty(&m->deferred) && !rs_exec_pending(m))
+            timeout = rs_timers_next_timeout(m, rs_now_ns());
+        rs_backend_poll(m->io, timeout);
+    }
+}
+
+void IIoMux_Terminate(IIoMux *m)
+{
+    m->terminate = true;
+}

@@ -1,0 +1,120 @@
+/* IIoMux internals: the loop, its deferral queues, timers and exec queue.
+ * The reactor knows no socket type: sockets queue rs_tasks and rs_ops, nothing more. */
+#ifndef RS_REACTOR_H
+#define RS_REACTOR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ringsock/iomux.h"
+#include "backend.h"
+#include "list.h"
+
+/* A unit of deferred work. Sockets embed these; a queued task is linked, so queueing
+ * twice is a no-op and deleting its owner just unlinks it. */
+struct rs_task {
+    struct rs_list link;
+    void (*run)(struct rs_task *t);
+};
+
+struct rs_exec_entry {
+    UIoExec *exec;
+    void *ctx;
+};
+
+struct rs_exec_queue {
+    struct rs_exec_entry *v;
+    size_t head, len, cap;
+};
+
+struct rs_shutdown_state;
+
+struct IIoMux {
+    struct rs_backend *io;
+    unsigned features;
+    bool terminate;
+    int api_depth; /* > 0 while an API call runs: no callback may start then */
+
+    struct rs_list deferred; /* run from the loop, in order */
+    struct rs_list flush;    /* run right before each submit: batches sends */
+
+    ITimer **heap; /* min-heap on (deadline, seq) */
+    size_t heap_len, heap_cap;
+    uint64_t timer_seq;
+
+    struct rs_exec_queue exec;
+    pthread_mutex_t locked_mu;
+    struct rs_exec_queue locked; /* filled by SetExecLocked from any thread */
+
+    int wake_fd; /* eventfd: SetExecLocked and signals wake the ring through it */
+    uint64_t wake_val;
+    struct rs_op wake_op;
+    atomic_bool wake_armed;
+
+    struct rs_shutdown_state *shutdown;
+};
+
+struct ITimer {
+    IIoMux *mux;
+    UTimer *owner;
+    uint64_t deadline_ns;
+    uint64_t seq;
+    size_t idx; /* position in the heap, RS_TIMER_IDLE when not running */
+    void (*internal)(ITimer *t, void *arg); /* engine-owned timers call this instead */
+    void *internal_arg;
+};
+#define RS_TIMER_IDLE ((size_t)-1)
+
+uint64_t rs_now_ns(void);
+
+void rs_defer(IIoMux *m, struct rs_task *t);
+void rs_flush_later(IIoMux *m, struct rs_task *t);
+static inline void rs_task_init(struct rs_task *t, void (*run)(struct rs_task *))
+{
+    rs_list_init(&t->link);
+    t->run = run;
+}
+static inline void rs_task_cancel(struct rs_task *t)
+{
+    if (rs_list_linked(&t->link))
+        rs_list_unlink(&t->link);
+}
+
+/* Engine-owned timer: fn(t, arg) runs from the loop instead of a UTimer. */
+ITimer *rs_timer_create_internal(IIoMux *m, void (*fn)(ITimer *, void *), void *arg);
+
+/* Timer heap, used by the loop (timer.c). */
+uint64_t rs_timers_next_timeout(IIoMux *m, uint64_t now); /* UINT64_MAX: none */
+void rs_timers_run_expired(IIoMux *m);
+void rs_timers_destroy(IIoMux *m);
+
+/* Exec queue (exec.c). */
+int rs_exec_init(IIoMux *m);
+void rs_exec_destroy(IIoMux *m);
+bool rs_exec_pending(IIoMux *m);
+void rs_exec_run(IIoMux *m);
+void rs_exec_arm_wake(IIoMux *m);
+
+/* Shutdown handlers (signals.c). */
+void rs_shutdown_poll(IIoMux *m); /* called when the wake eventfd fired */
+void rs_shutdown_destroy(IIoMux *m);
+
+/* Never-before-return guard: every API entry point that can cause a callback
+ * brackets itself with these; rs_callback_check aborts if a callback would start
+ * inside such a call. */
+static inline void rs_api_enter(IIoMux *m)
+{
+    m->api_depth++;
+}
+static inline void rs_api_leave(IIoMux *m)
+{
+    m->api_depth--;
+}
+void rs_callback_check(IIoMux *m, const char *callback);
+
+/* Prints "ringsock: <msg>" to stderr and aborts: misuse of the API. */
+void rs_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#endif

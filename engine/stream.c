@@ -1,0 +1,988 @@
+/* Stream core for TCP and local sockets.
+ *
+ * Completion handlers only change state and queue events; every application callback
+ * leaves from deliver_events(), which runs from the loop's deferred queue. So no
+ * callback runs inside an API call, and a socket deleted from inside a callback is
+ * never touched again: the socket lives until the application has deleted it and the
+ * last in-flight operation has completed (refs).
+ *
+ * Receives go straight into the caller's buffer (MSG_WAITALL for full receives).
+ * Sends are copied into 16 KiB segments that coalesce the sends of one loop round
+ * into one SEND; large sends first try to go straight out without a copy. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log_internal.h"
+#include "stream.h"
+
+#define RS_SEG_SIZE 16384          /* copy segment; the sends of a round coalesce here */
+#define RS_SEG_CACHE 64            /* drained segments kept per thread */
+#define RS_DIRECT_SEND_MIN 65536   /* from here a send first tries to go straight out */
+#define RS_ZC_MIN 32768            /* zero-copy only pays for large payloads */
+#define RS_ACCEPT_RETRY_MS 100     /* back-off when accept runs out of descriptors */
+#define RS_MAX_CANCELED 4
+
+enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
+
+/* Pending events, delivered in this order of priority. */
+enum {
+    EV_BIND = 1u << 0,
+    EV_CONNECTED = 1u << 1,
+    EV_ACCEPTED = 1u << 2,
+    EV_LISTEN = 1u << 3,
+    EV_SENDS = 1u << 4,
+    EV_RECV_CANCELED = 1u << 5,
+    EV_RECV_DONE = 1u << 6,
+    EV_CLOSE = 1u << 7,
+};
+
+struct seg {
+    struct seg *next;
+    const uint8_t *data;
+    size_t len, off;
+    size_t cap;        /* > 0: the bytes are ours, in bytes[], and more may be appended */
+    uint32_t results;  /* SendResults owed once the segment is released */
+    bool zc;           /* goes out with SEND_ZC */
+    uint64_t zc_mark;  /* zero-copy notifications to await before release */
+    uint8_t bytes[];
+};
+
+struct rs_stream {
+    ISocket base;
+    const struct rs_stream_type *type;
+    int fd;
+    enum state state;
+    bool v6;
+    bool shutdown_requested; /* ISocket_Shutdown called */
+    bool closed_delivered;   /* SocketShutdown went out: the socket is inert */
+    bool deleted;
+    bool zc_ok;
+    unsigned refs;     /* the application's, one per operation in flight, one per delivery */
+    unsigned inflight; /* operations the kernel holds */
+    int qos;       /* -1: not set */
+    struct rs_sockaddr peer;
+
+    struct rs_op connect_op, accept_op, recv_op, send_op;
+
+    /* receive: the caller's buffer and how far it is filled */
+    uint8_t *rbuf;
+    size_t rlen, rfill;
+    bool rpartial;
+    bool rop_inflight, rop_canceled;
+    uint8_t *rop_dst;
+    void *canceled[RS_MAX_CANCELED]; /* buffers owed a SocketRecvCanceled */
+    unsigned canceled_n;
+    uint8_t *stash; /* bytes that arrived for a canceled receive: served first */
+    size_t stash_len, stash_off;
+
+    /* send: shead..scur fully sent (awaiting release), scur.. still to send */
+    struct seg *shead, *scur, *stail;
+    bool sop_inflight;
+    uint64_t zc_issued, zc_done;
+    uint32_t ready_results;
+
+    unsigned pending;
+    shutdownreason_t close_reason;
+    struct rs_task events_task, flush_task;
+
+    /* listener */
+    int *accepted;
+    size_t accepted_len, accepted_cap;
+    bool accept_armed, accept_starved;
+    ITimer *accept_retry;
+    int offered_fd;
+    bool offered_taken;
+
+    char bind_addr[108];
+    uint16_t bind_port;
+};
+
+#define S(isock) ((struct rs_stream *)(isock))
+#define LOG_ON(s) IInstanceLog_LogFlagSet((s)->base.log, (s)->type->log_flag)
+#define LOG(s, ...) IInstanceLog_Log((s)->base.log, (s)->type->log_flag, __VA_ARGS__)
+#define LOG_ERR(s, ...) rs_log_error((s)->base.log, (s)->type->log_flag, __VA_ARGS__)
+
+static void deliver_events(struct rs_task *t);
+static void flush_task_run(struct rs_task *t);
+static void connect_complete(struct rs_op *op, int res, unsigned flags);
+static void accept_complete(struct rs_op *op, int res, unsigned flags);
+static void recv_complete(struct rs_op *op, int res, unsigned flags);
+static void send_complete(struct rs_op *op, int res, unsigned flags);
+static void accept_arm(struct rs_stream *s);
+
+/* ---- segments ------------------------------------------------------------------------ */
+
+static __thread struct seg *seg_cache;
+static __thread unsigned seg_cache_len;
+
+static struct seg *seg_new_copy(size_t len)
+{
+    struct seg *g;
+    if (len <= RS_SEG_SIZE && seg_cache) {
+        g = seg_cache;
+        seg_cache = g->next;
+        seg_cache_len--;
+    } else {
+        size_t cap = len > RS_SEG_SIZE ? len : RS_SEG_SIZE;
+        g = malloc(sizeof(*g) + cap);
+        if (!g)
+            rs_fatal("ISocket_Send: out of memory");
+        g->cap = cap;
+    }
+    size_t cap = g->cap;
+    memset(g, 0, sizeof(*g));
+    g->cap = cap;
+    g->data = g->bytes;
+    return g;
+}
+
+static void seg_free(struct seg *g)
+{
+    if (g->cap == RS_SEG_SIZE && seg_cache_len < RS_SEG_CACHE) {
+        g->next = seg_cache;
+        seg_cache = g;
+        seg_cache_len++;
+        return;
+    }
+    free(g);
+}
+
+static void drop_segments(struct rs_stream *s)
+{
+    while (s->shead) {
+        struct seg *g = s->shead;
+        s->shead = g->next;
+        seg_free(g);
+    }
+    s->scur = s->stail = NULL;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------ */
+
+static void close_accepted(struct rs_stream *s)
+{
+    for (size_t i = 0; i < s->accepted_len; i++)
+        close(s->accepted[i]);
+    s->accepted_len = 0;
+}
+
+static void stream_unref(struct rs_stream *s)
+{
+    if (--s->refs > 0)
+        return;
+    free(s->stash);
+    free(s->accepted);
+    free(s);
+}
+
+static void op_begin(struct rs_stream *s)
+{
+    s->refs++;
+    s->inflight++;
+}
+
+static void op_end(struct rs_stream *s)
+{
+    s->inflight--;
+    stream_unref(s);
+}
+
+static void queue_event(struct rs_stream *s, unsigned ev)
+{
+    s->pending |= ev;
+    rs_defer(s->base.mux, &s->events_task);
+}
+
+/* Releases the kernel's hold on everything of ours and closes the descriptor.
+ * rs_io_cancel_fd returns only when no operation can touch our buffers anymore. */
+static void release_fd(struct rs_stream *s)
+{
+    if (s->fd >= 0) {
+        if (s->inflight)
+            rs_io_cancel_fd(s->base.mux->io, s->fd);
+        close(s->fd);
+        s->fd = -1;
+    }
+    drop_segments(s);
+    close_accepted(s);
+    if (s->accept_retry)
+        ITimer_Cancel(s->accept_retry);
+}
+
+/* The connection ends: close now, tell the application from the loop. */
+static void end(struct rs_stream *s, shutdownreason_t reason)
+{
+    if (s->state == ST_CLOSED)
+        return;
+    s->state = ST_CLOSED;
+    release_fd(s);
+    s->close_reason = reason;
+    if (reason == SOCKET_SHUTDOWN_NORMAL || reason == SOCKET_SHUTDOWN_BY_PEER)
+        LOG(s, "%s %p closed: %s", s->base.ops->name, (void *)s,
+            SocketShutdownReasonToStr(reason));
+    queue_event(s, EV_CLOSE);
+}
+
+static shutdownreason_t reason_for_io_error(int err)
+{
+    (void)err; /* ECONNRESET, EPIPE, ETIMEDOUT, EHOSTUNREACH...: the connection is gone */
+    return SOCKET_LOST;
+}
+
+static shutdownreason_t reason_for_connect_error(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+        return SOCKET_CONNECT_REJECTED;
+    case EADDRINUSE:
+        return SOCKET_ADDR_IN_USE;
+    default: /* ETIMEDOUT, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL, ... */
+        return SOCKET_CONNECT_FAILED;
+    }
+}
+
+static struct rs_stream *stream_new(const struct rs_stream_type *type, IIoMux *m, USocket *user,
+                                    IInstanceLog *log, bool v6)
+{
+    struct rs_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        rs_fatal("ISocketProvider_CreateSocket: out of memory");
+    rs_socket_init(&s->base, type->ops, m, user, log, type->log_flag);
+    s->type = type;
+    s->fd = -1;
+    s->v6 = v6;
+    s->qos = -1;
+    s->refs = 1;
+    s->offered_fd = -1;
+    s->connect_op.complete = connect_complete;
+    s->accept_op.complete = accept_complete;
+    s->recv_op.complete = recv_complete;
+    s->send_op.complete = send_complete;
+    rs_task_init(&s->events_task, deliver_events);
+    rs_task_init(&s->flush_task, flush_task_run);
+    return s;
+}
+
+ISocket *rs_stream_create(const struct rs_stream_type *type, IIoMux *m, USocket *user,
+                          IInstanceLog *log, bool useIPv6)
+{
+    return &stream_new(type, m, user, log, useIPv6)->base;
+}
+
+int rs_stream_fd(const ISocket *is)
+{
+    return S(is)->fd;
+}
+
+static void apply_qos(struct rs_stream *s)
+{
+    static const int dscp[] = {[QOS_BEST_EFFORT] = 0, [QOS_AUDIO_VIDEO] = 34, [QOS_VOICE] = 46};
+    static const int prio[] = {[QOS_BEST_EFFORT] = 0, [QOS_AUDIO_VIDEO] = 5, [QOS_VOICE] = 6};
+    if (s->qos < 0 || s->fd < 0)
+        return;
+    int tos = dscp[s->qos] << 2;
+    int family = s->peer.u.sa.sa_family;
+    if (family == 0) { /* not connected yet: ask the socket */
+        struct rs_sockaddr a;
+        a.len = sizeof(a.u);
+        if (getsockname(s->fd, &a.u.sa, &a.len) == 0)
+            family = a.u.sa.sa_family;
+    }
+    if (family == AF_INET6)
+        setsockopt(s->fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
+    if (family == AF_INET || family == AF_INET6) /* v4 traffic of dual-stack sockets too */
+        setsockopt(s->fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+    setsockopt(s->fd, SOL_SOCKET, SO_PRIORITY, &prio[s->qos], sizeof(int));
+}
+
+void rs_stream_set_qos(ISocket *is, qostraffictype_t type)
+{
+    struct rs_stream *s = S(is);
+    if ((unsigned)type > QOS_VOICE)
+        return;
+    s->qos = (int)type;
+    apply_qos(s);
+}
+
+static int open_fd(struct rs_stream *s, int family, bool listener)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    s->fd = fd;
+    int err = s->type->configure ? s->type->configure(s, fd, listener) : 0;
+    apply_qos(s);
+    return err;
+}
+
+/* ---- event delivery: the one place callbacks leave from -------------------------------- */
+
+static void offer_connection(struct rs_stream *s, int fd)
+{
+    struct rs_sockaddr peer;
+    char addr[108] = "";
+    uint16_t port = 0;
+    peer.len = sizeof(peer.u);
+    if (getpeername(fd, &peer.u.sa, &peer.len) == 0)
+        s->type->format(&peer.u.sa, peer.len, addr, sizeof(addr), &port);
+    LOG(s, "%s %p: connection from %s:%u", s->base.ops->name, (void *)s, addr, port);
+    s->offered_fd = fd;
+    s->offered_taken = false;
+    s->base.in_listen_result = true;
+    s->base.accept_called = false;
+    rs_cb_listen_result(&s->base, addr, port);
+    s->base.in_listen_result = false;
+    s->offered_fd = -1;
+    if (!s->offered_taken) {
+        LOG(s, "%s %p: connection from %s:%u rejected", s->base.ops->name, (void *)s, addr,
+            port);
+        close(fd);
+    }
+}
+
+static bool canceled_buffer_ready(const struct rs_stream *s)
+{
+    /* A canceled receive still in the kernel may yet put bytes in its buffer: the buffer
+     * goes back only after its completion moved those bytes to the stash. */
+    return !(s->rop_inflight && s->rop_canceled && s->state != ST_CLOSED);
+}
+
+static void deliver_one(struct rs_stream *s)
+{
+    ISocket *is = &s->base;
+    if (s->pending & EV_BIND) {
+        s->pending &= ~EV_BIND;
+        rs_cb_bind_result(is, s->bind_addr, s->bind_port);
+    } else if (s->pending & EV_CONNECTED) {
+        s->pending &= ~EV_CONNECTED;
+        rs_cb_connect_complete(is);
+    } else if (s->pending & EV_ACCEPTED) {
+        s->pending &= ~EV_ACCEPTED;
+        rs_cb_accept_complete(is);
+    } else if (s->pending & EV_LISTEN) {
+        if (s->accepted_len == 0 || s->state != ST_LISTENING) {
+            s->pending &= ~EV_LISTEN;
+            return;
+        }
+        int fd = s->accepted[0];
+        memmove(s->accepted, s->accepted + 1, --s->accepted_len * sizeof(int));
+        offer_connection(s, fd);
+    } else if (s->pending & EV_SENDS) {
+        if (s->ready_results == 0) {
+            s->pending &= ~EV_SENDS;
+            return;
+        }
+        s->ready_results--;
+        rs_cb_send_result(is);
+    } else if (s->pending & EV_RECV_CANCELED) {
+        if (s->canceled_n == 0 || !canceled_buffer_ready(s)) {
+            s->pending &= ~EV_RECV_CANCELED; /* recv_complete queues it again */
+            return;
+        }
+        void *buf = s->canceled[0];
+        memmove(s->canceled, s->canceled + 1, --s->canceled_n * sizeof(void *));
+        rs_cb_recv_canceled(is, buf);
+    } else if (s->pending & EV_RECV_DONE) {
+        s->pending &= ~EV_RECV_DONE;
+        void *buf = s->rbuf;
+        size_t n = s->rfill;
+        s->rbuf = NULL;
+        rs_cb_recv_result(is, buf, n);
+    } else if (s->pending & EV_CLOSE) {
+        if (s->canceled_n > 0) {
+            s->pending |= EV_RECV_CANCELED;
+            return;
+        }
+        if (s->rbuf) {
+            void *buf = s->rbuf;
+            s->rbuf = NULL;
+            rs_cb_recv_canceled(is, buf);
+            return;
+        }
+        s->pending = 0;
+        s->closed_delivered = true;
+        rs_cb_shutdown(is, s->close_reason);
+    }
+}
+
+static void deliver_events(struct rs_task *t)
+{
+    struct rs_stream *s = rs_container_of(t, struct rs_stream, events_task);
+    s->refs++; /* the application may delete the socket inside any callback */
+    while (s->pending && !s->deleted && !s->closed_delivered)
+        deliver_one(s);
+    stream_unref(s);
+}
+
+/* ---- receive --------------------------------------------------------------------------- */
+
+static void stash_put_front(struct rs_stream *s, const uint8_t *data, size_t n)
+{
+    if (n == 0)
+        return;
+    size_t rest = s->stash_len - s->stash_off;
+    uint8_t *b = malloc(n + rest);
+    if (!b)
+        rs_fatal("ISocket_RecvCancel: out of memory");
+    memcpy(b, data, n);
+    if (rest)
+        memcpy(b + n, s->stash + s->stash_off, rest);
+    free(s->stash);
+    s->stash = b;
+    s->stash_len = n + rest;
+    s->stash_off = 0;
+}
+
+static void stash_put_back(struct rs_stream *s, const uint8_t *data, size_t n)
+{
+    if (n == 0)
+        return;
+    size_t rest = s->stash_len - s->stash_off;
+    uint8_t *b = malloc(rest + n);
+    if (!b)
+        rs_fatal("out of memory");
+    if (rest)
+        memcpy(b, s->stash + s->stash_off, rest);
+    memcpy(b + rest, data, n);
+    free(s->stash);
+    s->stash = b;
+    s->stash_len = rest + n;
+    s->stash_off = 0;
+}
+
+static void log_traffic(struct rs_stream *s, const char *dir, const void *data, size_t n)
+{
+    if (!LOG_ON(s))
+        return;
+    LOG(s, "%s %p %s %zu bytes", s->base.ops->name, (void *)s, dir, n);
+    IInstanceLog_HexDump(s->base.log, s->type->log_flag, data, n);
+}
+
+static void recv_start(struct rs_stream *s)
+{
+    if (s->rop_inflight || !s->rbuf)
+        return; /* a canceled receive's completion restarts us */
+    if (s->stash_off < s->stash_len) {
+        size_t n = s->stash_len - s->stash_off;
+        if (n > s->rlen - s->rfill)
+            n = s->rlen - s->rfill;
+        memcpy(s->rbuf + s->rfill, s->stash + s->stash_off, n);
+        s->stash_off += n;
+        s->rfill += n;
+        if (s->stash_off == s->stash_len) {
+            free(s->stash);
+            s->stash = NULL;
+            s->stash_len = s->stash_off = 0;
+        }
+        if (s->rpartial || s->rfill == s->rlen) {
+            queue_event(s, EV_RECV_DONE);
+            return;
+        }
+    }
+    s->rop_inflight = true;
+    s->rop_canceled = false;
+    s->rop_dst = s->rbuf + s->rfill;
+    op_begin(s);
+    rs_io_recv(s->base.mux->io, &s->recv_op, s->fd, s->rop_dst, s->rlen - s->rfill,
+               s->rpartial ? 0 : MSG_WAITALL);
+}
+
+static void recv_complete(struct rs_op *op, int res, unsigned flags)
+{
+    (void)flags;
+    struct rs_stream *s = rs_container_of(op, struct rs_stream, recv_op);
+    s->rop_inflight = false;
+    if (s->state == ST_CLOSED || s->deleted) {
+        op_end(s);
+        return;
+    }
+    if (s->rop_canceled) {
+        if (res > 0)
+            stash_put_back(s, s->rop_dst, (size_t)res);
+        queue_event(s, EV_RECV_CANCELED);
+        recv_start(s);
+    } else if (res > 0) {
+        log_traffic(s, "received", s->rop_dst, (size_t)res);
+        s->rfill += (size_t)res;
+        s->base.stats.bytesReceived += (uint64_t)res;
+        if (s->rpartial || s->rfill == s->rlen) {
+            s->base.stats.recvs++;
+            queue_event(s, EV_RECV_DONE);
+        } else {
+            recv_start(s);
+        }
+    } else if (res == 0) {
+        end(s, SOCKET_SHUTDOWN_BY_PEER);
+    } else if (res == -EINTR || res == -EAGAIN) {
+        recv_start(s);
+    } else {
+        LOG_ERR(s, "%s %p: receive failed: %s", s->base.ops->name, (void *)s, strerror(-res));
+        end(s, reason_for_io_error(-res));
+    }
+    op_end(s);
+}
+
+static void stream_recv(ISocket *is, void *buf, size_t len, bool partial)
+{
+    struct rs_stream *s = S(is);
+    if (s->state == ST_LISTENING)
+        rs_socket_misuse(is, "ISocket_Recv on a listening socket");
+    if (s->shutdown_requested || s->closed_delivered || s->deleted)
+        return; /* ignored after Shutdown */
+    if (s->rbuf)
+        rs_socket_misuse(is, "ISocket_Recv while another receive is outstanding");
+    s->rbuf = buf;
+    s->rlen = len;
+    s->rfill = 0;
+    s->rpartial = partial;
+    if (s->state == ST_CONNECTED)
+        recv_start(s);
+    /* connecting: starts once connected; closed: returned by the close event */
+}
+
+static void stream_recv_cancel(ISocket *is)
+{
+    struct rs_stream *s = S(is);
+    if (!s->rbuf || s->closed_delivered)
+        return;
+    if (s->canceled_n == RS_MAX_CANCELED)
+        rs_socket_misuse(is, "ISocket_RecvCancel: too many canceled receives outstanding");
+    if (s->rop_inflight && !s->rop_canceled) {
+        rs_io_cancel_op(s->base.mux->io, &s->recv_op);
+        s->rop_canceled = true;
+    }
+    /* What this buffer already holds goes ahead of anything stashed. */
+    stash_put_front(s, s->rbuf, s->rfill);
+    s->pending &= ~EV_RECV_DONE;
+    s->canceled[s->canceled_n++] = s->rbuf;
+    s->rbuf = NULL;
+    queue_event(s, EV_RECV_CANCELED);
+}
+
+/* ---- send ------------------------------------------------------------------------------ */
+
+/* Moves fully sent segments whose zero-copy notifications arrived to the results. */
+static void release_sent(struct rs_stream *s)
+{
+    while (s->shead && s->shead != s->scur && s->zc_done >= s->shead->zc_mark) {
+        struct seg *g = s->shead;
+        s->shead = g->next;
+        if (s->stail == g)
+            s->stail = NULL;
+        s->ready_results += g->results;
+        seg_free(g);
+    }
+    if (s->ready_results)
+        queue_event(s, EV_SENDS);
+}
+
+static void maybe_finish_shutdown(struct rs_stream *s)
+{
+    if (s->shutdown_requested && s->state == ST_CONNECTED && !s->shead && !s->sop_inflight)
+        end(s, SOCKET_SHUTDOWN_NORMAL);
+}
+
+static void send_next(struct rs_stream *s)
+{
+    if (s->state != ST_CONNECTED || s->sop_inflight)
+        return;
+    while (s->scur && s->scur->off == s->scur->len) /* zero-length sends */
+        s->scur = s->scur->next;
+    release_sent(s);
+    struct seg *g = s->scur;
+    if (!g) {
+        maybe_finish_shutdown(s);
+        return;
+    }
+    s->sop_inflight = true;
+    op_begin(s);
+    if (g->zc) {
+        s->zc_issued++;
+        rs_io_send_zc(s->base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off,
+                      0);
+    } else {
+        rs_io_send(s->base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off, 0);
+    }
+}
+
+static void flush_task_run(struct rs_task *t)
+{
+    send_next(rs_container_of(t, struct rs_stream, flush_task));
+}
+
+static void send_complete(struct rs_op *op, int res, unsigned flags)
+{
+    struct rs_stream *s = rs_container_of(op, struct rs_stream, send_op);
+    if (flags & RS_CQE_NOTIF) {
+        s->zc_done++;
+        if (s->state != ST_CLOSED && !s->deleted) {
+            release_sent(s);
+            maybe_finish_shutdown(s);
+        }
+        op_end(s);
+        return;
+    }
+    bool notif_follows = flags & RS_CQE_MORE;
+    struct seg *g = s->scur;
+    if (g && g->zc && !notif_follows)
+        s->zc_done++; /* no notification will come for this one */
+    s->sop_inflight = false;
+    if (s->state == ST_CLOSED || s->deleted) {
+        /* nothing */
+    } else if (res >= 0) {
+        log_traffic(s, "sent", g->data + g->off, (size_t)res);
+        g->off += (size_t)res;
+        s->base.stats.bytesSent += (uint64_t)res;
+        if (g->off == g->len) {
+            if (g->zc)
+                g->zc_mark = s->zc_issued;
+            s->scur = g->next;
+        }
+        send_next(s);
+    } else if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
+        send_next(s);
+    } else {
+        LOG_ERR(s, "%s %p: send failed: %s", s->base.ops->name, (void *)s, strerror(-res));
+        end(s, reason_for_io_error(-res));
+    }
+    if (!notif_follows)
+        op_end(s);
+}
+
+static void append_send(struct rs_stream *s, const uint8_t *buf, size_t len, bool nocopy)
+{
+    struct seg *t = s->stail;
+    if (!nocopy && t && t->cap && t->cap - t->len >= len) {
+        memcpy(t->bytes + t->len, buf, len);
+        t->len += len;
+        t->results++;
+        if (!s->scur)
+            s->scur = t;
+        return;
+    }
+    struct seg *g;
+    if (nocopy) {
+        g = calloc(1, sizeof(*g));
+        if (!g)
+            rs_fatal("ISocket_SendNoCopy: out of memory");
+        g->data = buf;
+        g->zc = s->zc_ok && len >= RS_ZC_MIN;
+    } else {
+        g = seg_new_copy(len);
+        memcpy(g->bytes, buf, len);
+    }
+    g->len = len;
+    g->results = 1;
+    if (s->stail)
+        s->stail->next = g;
+    else
+        s->shead = g;
+    s->stail = g;
+    if (!s->scur)
+        s->scur = g;
+}
+
+static void stream_send(ISocket *is, const void *buf, size_t len, bool nocopy)
+{
+    struct rs_stream *s = S(is);
+    if (s->state == ST_LISTENING)
+        rs_socket_misuse(is, "ISocket_Send on a listening socket");
+    if (s->shutdown_requested || s->state == ST_CLOSED || s->deleted)
+        return; /* ignored after Shutdown; dropped once the connection ended */
+    s->base.stats.sends++;
+    const uint8_t *p = buf;
+    if (!nocopy && len >= RS_DIRECT_SEND_MIN && s->state == ST_CONNECTED && !s->shead &&
+        !s->sop_inflight) {
+        /* Nothing queued: what the socket buffer takes now needs no copy. */
+        ssize_t n = send(s->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            log_traffic(s, "sent", p, (size_t)n);
+            s->base.stats.bytesSent += (uint64_t)n;
+            p += n;
+            len -= (size_t)n;
+            if (len == 0) {
+                s->ready_results++;
+                queue_event(s, EV_SENDS);
+                return;
+            }
+        }
+    }
+    append_send(s, p, len, nocopy);
+    if (s->state == ST_CONNECTED)
+        rs_flush_later(s->base.mux, &s->flush_task);
+}
+
+static void stream_shutdown(ISocket *is)
+{
+    struct rs_stream *s = S(is);
+    if (s->shutdown_requested || s->state == ST_CLOSED || s->deleted)
+        return;
+    s->shutdown_requested = true;
+    switch (s->state) {
+    case ST_CONNECTED:
+        if (!s->shead && !s->sop_inflight)
+            end(s, SOCKET_SHUTDOWN_NORMAL);
+        break; /* else once the queued sends are out (send_next) */
+    case ST_CONNECTING:
+        if (!s->shead)
+            end(s, SOCKET_SHUTDOWN_NORMAL);
+        break; /* else flushed after connecting */
+    default:
+        end(s, SOCKET_SHUTDOWN_NORMAL);
+    }
+}
+
+/* ---- connect --------------------------------------------------------------------------- */
+
+static void became_connected(struct rs_stream *s)
+{
+    s->state = ST_CONNECTED;
+    s->zc_ok = (s->base.mux->features & RS_FEAT_SEND_ZC) && !rs_addr_is_loopback(&s->peer.u.sa);
+    for (struct seg *g = s->scur; g; g = g->next)
+        if (g->cap == 0 && g->len >= RS_ZC_MIN) /* no-copy sends queued while connecting */
+            g->zc = s->zc_ok;
+    recv_start(s);
+    send_next(s);
+}
+
+static void connect_complete(struct rs_op *op, int res, unsigned flags)
+{
+    (void)flags;
+    struct rs_stream *s = rs_container_of(op, struct rs_stream, connect_op);
+    if (s->state == ST_CONNECTING && !s->deleted) {
+        if (res == 0) {
+            LOG(s, "%s %p connected", s->base.ops->name, (void *)s);
+            queue_event(s, EV_CONNECTED);
+            became_connected(s);
+        } else {
+            char addr[108];
+            uint16_t port;
+            s->type->format(&s->peer.u.sa, s->peer.len, addr, sizeof(addr), &port);
+            LOG_ERR(s, "%s %p: connect to %s:%u failed: %s", s->base.ops->name, (void *)s, addr,
+                    port, strerror(-res));
+            end(s, reason_for_connect_error(-res));
+        }
+    }
+    op_end(s);
+}
+
+static void stream_connect(ISocket *is, const char *address, const char *serverName)
+{
+    (void)serverName;
+    struct rs_stream *s = S(is);
+    if (!s->type->parse_connect(address, &s->peer)) {
+        LOG_ERR(s, "%s %p: invalid address '%s'", is->ops->name, (void *)s,
+                address ? address : "(null)");
+        end(s, SOCKET_ADDRESS_INVALID);
+        return;
+    }
+    int err = open_fd(s, s->peer.u.sa.sa_family, false);
+    if (err) {
+        LOG_ERR(s, "%s %p: cannot open a socket: %s", is->ops->name, (void *)s, strerror(err));
+        end(s, SOCKET_OPEN_FAILED);
+        return;
+    }
+    LOG(s, "%s %p connecting to %s", is->ops->name, (void *)s, address);
+    s->state = ST_CONNECTING;
+    op_begin(s);
+    rs_io_connect(s->base.mux->io, &s->connect_op, s->fd, &s->peer.u.sa, s->peer.len);
+}
+
+/* ---- bind, listen, accept ------------------------------------------------------------------ */
+
+static void stream_bind(ISocket *is, const char *localAddr, uint16_t localPort, bool reuse)
+{
+    struct rs_stream *s = S(is);
+    struct rs_sockaddr local;
+    if (!s->type->parse_bind(localAddr, localPort, s->v6, &local)) {
+        LOG_ERR(s, "%s %p: invalid bind address '%s'", is->ops->name, (void *)s,
+                localAddr ? localAddr : "(null)");
+        end(s, SOCKET_ADDRESS_INVALID);
+        return;
+    }
+    int family = local.u.sa.sa_family;
+    int err = open_fd(s, family, true);
+    if (err) {
+        LOG_ERR(s, "%s %p: cannot open a socket: %s", is->ops->name, (void *)s, strerror(err));
+        end(s, SOCKET_OPEN_FAILED);
+        return;
+    }
+    int one = 1, zero = 0;
+    if (reuse && family != AF_UNIX) {
+        /* Also lets one loop per core share the port (SO_REUSEPORT). */
+        setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
+    if (family == AF_INET6) /* "::" serves IPv4 too */
+        setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    err = s->type->before_bind ? s->type->before_bind(s, &local) : 0;
+    if (!err && bind(s->fd, &local.u.sa, local.len) < 0)
+        err = errno;
+    if (err) {
+        LOG_ERR(s, "%s %p: bind failed: %s", is->ops->name, (void *)s, strerror(err));
+        end(s, err == EADDRINUSE ? SOCKET_ADDR_IN_USE : SOCKET_BIND_FAILED);
+        return;
+    }
+    if (s->type->after_bind)
+        s->type->after_bind(s, &local);
+    struct rs_sockaddr bound;
+    bound.len = sizeof(bound.u);
+    if (getsockname(s->fd, &bound.u.sa, &bound.len) < 0)
+        bound = local;
+    s->type->format(&bound.u.sa, bound.len, s->bind_addr, sizeof(s->bind_addr), &s->bind_port);
+    LOG(s, "%s %p bound to %s:%u", is->ops->name, (void *)s, s->bind_addr, s->bind_port);
+    queue_event(s, EV_BIND);
+}
+
+static void accept_retry_fired(ITimer *t, void *arg)
+{
+    (void)t;
+    struct rs_stream *s = arg;
+    accept_arm(s);
+}
+
+static void accept_arm(struct rs_stream *s)
+{
+    if (s->state != ST_LISTENING || s->accept_armed)
+        return;
+    s->accept_armed = true;
+    op_begin(s);
+    rs_io_accept(s->base.mux->io, &s->accept_op, s->fd);
+}
+
+static void accept_complete(struct rs_op *op, int res, unsigned flags)
+{
+    struct rs_stream *s = rs_container_of(op, struct rs_stream, accept_op);
+    bool more = flags & RS_CQE_MORE;
+    if (!more)
+        s->accept_armed = false;
+    if (s->state != ST_LISTENING || s->deleted) {
+        if (res >= 0)
+            close(res);
+    } else if (res >= 0) {
+        s->accept_starved = false;
+        if (s->accepted_len == s->accepted_cap) {
+            size_t cap = s->accepted_cap ? s->accepted_cap * 2 : 8;
+            int *v = realloc(s->accepted, cap * sizeof(int));
+            if (!v) {
+                close(res); /* the peer sees a reset; the listener carries on */
+                goto out;
+            }
+            s->accepted = v;
+            s->accepted_cap = cap;
+        }
+        s->accepted[s->accepted_len++] = res;
+        queue_event(s, EV_LISTEN);
+    } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+        /* Pending connections wait in the backlog until descriptors free up. */
+        if (!s->accept_starved)
+            LOG_ERR(s, "%s %p: accept: %s; retrying every %d ms", s->base.ops->name, (void *)s,
+                    strerror(-res), RS_ACCEPT_RETRY_MS);
+        s->accept_starved = true;
+        if (!more) {
+            if (!s->accept_retry)
+                s->accept_retry = rs_timer_create_internal(s->base.mux, accept_retry_fired, s);
+            ITimer_Start(s->accept_retry, RS_ACCEPT_RETRY_MS);
+        }
+    } else if (res == -ECANCELED || res == -EINTR || res == -EAGAIN || res == -ECONNABORTED ||
+               res == -EPERM || res == -EPROTO) {
+        /* transient, or a connection that died in the backlog */
+    } else {
+        LOG_ERR(s, "%s %p: accept failed: %s", s->base.ops->name, (void *)s, strerror(-res));
+        end(s, SOCKET_ACCEPT_FAILED);
+    }
+out:
+    if (!more) {
+        if (!ITimer_IsRunning(s->accept_retry))
+            accept_arm(s);
+        op_end(s);
+    }
+}
+
+static void stream_listen(ISocket *is)
+{
+    struct rs_stream *s = S(is);
+    if (s->state != ST_IDLE || s->fd < 0)
+        return; /* the bind failed; its SocketShutdown is on its way */
+    if (listen(s->fd, SOMAXCONN) < 0) {
+        LOG_ERR(s, "%s %p: listen failed: %s", is->ops->name, (void *)s, strerror(errno));
+        end(s, SOCKET_LISTEN_FAILED);
+        return;
+    }
+    s->state = ST_LISTENING;
+    accept_arm(s);
+}
+
+static void stream_accept(ISocket *is, USocket *user)
+{
+    struct rs_stream *s = S(is);
+    if (!user || s->offered_fd < 0)
+        return; /* rejected: closed once SocketListenResult returns */
+    struct rs_stream *c = stream_new(s->type, s->base.mux, user, s->base.log, s->v6);
+    c->base.mode = RS_MODE_ACCEPTED;
+    c->fd = s->offered_fd;
+    s->offered_taken = true;
+    c->peer.len = sizeof(c->peer.u);
+    if (getpeername(c->fd, &c->peer.u.sa, &c->peer.len) < 0)
+        memset(&c->peer, 0, sizeof(c->peer));
+    c->qos = s->qos;
+    queue_event(c, EV_ACCEPTED);
+    became_connected(c);
+}
+
+/* ---- the rest ---------------------------------------------------------------------------- */
+
+static void stream_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
+{
+    struct rs_stream *s = S(is);
+    struct rs_sockaddr a;
+    a.len = sizeof(a.u);
+    if (size > 0)
+        out[0] = '\0';
+    if (port)
+        *port = 0;
+    if (s->fd >= 0 && getsockname(s->fd, &a.u.sa, &a.len) == 0)
+        s->type->format(&a.u.sa, a.len, out, size, port);
+}
+
+static void stream_set_qos(ISocket *is, qostraffictype_t type)
+{
+    rs_stream_set_qos(is, type);
+}
+
+static void stream_destroy(ISocket *is)
+{
+    struct rs_stream *s = S(is);
+    if (s->deleted)
+        rs_fatal("ISocket_Delete called twice");
+    s->deleted = true;
+    s->state = ST_CLOSED;
+    release_fd(s);
+    rs_task_cancel(&s->events_task);
+    rs_task_cancel(&s->flush_task);
+    ITimer_Delete(s->accept_retry);
+    s->accept_retry = NULL;
+    stream_unref(s);
+}
+
+const struct rs_socket_ops rs_stream_ops = {
+    .name = "tcp",
+    .connect = stream_connect,
+    .bind = stream_bind,
+    .get_local_address = stream_get_local_address,
+    .listen = stream_listen,
+    .accept = stream_accept,
+    .shutdown = stream_shutdown,
+    .send = stream_send,
+    .send_to = NULL,
+    .recv = stream_recv,
+    .recv_cancel = stream_recv_cancel,
+    .set_qos = stream_set_qos,
+    .destroy = stream_destroy,
+};

@@ -1,0 +1,284 @@
+/* io_uring backend: ring setup with feature probing, batched submission, completion
+ * dispatch. Sockets never see an SQE; they call rs_io_* (backend.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <liburing.h>
+
+#include "backend.h"
+
+/* Newer than Debian's liburing 2.3 headers; probed at run time. */
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+
+#define RS_SQ_ENTRIES 1024
+#define RS_CQ_ENTRIES 16384 /* multishot accept and bursts of completions */
+#define RS_REAP_BATCH 64
+
+struct rs_backend {
+    struct io_uring ring;
+    unsigned features;
+    char desc[160];
+};
+
+static int ring_init(struct rs_backend *b, unsigned setup_flags)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = setup_flags | IORING_SETUP_CQSIZE;
+    p.cq_entries = RS_CQ_ENTRIES;
+    return io_uring_queue_init_params(RS_SQ_ENTRIES, &b->ring, &p);
+}
+
+static void explain_setup_failure(int err, char *why, size_t whylen)
+{
+    const char *hint = "";
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+    int disabled = 0;
+    if (f) {
+        if (fscanf(f, "%d", &disabled) != 1)
+            disabled = 0;
+        fclose(f);
+    }
+    if (disabled)
+        hint = " (io_uring is disabled by sysctl kernel.io_uring_disabled)";
+    else if (err == ENOSYS)
+        hint = " (kernel without io_uring, or blocked by a seccomp profile such as Docker's "
+               "default)";
+    else if (err == EPERM)
+        hint = " (not permitted: seccomp profile or kernel.io_uring_disabled)";
+    else if (err == ENOMEM)
+        hint = " (out of memory or locked-memory limit, see ulimit -l)";
+    snprintf(why, whylen, "io_uring_setup failed: %s%s", strerror(err), hint);
+}
+
+static void probe(struct rs_backend *b, unsigned setup_flags)
+{
+    struct io_uring_probe *pr = io_uring_get_probe_ring(&b->ring);
+    if (pr) {
+        if (io_uring_opcode_supported(pr, IORING_OP_SEND_ZC)) {
+            /* SEND_ZC, multishot accept and multishot recv all arrived by 6.0. */
+            b->features |= RS_FEAT_SEND_ZC | RS_FEAT_MULTISHOT_ACCEPT | RS_FEAT_RECV_MULTISHOT;
+        } else if (io_uring_opcode_supported(pr, IORING_OP_SOCKET)) {
+            b->features |= RS_FEAT_MULTISHOT_ACCEPT; /* 5.19 */
+        }
+        io_uring_free_probe(pr);
+    }
+    if (setup_flags & IORING_SETUP_DEFER_TASKRUN)
+        b->features |= RS_FEAT_DEFER_TASKRUN;
+    if (b->ring.features & IORING_FEAT_RECVSEND_BUNDLE)
+        b->features |= RS_FEAT_BUNDLE;
+    /* A synchronous cancel of a key nobody uses answers ENOENT where it exists. */
+    struct io_uring_sync_cancel_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.addr = 0x5245;
+    reg.timeout.tv_sec = -1;
+    reg.timeout.tv_nsec = -1;
+    if (io_uring_register_sync_cancel(&b->ring, &reg) == -ENOENT)
+        b->features |= RS_FEAT_SYNC_CANCEL;
+}
+
+struct rs_backend *rs_backend_create(char *why, size_t whylen)
+{
+    struct rs_backend *b = calloc(1, sizeof(*b));
+    if (!b) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    static const unsigned tries[] = {
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
+    int ret = -EINVAL;
+    unsigned used = 0;
+    for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+        used = tries[i];
+        ret = ring_init(b, used);
+        if (ret != -EINVAL)
+            break;
+    }
+    if (ret < 0) {
+        explain_setup_failure(-ret, why, whylen);
+        free(b);
+        return NULL;
+    }
+    probe(b, used);
+    if (!(b->features & RS_FEAT_SYNC_CANCEL)) {
+        /* Safe Delete with a receive in flight needs it (kernel 6.0). */
+        snprintf(why, whylen,
+                 "io_uring lacks synchronous cancel (IORING_REGISTER_SYNC_CANCEL, kernel 6.0+)");
+        io_uring_queue_exit(&b->ring);
+        free(b);
+        return NULL;
+    }
+    io_uring_register_ring_fd(&b->ring); /* saves an fd lookup per enter; optional */
+    snprintf(b->desc, sizeof(b->desc), "io_uring sq=%u cq=%u%s%s%s", b->ring.sq.ring_entries,
+             b->ring.cq.ring_entries,
+             (used & IORING_SETUP_DEFER_TASKRUN) ? " defer_taskrun" : " coop_taskrun",
+             (b->features & RS_FEAT_SEND_ZC) ? " send_zc" : "",
+             (b->features & RS_FEAT_BUNDLE) ? " bundle" : "");
+    return b;
+}
+
+void rs_backend_destroy(struct rs_backend *b)
+{
+    if (!b)
+        return;
+    io_uring_queue_exit(&b->ring);
+    free(b);
+}
+
+unsigned rs_backend_features(const struct rs_backend *b)
+{
+    return b->features;
+}
+
+const char *rs_backend_describe(const struct rs_backend *b)
+{
+    return b->desc;
+}
+
+/* The SQ is sized for a loop iteration's worth of work; when it fills up mid-iteration
+ * we submit early rather than fail. */
+static struct io_uring_sqe *get_sqe(struct rs_backend *b, struct rs_op *op)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+    while (!sqe) {
+        io_uring_submit(&b->ring);
+        sqe = io_uring_get_sqe(&b->ring);
+    }
+    io_uring_sqe_set_data(sqe, op);
+    return sqe;
+}
+
+void rs_io_connect(struct rs_backend *b, struct rs_op *op, int fd, const struct sockaddr *addr,
+                   socklen_t len)
+{
+    io_uring_prep_connect(get_sqe(b, op), fd, addr, len);
+}
+
+void rs_io_accept(struct rs_backend *b, struct rs_op *op, int fd)
+{
+    struct io_uring_sqe *sqe = get_sqe(b, op);
+    if (b->features & RS_FEAT_MULTISHOT_ACCEPT)
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    else
+        io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+void rs_io_recv(struct rs_backend *b, struct rs_op *op, int fd, void *buf, size_t len, int flags)
+{
+    io_uring_prep_recv(get_sqe(b, op), fd, buf, len, flags);
+}
+
+void rs_io_send(struct rs_backend *b, struct rs_op *op, int fd, const void *buf, size_t len,
+                int flags)
+{
+    io_uring_prep_send(get_sqe(b, op), fd, buf, len, flags | MSG_NOSIGNAL);
+}
+
+void rs_io_send_zc(struct rs_backend *b, struct rs_op *op, int fd, const void *buf, size_t len,
+                   int flags)
+{
+    io_uring_prep_send_zc(get_sqe(b, op), fd, buf, len, flags | MSG_NOSIGNAL, 0);
+}
+
+void rs_io_read(struct rs_backend *b, struct rs_op *op, int fd, void *buf, size_t len)
+{
+    io_uring_prep_read(get_sqe(b, op), fd, buf, (unsigned)len, 0);
+}
+
+static void sync_cancel(struct rs_backend *b, struct io_uring_sync_cancel_reg *reg)
+{
+    /* Operations still in the SQ are unknown to the kernel until submitted. */
+    io_uring_submit(&b->ring);
+    reg->timeout.tv_sec = -1;
+    reg->timeout.tv_nsec = -1;
+    int ret;
+    do {
+        ret = io_uring_register_sync_cancel(&b->ring, reg);
+    } while (ret == -EINTR);
+}
+
+void rs_io_cancel_fd(struct rs_backend *b, int fd)
+{
+    struct io_uring_sync_cancel_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.fd = fd;
+    reg.flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
+    sync_cancel(b, &reg);
+}
+
+void rs_io_cancel_op(struct rs_backend *b, struct rs_op *op)
+{
+    struct io_uring_sync_cancel_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.addr = (uint64_t)(uintptr_t)op;
+    reg.flags = IORING_ASYNC_CANCEL_ALL;
+    sync_cancel(b, &reg);
+}
+
+static unsigned map_flags(unsigned cqe_flags)
+{
+    unsigned f = 0;
+    if (cqe_flags & IORING_CQE_F_MORE)
+        f |= RS_CQE_MORE;
+    if (cqe_flags & IORING_CQE_F_NOTIF)
+        f |= RS_CQE_NOTIF;
+    return f;
+}
+
+/* Copies a batch out and releases the CQ slots before running handlers, so handlers
+ * may submit, cancel or delete freely. */
+static unsigned reap(struct rs_backend *b)
+{
+    struct {
+        struct rs_op *op;
+        int res;
+        unsigned flags;
+    } batch[RS_REAP_BATCH];
+    unsigned n = 0, head;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(&b->ring, head, cqe)
+    {
+        if (cqe->user_data == LIBURING_UDATA_TIMEOUT || cqe->user_data == 0) {
+            batch[n].op = NULL;
+        } else {
+            batch[n].op = (struct rs_op *)(uintptr_t)cqe->user_data;
+            batch[n].res = cqe->res;
+            batch[n].flags = map_flags(cqe->flags);
+        }
+        if (++n == RS_REAP_BATCH)
+            break;
+    }
+    io_uring_cq_advance(&b->ring, n);
+    for (unsigned i = 0; i < n; i++)
+        if (batch[i].op)
+            batch[i].op->complete(batch[i].op, batch[i].res, batch[i].flags);
+    return n;
+}
+
+void rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns)
+{
+    int ret;
+    if (timeout_ns == 0) {
+        ret = io_uring_submit_and_get_events(&b->ring);
+    } else if (timeout_ns == UINT64_MAX) {
+        ret = io_uring_submit_and_wait(&b->ring, 1);
+    } else {
+        struct __kernel_timespec ts = {
+            .tv_sec = (long long)(timeout_ns / 1000000000u),
+            .tv_nsec = (long long)(timeout_ns % 1000000000u),
+        };
+        struct io_uring_cqe *cqe;
+        ret = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL);
+    }
+    (void)ret; /* -ETIME, -EINTR and -EBUSY (CQ overflow) all mean: reap what is there */
+    /* Bounded so timers and deferred work are not starved by a flood. */
+    for (int i = 0; i < 16 && reap(b) == RS_REAP_BATCH; i++)
+        ;
+}

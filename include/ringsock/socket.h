@@ -1,0 +1,120 @@
+/* ringsock — the SDK's socket interface (ISocketProvider, ISocketContext, ISocket,
+ * USocket) in COM-style C. See README.md for the semantics every socket type honours. */
+#ifndef RINGSOCK_SOCKET_H
+#define RINGSOCK_SOCKET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ringsock/iomux.h>
+#include <ringsock/ipaddr.h>
+#include <ringsock/log.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ISocketProvider ISocketProvider;
+typedef struct ISocketContext ISocketContext;
+typedef struct ISocket ISocket;
+typedef struct USocket USocket;
+typedef struct USocketVtbl USocketVtbl;
+
+typedef enum shutdownreason_t {
+    SOCKET_SHUTDOWN_NORMAL,
+    SOCKET_SHUTDOWN_BY_PEER,
+    SOCKET_LOST,
+    SOCKET_ADDRESS_INVALID,
+    SOCKET_OPEN_FAILED,
+    SOCKET_CONNECT_FAILED,
+    SOCKET_CONNECT_REJECTED,
+    SOCKET_BIND_FAILED,
+    SOCKET_LISTEN_FAILED,
+    SOCKET_ACCEPT_FAILED,
+    SOCKET_TLS_HANDSHAKE_FAILED,
+    SOCKET_ADDR_IN_USE,
+    SOCKET_ALPN_SELECTION_FAILED
+} shutdownreason_t; /* values in this order, from 0 */
+const char *SocketShutdownReasonToStr(shutdownreason_t reason);
+
+typedef enum qostraffictype_t { QOS_BEST_EFFORT, QOS_AUDIO_VIDEO, QOS_VOICE } qostraffictype_t;
+
+struct USocketVtbl {
+    void (*SocketConnectComplete)(USocket *self, ISocket *socket);
+    void (*SocketBindResult)(USocket *self, ISocket *socket, const char *localAddr,
+                             uint16_t localPort);
+    void (*SocketListenResult)(USocket *self, ISocket *socket, const char *remoteAddr,
+                               uint16_t remotePort);
+    void (*SocketAcceptComplete)(USocket *self, ISocket *socket);
+    void (*SocketShutdown)(USocket *self, ISocket *socket, shutdownreason_t reason);
+    void (*SocketSendResult)(USocket *self, ISocket *socket);
+    void (*SocketRecvResult)(USocket *self, ISocket *socket, void *buf, size_t len);
+    void (*SocketRecvFromResult)(USocket *self, ISocket *socket, void *buf, size_t len,
+                                 IPaddr srcAddr, uint16_t srcPort);
+    void (*SocketRecvCanceled)(USocket *self, ISocket *socket, void *buf);
+    void (*SocketUpgradeToTLSComplete)(USocket *self, ISocket *socket);
+    bool (*SocketAcceptSelectedALPNProtocol)(USocket *self, ISocket *socket,
+                                             const char *protocol);
+};
+struct USocket {
+    const USocketVtbl *vtbl;
+};
+
+/* Providers. A provider may be deleted while its sockets live. */
+ISocketProvider *CreateTCPSocketProvider(void);
+void ISocketProvider_Delete(ISocketProvider *provider);
+ISocketContext *ISocketProvider_CreateSocketContext(ISocketProvider *provider, IInstanceLog *log);
+ISocket *ISocketProvider_CreateSocket(ISocketProvider *provider, IIoMux *iomux, USocket *user,
+                                      IInstanceLog *log, bool useIPv6,
+                                      ISocketContext *socketContext);
+
+/* Contexts: shared settings; a context must outlive the sockets that use it. */
+void ISocketContext_Delete(ISocketContext *ctx);
+void ISocketContext_EnableDTLS(ISocketContext *ctx, bool useSrtp);
+void ISocketContext_SetServerCertificate(ISocketContext *ctx, const uint8_t *cert,
+                                         size_t certLen, const char *hostName);
+void ISocketContext_SetClientCertificate(ISocketContext *ctx, const uint8_t *cert,
+                                         size_t certLen, const char *hostName);
+const uint8_t *ISocketContext_GetCertificateFingerprint(ISocketContext *ctx, size_t *length);
+void ISocketContext_DisableClientCertificate(ISocketContext *ctx);
+void ISocketContext_SetALPNProtocols(ISocketContext *ctx,
+                                     const char *const *alpnList); /* NULL-terminated */
+#define ISocketContext_SetALPNProcotols ISocketContext_SetALPNProtocols /* the SDK's spelling */
+
+void ISocket_Delete(ISocket *socket);
+void ISocket_Connect(ISocket *socket, const char *address, const char *serverName);
+void ISocket_Bind(ISocket *socket, const char *localAddr, uint16_t localPort);
+void ISocket_BindReuse(ISocket *socket, const char *localAddr, uint16_t localPort, bool reuseAddr);
+void ISocket_GetLocalAddress(ISocket *socket, char *localAddr, unsigned size, uint16_t *localPort);
+void ISocket_Listen(ISocket *socket);
+void ISocket_Accept(ISocket *socket, USocket *remoteUser); /* NULL rejects */
+void ISocket_Shutdown(ISocket *socket);
+void ISocket_Send(ISocket *socket, const void *buf, size_t len);
+void ISocket_SendTo(ISocket *socket, const void *buf, size_t len, IPaddr dstAddr,
+                    uint16_t dstPort);
+void ISocket_Recv(ISocket *socket, void *buf, size_t len, bool recvPartial);
+void ISocket_RecvCancel(ISocket *socket);
+void ISocket_SetQoS(ISocket *socket, qostraffictype_t type);
+void ISocket_SetUser(ISocket *socket, USocket *user);
+
+/* ---- Extensions (not in the SDK) ------------------------------------------------ */
+
+/* Sends without copying: buf stays the caller's, unchanged, until this send's
+ * SocketSendResult. Ordered with ISocket_Send like any other send. Large payloads on
+ * routes off loopback go out with zero-copy (IORING_OP_SEND_ZC) where the kernel has it.
+ * If the socket ends first, the buffer is free again once SocketShutdown runs, or once
+ * ISocket_Delete returns. */
+void ISocket_SendNoCopy(ISocket *socket, const void *buf, size_t len);
+
+/* Counters of one socket, for diagnostics. */
+typedef struct ISocketStats {
+    uint64_t bytesSent, bytesReceived;
+    uint64_t sends, recvs;
+} ISocketStats;
+void ISocket_GetStats(ISocket *socket, ISocketStats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
