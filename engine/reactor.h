@@ -54,6 +54,7 @@ struct IIoMux {
     atomic_bool wake_armed;
 
     struct rs_shutdown_state *shutdown;
+    unsigned shutdown_grace_ms; /* 0: the default (10 s); set before registering */
 };
 
 struct ITimer {

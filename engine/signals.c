@@ -9,7 +9,7 @@
 
 #include "reactor.h"
 
-#define RS_SHUTDOWN_GRACE_MS 10000
+#define RS_SHUTDOWN_GRACE_MS 10000 /* default; rs_shutdown_set_grace changes it */
 #define RS_MAX_SIGNAL_MUXES 64
 
 /* The signal handler may only touch these: async-signal-safe atomics and write(2). */
@@ -26,6 +26,7 @@ struct rs_shutdown_state {
     size_t len, cap;
     bool in_progress;
     ITimer *grace;
+    unsigned grace_ms;
 };
 
 static void on_signal(int sig)
@@ -110,6 +111,7 @@ void IIoMux_RegisterShutdownHandler(IIoMux *m, IShutdownHandler *handler)
         if (!s)
             rs_fatal("IIoMux_RegisterShutdownHandler: out of memory");
         s->grace = rs_timer_create_internal(m, grace_expired, m);
+        s->grace_ms = m->shutdown_grace_ms ? m->shutdown_grace_ms : RS_SHUTDOWN_GRACE_MS;
         m->shutdown = s;
         s->slot = claim_slot(m->wake_fd);
     }
@@ -150,7 +152,7 @@ void rs_shutdown_poll(IIoMux *m)
         return;
     }
     s->in_progress = true;
-    ITimer_Start(s->grace, RS_SHUTDOWN_GRACE_MS);
+    ITimer_Start(s->grace, s->grace_ms);
     /* Copy: Shutdown may call ShutdownComplete and shrink the list. */
     size_t n = s->len;
     IShutdownHandler **copy = malloc((n ? n : 1) * sizeof(*copy));

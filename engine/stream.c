@@ -30,6 +30,9 @@
 
 enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 
+/* Connection failures (refused, reset, invalid address) are logged under the type's
+ * flag; running out of resources (descriptors, accept failures) always is. */
+
 /* Pending events, delivered in this order of priority. */
 enum {
     EV_BIND = 1u << 0,
@@ -223,9 +226,7 @@ static void end(struct rs_stream *s, shutdownreason_t reason)
     s->state = ST_CLOSED;
     release_fd(s);
     s->close_reason = reason;
-    if (reason == SOCKET_SHUTDOWN_NORMAL || reason == SOCKET_SHUTDOWN_BY_PEER)
-        LOG(s, "%s %p closed: %s", s->base.ops->name, (void *)s,
-            SocketShutdownReasonToStr(reason));
+    LOG(s, "%s %p closed: %s", s->base.ops->name, (void *)s, SocketShutdownReasonToStr(reason));
     queue_event(s, EV_CLOSE);
 }
 
@@ -522,7 +523,7 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
     } else if (res == -EINTR || res == -EAGAIN) {
         recv_start(s);
     } else {
-        LOG_ERR(s, "%s %p: receive failed: %s", s->base.ops->name, (void *)s, strerror(-res));
+        LOG(s, "%s %p: receive failed: %s", s->base.ops->name, (void *)s, strerror(-res));
         end(s, reason_for_io_error(-res));
     }
     op_end(s);
@@ -648,7 +649,7 @@ static void send_complete(struct rs_op *op, int res, unsigned flags)
     } else if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
         send_next(s);
     } else {
-        LOG_ERR(s, "%s %p: send failed: %s", s->base.ops->name, (void *)s, strerror(-res));
+        LOG(s, "%s %p: send failed: %s", s->base.ops->name, (void *)s, strerror(-res));
         end(s, reason_for_io_error(-res));
     }
     if (!notif_follows)
@@ -764,7 +765,7 @@ static void connect_complete(struct rs_op *op, int res, unsigned flags)
             char addr[108];
             uint16_t port;
             s->type->format(&s->peer.u.sa, s->peer.len, addr, sizeof(addr), &port);
-            LOG_ERR(s, "%s %p: connect to %s:%u failed: %s", s->base.ops->name, (void *)s, addr,
+            LOG(s, "%s %p: connect to %s:%u failed: %s", s->base.ops->name, (void *)s, addr,
                     port, strerror(-res));
             end(s, reason_for_connect_error(-res));
         }
@@ -777,7 +778,7 @@ static void stream_connect(ISocket *is, const char *address, const char *serverN
     (void)serverName;
     struct rs_stream *s = S(is);
     if (!s->type->parse_connect(address, &s->peer)) {
-        LOG_ERR(s, "%s %p: invalid address '%s'", is->ops->name, (void *)s,
+        LOG(s, "%s %p: invalid address '%s'", is->ops->name, (void *)s,
                 address ? address : "(null)");
         end(s, SOCKET_ADDRESS_INVALID);
         return;
@@ -801,7 +802,7 @@ static void stream_bind(ISocket *is, const char *localAddr, uint16_t localPort, 
     struct rs_stream *s = S(is);
     struct rs_sockaddr local;
     if (!s->type->parse_bind(localAddr, localPort, s->v6, &local)) {
-        LOG_ERR(s, "%s %p: invalid bind address '%s'", is->ops->name, (void *)s,
+        LOG(s, "%s %p: invalid bind address '%s'", is->ops->name, (void *)s,
                 localAddr ? localAddr : "(null)");
         end(s, SOCKET_ADDRESS_INVALID);
         return;
@@ -825,7 +826,7 @@ static void stream_bind(ISocket *is, const char *localAddr, uint16_t localPort, 
     if (!err && bind(s->fd, &local.u.sa, local.len) < 0)
         err = errno;
     if (err) {
-        LOG_ERR(s, "%s %p: bind failed: %s", is->ops->name, (void *)s, strerror(err));
+        LOG(s, "%s %p: bind failed: %s", is->ops->name, (void *)s, strerror(err));
         end(s, err == EADDRINUSE ? SOCKET_ADDR_IN_USE : SOCKET_BIND_FAILED);
         return;
     }
@@ -911,7 +912,7 @@ static void stream_listen(ISocket *is)
     if (s->state != ST_IDLE || s->fd < 0)
         return; /* the bind failed; its SocketShutdown is on its way */
     if (listen(s->fd, SOMAXCONN) < 0) {
-        LOG_ERR(s, "%s %p: listen failed: %s", is->ops->name, (void *)s, strerror(errno));
+        LOG(s, "%s %p: listen failed: %s", is->ops->name, (void *)s, strerror(errno));
         end(s, SOCKET_LISTEN_FAILED);
         return;
     }
