@@ -56,6 +56,10 @@ void rs_io_send(struct rs_backend *b, struct rs_op *op, int fd, const void *buf,
  * follows), then one with RS_CQE_NOTIF. */
 void rs_io_send_zc(struct rs_backend *b, struct rs_op *op, int fd, const void *buf, size_t len,
                    int flags);
+struct msghdr;
+void rs_io_recvmsg(struct rs_backend *b, struct rs_op *op, int fd, struct msghdr *msg, int flags);
+void rs_io_sendmsg(struct rs_backend *b, struct rs_op *op, int fd, const struct msghdr *msg,
+                   int flags);
 void rs_io_read(struct rs_backend *b, struct rs_op *op, int fd, void *buf, size_t len);
 
 /* Cancels every operation on fd and returns only when the kernel has let go of their

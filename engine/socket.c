@@ -166,7 +166,9 @@ void ISocket_GetLocalAddress(ISocket *s, char *localAddr, unsigned size, uint16_
 
 void ISocket_Listen(ISocket *s)
 {
-    if (s->mode != RS_MODE_SERVER || !s->ops->listen)
+    if (!s->ops->listen)
+        rs_socket_misuse(s, "ISocket_Listen on a socket type that does not listen");
+    if (s->mode != RS_MODE_SERVER)
         rs_socket_misuse(s, "ISocket_Listen without ISocket_Bind");
     API_CALL(s, s->ops->listen(s));
 }

@@ -972,18 +972,15 @@ static void stream_destroy(ISocket *is)
     stream_unref(s);
 }
 
-const struct rs_socket_ops rs_stream_ops = {
-    .name = "tcp",
-    .connect = stream_connect,
-    .bind = stream_bind,
-    .get_local_address = stream_get_local_address,
-    .listen = stream_listen,
-    .accept = stream_accept,
-    .shutdown = stream_shutdown,
-    .send = stream_send,
-    .send_to = NULL,
-    .recv = stream_recv,
-    .recv_cancel = stream_recv_cancel,
-    .set_qos = stream_set_qos,
-    .destroy = stream_destroy,
-};
+/* One implementation, two names for messages. */
+#define STREAM_OPS(type_name)                                                                  \
+    {                                                                                          \
+        .name = type_name, .connect = stream_connect, .bind = stream_bind,                     \
+        .get_local_address = stream_get_local_address, .listen = stream_listen,                \
+        .accept = stream_accept, .shutdown = stream_shutdown, .send = stream_send,             \
+        .send_to = NULL, .recv = stream_recv, .recv_cancel = stream_recv_cancel,               \
+        .set_qos = stream_set_qos, .destroy = stream_destroy,                                  \
+    }
+
+const struct rs_socket_ops rs_tcp_stream_ops = STREAM_OPS("tcp");
+const struct rs_socket_ops rs_local_stream_ops = STREAM_OPS("local");

@@ -10,7 +10,7 @@
 struct rs_stream;
 
 struct rs_stream_type {
-    const struct rs_socket_ops *ops; /* normally rs_stream_ops */
+    const struct rs_socket_ops *ops; /* rs_tcp_stream_ops or rs_local_stream_ops */
     enum LogFlags log_flag;
     /* Parses a Connect address; false: SOCKET_ADDRESS_INVALID. */
     bool (*parse_connect)(const char *text, struct rs_sockaddr *out);
@@ -26,7 +26,8 @@ struct rs_stream_type {
                    uint16_t *port);
 };
 
-extern const struct rs_socket_ops rs_stream_ops;
+extern const struct rs_socket_ops rs_tcp_stream_ops;
+extern const struct rs_socket_ops rs_local_stream_ops;
 
 ISocket *rs_stream_create(const struct rs_stream_type *type, IIoMux *iomux, USocket *user,
                           IInstanceLog *log, bool useIPv6);

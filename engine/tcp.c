@@ -23,7 +23,7 @@ static void tcp_format(const struct sockaddr *sa, socklen_t len, char *out, size
 }
 
 static const struct rs_stream_type tcp_type = {
-    .ops = &rs_stream_ops,
+    .ops = &rs_tcp_stream_ops,
     .log_flag = LOG_TCP,
     .parse_connect = rs_addr_parse_hostport,
     .parse_bind = rs_addr_parse_bind,

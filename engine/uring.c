@@ -187,6 +187,17 @@ void rs_io_send_zc(struct rs_backend *b, struct rs_op *op, int fd, const void *b
     io_uring_prep_send_zc(get_sqe(b, op), fd, buf, len, flags | MSG_NOSIGNAL, 0);
 }
 
+void rs_io_recvmsg(struct rs_backend *b, struct rs_op *op, int fd, struct msghdr *msg, int flags)
+{
+    io_uring_prep_recvmsg(get_sqe(b, op), fd, msg, (unsigned)flags);
+}
+
+void rs_io_sendmsg(struct rs_backend *b, struct rs_op *op, int fd, const struct msghdr *msg,
+                   int flags)
+{
+    io_uring_prep_sendmsg(get_sqe(b, op), fd, msg, (unsigned)(flags | MSG_NOSIGNAL));
+}
+
 void rs_io_read(struct rs_backend *b, struct rs_op *op, int fd, void *buf, size_t len)
 {
     io_uring_prep_read(get_sqe(b, op), fd, buf, (unsigned)len, 0);

@@ -63,6 +63,8 @@ struct USocket {
 
 /* Providers. A provider may be deleted while its sockets live. */
 ISocketProvider *CreateTCPSocketProvider(void);
+ISocketProvider *CreateUDPSocketProvider(void);
+ISocketProvider *CreateLocalSocketProvider(void); /* Unix stream sockets: a path or "@name" */
 void ISocketProvider_Delete(ISocketProvider *provider);
 ISocketContext *ISocketProvider_CreateSocketContext(ISocketProvider *provider, IInstanceLog *log);
 ISocket *ISocketProvider_CreateSocket(ISocketProvider *provider, IIoMux *iomux, USocket *user,

@@ -1,0 +1,639 @@
+/* UDP sockets. A bound socket receives one datagram per SocketRecvFromResult and sends
+ * with SendTo; a connected one has a fixed peer, Send and SocketRecvResult (the kernel
+ * drops datagrams from other sources). Receives land in the caller's buffer; sends are
+ * copied and up to RS_UDP_SENDS_IN_FLIGHT go to the kernel at once, their results
+ * delivered in call order. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "log_internal.h"
+#include "provider.h"
+#include "sockaddr.h"
+
+#define RS_UDP_SENDS_IN_FLIGHT 64
+
+enum ustate { U_IDLE, U_BOUND, U_CONNECTED, U_CLOSED };
+
+struct dgram {
+    struct dgram *next;
+    struct rs_op op;
+    struct udp *u;
+    struct msghdr msg;
+    struct iovec iov;
+    struct rs_sockaddr to;
+    bool submitted, done;
+    size_t len;
+    uint8_t bytes[];
+};
+
+/* A datagram that arrived for a canceled receive: the next Recv gets it. */
+struct stashed {
+    struct stashed *next;
+    size_t len;
+    IPaddr addr;
+    uint16_t port;
+    uint8_t bytes[];
+};
+
+struct udp {
+    struct rs_core core;
+    int fd;
+    enum ustate state;
+    bool v6;
+    int qos;
+
+    uint8_t *rbuf;
+    size_t rlen;
+    bool rop_inflight, rop_canceled;
+    uint8_t *rop_buf;
+    size_t rop_len;
+    struct rs_op recv_op;
+    struct msghdr rmsg;
+    struct iovec riov;
+    struct rs_sockaddr rfrom;
+    size_t rgot;
+    IPaddr raddr;
+    uint16_t rport;
+    struct stashed *stash, *stash_tail;
+
+    struct dgram *shead, *stail, *snext; /* snext: first not yet handed to the kernel */
+    unsigned sinflight;
+    struct rs_task flush_task;
+    uint64_t truncated, icmp_errors;
+};
+
+#define U(isock) ((struct udp *)(isock))
+#define LOG(u, ...) IInstanceLog_Log((u)->core.base.log, LOG_UDP, __VA_ARGS__)
+#define LOG_ERR(u, ...) rs_log_error((u)->core.base.log, LOG_UDP, __VA_ARGS__)
+
+static void recv_start(struct udp *u);
+static void send_next(struct udp *u);
+
+/* ---- lifetime ------------------------------------------------------------------------- */
+
+static void free_unsent(struct udp *u)
+{
+    /* Submitted datagrams are freed by their completion: the kernel may hold them. */
+    struct dgram **pp = &u->shead, *d;
+    u->stail = NULL;
+    while ((d = *pp) != NULL) {
+        if (d->submitted) {
+            u->stail = d;
+            pp = &d->next;
+        } else {
+            *pp = d->next;
+            free(d);
+        }
+    }
+    u->snext = NULL;
+}
+
+static void release_fd(struct udp *u)
+{
+    if (u->fd >= 0) {
+        if (u->core.inflight)
+            rs_io_cancel_fd(u->core.base.mux->io, u->fd);
+        close(u->fd);
+        u->fd = -1;
+    }
+    free_unsent(u);
+}
+
+static void end(struct udp *u, shutdownreason_t reason)
+{
+    if (u->state == U_CLOSED)
+        return;
+    u->state = U_CLOSED;
+    release_fd(u);
+    LOG(u, "udp %p closed: %s", (void *)u, SocketShutdownReasonToStr(reason));
+    rs_core_close_event(&u->core, reason);
+}
+
+static void udp_free(struct rs_core *c)
+{
+    struct udp *u = (struct udp *)c;
+    while (u->stash) {
+        struct stashed *s = u->stash;
+        u->stash = s->next;
+        free(s);
+    }
+    while (u->shead) { /* only after every completion came back */
+        struct dgram *d = u->shead;
+        u->shead = d->next;
+        free(d);
+    }
+    free(u);
+}
+
+static void apply_qos(struct udp *u)
+{
+    static const int dscp[] = {[QOS_BEST_EFFORT] = 0, [QOS_AUDIO_VIDEO] = 34, [QOS_VOICE] = 46};
+    static const int prio[] = {[QOS_BEST_EFFORT] = 0, [QOS_AUDIO_VIDEO] = 5, [QOS_VOICE] = 6};
+    if (u->qos < 0 || u->fd < 0)
+        return;
+    int tos = dscp[u->qos] << 2;
+    setsockopt(u->fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+    setsockopt(u->fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
+    setsockopt(u->fd, SOL_SOCKET, SO_PRIORITY, &prio[u->qos], sizeof(int));
+}
+
+static int open_fd(struct udp *u, int family)
+{
+    u->fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (u->fd < 0)
+        return errno;
+    apply_qos(u);
+    return 0;
+}
+
+/* ---- receive -------------------------------------------------------------------------- */
+
+static void deliver_recv(struct rs_core *c)
+{
+    struct udp *u = (struct udp *)c;
+    void *buf = u->rbuf;
+    u->rbuf = NULL;
+    if (u->state == U_CONNECTED)
+        rs_cb_recv_result(&c->base, buf, u->rgot);
+    else
+        rs_cb_recv_from_result(&c->base, buf, u->rgot, u->raddr, u->rport);
+}
+
+static bool canceled_ready(struct rs_core *c)
+{
+    struct udp *u = (struct udp *)c;
+    return !(u->rop_inflight && u->rop_canceled && u->state != U_CLOSED);
+}
+
+static void *take_recv_buffer(struct rs_core *c)
+{
+    struct udp *u = (struct udp *)c;
+    void *b = u->rbuf;
+    u->rbuf = NULL;
+    return b;
+}
+
+static void note_truncation(struct udp *u, size_t real, size_t room)
+{
+    u->truncated++;
+    LOG(u, "udp %p: datagram of %zu bytes truncated to the %zu byte buffer", (void *)u, real,
+        room);
+}
+
+static void recv_done(struct udp *u, const uint8_t *data, size_t real, IPaddr addr,
+                      uint16_t port)
+{
+    size_t n = real < u->rlen ? real : u->rlen;
+    if (real > u->rlen)
+        note_truncation(u, real, u->rlen);
+    if (data != u->rbuf)
+        memcpy(u->rbuf, data, n);
+    u->rgot = n;
+    u->raddr = addr;
+    u->rport = port;
+    u->core.base.stats.recvs++;
+    u->core.base.stats.bytesReceived += n;
+    if (IInstanceLog_LogFlagSet(u->core.base.log, LOG_UDP)) {
+        char a[64];
+        IPaddr_ToString(&addr, a, sizeof(a));
+        LOG(u, "udp %p received %zu bytes from %s:%u", (void *)u, n, a, port);
+        IInstanceLog_HexDump(u->core.base.log, LOG_UDP, u->rbuf, n);
+    }
+    rs_core_event(&u->core, RS_EV_RECV_DONE);
+}
+
+static void recv_complete(struct rs_op *op, int res, unsigned flags)
+{
+    (void)flags;
+    struct udp *u = rs_container_of(op, struct udp, recv_op);
+    u->rop_inflight = false;
+    if (u->state == U_CLOSED || u->core.deleted) {
+        rs_core_op_end(&u->core);
+        return;
+    }
+    IPaddr addr;
+    uint16_t port;
+    if (res >= 0)
+        rs_addr_to_ipaddr(&u->rfrom.u.sa, &addr, &port);
+    if (u->rop_canceled) {
+        if (res >= 0) {
+            size_t n = (size_t)res < u->rop_len ? (size_t)res : u->rop_len;
+            struct stashed *s = malloc(sizeof(*s) + n);
+            if (s) {
+                memcpy(s->bytes, u->rop_buf, n);
+                s->len = n;
+                s->addr = addr;
+                s->port = port;
+                s->next = NULL;
+                if (u->stash_tail)
+                    u->stash_tail->next = s;
+                else
+                    u->stash = s;
+                u->stash_tail = s;
+            }
+        }
+        rs_core_event(&u->core, RS_EV_RECV_CANCELED);
+        recv_start(u);
+    } else if (res >= 0) {
+        recv_done(u, u->rbuf, (size_t)res, addr, port); /* MSG_TRUNC: res is the real size */
+    } else if (res == -ECONNREFUSED || res == -EHOSTUNREACH || res == -ENETUNREACH) {
+        /* An ICMP error for an earlier send on a connected socket: report it in the log
+         * and carry on; a media stream outlives a peer that is briefly not there. */
+        u->icmp_errors++;
+        LOG(u, "udp %p: peer unreachable (%s)", (void *)u, strerror(-res));
+        recv_start(u);
+    } else if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS || res == -ENOMEM) {
+        recv_start(u);
+    } else {
+        LOG_ERR(u, "udp %p: receive failed: %s", (void *)u, strerror(-res));
+        end(u, SOCKET_LOST);
+    }
+    rs_core_op_end(&u->core);
+}
+
+static void recv_start(struct udp *u)
+{
+    if (u->rop_inflight || !u->rbuf || (u->state != U_BOUND && u->state != U_CONNECTED))
+        return;
+    if (u->stash) {
+        struct stashed *s = u->stash;
+        u->stash = s->next;
+        if (!u->stash)
+            u->stash_tail = NULL;
+        recv_done(u, s->bytes, s->len, s->addr, s->port);
+        free(s);
+        return;
+    }
+    u->rop_inflight = true;
+    u->rop_canceled = false;
+    u->rop_buf = u->rbuf;
+    u->rop_len = u->rlen;
+    u->riov.iov_base = u->rbuf;
+    u->riov.iov_len = u->rlen;
+    memset(&u->rmsg, 0, sizeof(u->rmsg));
+    memset(&u->rfrom, 0, sizeof(u->rfrom));
+    u->rmsg.msg_name = &u->rfrom.u;
+    u->rmsg.msg_namelen = sizeof(u->rfrom.u);
+    u->rmsg.msg_iov = &u->riov;
+    u->rmsg.msg_iovlen = 1;
+    rs_core_op_begin(&u->core);
+    rs_io_recvmsg(u->core.base.mux->io, &u->recv_op, u->fd, &u->rmsg, MSG_TRUNC);
+}
+
+static void udp_recv(ISocket *is, void *buf, size_t len, bool partial)
+{
+    (void)partial; /* one datagram per callback either way */
+    struct udp *u = U(is);
+    if (u->core.shutdown_requested || u->core.closed_delivered)
+        return;
+    if (u->rbuf)
+        rs_socket_misuse(is, "ISocket_Recv while another receive is outstanding");
+    u->rbuf = buf;
+    u->rlen = len;
+    recv_start(u);
+}
+
+static void udp_recv_cancel(ISocket *is)
+{
+    struct udp *u = U(is);
+    if (!u->rbuf || u->core.closed_delivered)
+        return;
+    if (u->rop_inflight && !u->rop_canceled) {
+        rs_io_cancel_op(u->core.base.mux->io, &u->recv_op);
+        u->rop_canceled = true;
+    }
+    if (u->core.pending & RS_EV_RECV_DONE) {
+        /* Arrived but not yet delivered: keep the datagram for the next Recv. */
+        u->core.pending &= ~RS_EV_RECV_DONE;
+        struct stashed *s = malloc(sizeof(*s) + u->rgot);
+        if (s) {
+            memcpy(s->bytes, u->rbuf, u->rgot);
+            s->len = u->rgot;
+            s->addr = u->raddr;
+            s->port = u->rport;
+            s->next = u->stash;
+            u->stash = s;
+            if (!u->stash_tail)
+                u->stash_tail = s;
+        }
+    }
+    void *buf = u->rbuf;
+    u->rbuf = NULL;
+    rs_core_cancel_buffer(&u->core, buf);
+}
+
+/* ---- send ----------------------------------------------------------------------------- */
+
+static void release_done(struct udp *u)
+{
+    while (u->shead && u->shead->done) {
+        struct dgram *d = u->shead;
+        u->shead = d->next;
+        if (u->stail == d)
+            u->stail = NULL;
+        free(d);
+        u->core.ready_results++;
+    }
+    if (u->core.ready_results)
+        rs_core_event(&u->core, RS_EV_SENDS);
+    if (u->core.shutdown_requested && !u->shead && u->state != U_CLOSED)
+        end(u, SOCKET_SHUTDOWN_NORMAL);
+}
+
+static void send_complete(struct rs_op *op, int res, unsigned flags)
+{
+    (void)flags;
+    struct dgram *d = rs_container_of(op, struct dgram, op);
+    struct udp *u = d->u;
+    d->done = true;
+    u->sinflight--;
+    if (u->state == U_CLOSED || u->core.deleted) {
+        rs_core_op_end(&u->core); /* udp_free takes the datagram */
+        return;
+    }
+    if (res < 0) {
+        /* A datagram that could not leave still gets its result: UDP promises no more. */
+        if (res == -ECONNREFUSED)
+            u->icmp_errors++;
+        LOG(u, "udp %p: send of %zu bytes failed: %s", (void *)u, d->len, strerror(-res));
+    } else {
+        u->core.base.stats.bytesSent += (uint64_t)res;
+    }
+    release_done(u);
+    send_next(u);
+    rs_core_op_end(&u->core);
+}
+
+static void send_next(struct udp *u)
+{
+    while (u->snext && u->sinflight < RS_UDP_SENDS_IN_FLIGHT &&
+           (u->state == U_BOUND || u->state == U_CONNECTED)) {
+        struct dgram *d = u->snext;
+        u->snext = d->next;
+        d->submitted = true;
+        u->sinflight++;
+        rs_core_op_begin(&u->core);
+        rs_io_sendmsg(u->core.base.mux->io, &d->op, u->fd, &d->msg, 0);
+    }
+}
+
+static void flush_task_run(struct rs_task *t)
+{
+    send_next(rs_container_of(t, struct udp, flush_task));
+}
+
+static void queue_datagram(struct udp *u, const void *buf, size_t len,
+                           const struct rs_sockaddr *to)
+{
+    struct dgram *d = malloc(sizeof(*d) + len);
+    if (!d)
+        rs_fatal("ISocket_Send: out of memory");
+    memset(d, 0, sizeof(*d));
+    memcpy(d->bytes, buf, len);
+    d->len = len;
+    d->u = u;
+    d->op.complete = send_complete;
+    d->iov.iov_base = d->bytes;
+    d->iov.iov_len = len;
+    d->msg.msg_iov = &d->iov;
+    d->msg.msg_iovlen = 1;
+    if (to) {
+        d->to = *to;
+        d->msg.msg_name = &d->to.u;
+        d->msg.msg_namelen = to->len;
+    }
+    if (u->stail)
+        u->stail->next = d;
+    else
+        u->shead = d;
+    u->stail = d;
+    if (!u->snext)
+        u->snext = d;
+    u->core.base.stats.sends++;
+    if (IInstanceLog_LogFlagSet(u->core.base.log, LOG_UDP)) {
+        LOG(u, "udp %p sending %zu bytes", (void *)u, len);
+        IInstanceLog_HexDump(u->core.base.log, LOG_UDP, buf, len);
+    }
+    rs_flush_later(u->core.base.mux, &u->flush_task);
+}
+
+static void udp_send(ISocket *is, const void *buf, size_t len, bool nocopy)
+{
+    (void)nocopy; /* datagrams are small: always copied */
+    struct udp *u = U(is);
+    if (u->core.shutdown_requested || u->state == U_CLOSED)
+        return;
+    queue_datagram(u, buf, len, NULL);
+}
+
+static void udp_send_to(ISocket *is, const void *buf, size_t len, IPaddr addr, uint16_t port)
+{
+    struct udp *u = U(is);
+    if (is->mode != RS_MODE_SERVER)
+        rs_socket_misuse(is, "ISocket_SendTo before ISocket_Bind");
+    if (u->core.shutdown_requested || u->state == U_CLOSED)
+        return;
+    struct rs_sockaddr to;
+    memset(&to, 0, sizeof(to));
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof(local);
+    int family = AF_INET;
+    if (getsockname(u->fd, (struct sockaddr *)&local, &ll) == 0)
+        family = local.ss_family;
+    if (family == AF_INET) {
+        if (!IPaddr_IsV4(&addr)) {
+            char a[64];
+            IPaddr_ToString(&addr, a, sizeof(a));
+            LOG(u, "udp %p: cannot send to IPv6 %s from an IPv4 socket", (void *)u, a);
+            to.len = 0; /* sendmsg fails (EDESTADDRREQ): the result still comes */
+        } else {
+            to.u.in4.sin_family = AF_INET;
+            memcpy(&to.u.in4.sin_addr, &addr.b[12], 4);
+            to.u.in4.sin_port = htons(port);
+            to.len = sizeof(to.u.in4);
+        }
+    } else {
+        to.u.in6.sin6_family = AF_INET6;
+        memcpy(&to.u.in6.sin6_addr, addr.b, 16);
+        to.u.in6.sin6_port = htons(port);
+        to.len = sizeof(to.u.in6);
+    }
+    queue_datagram(u, buf, len, to.len ? &to : NULL);
+}
+
+/* ---- connect, bind, the rest ------------------------------------------------------------- */
+
+static void udp_connect(ISocket *is, const char *address, const char *serverName)
+{
+    (void)serverName;
+    struct udp *u = U(is);
+    struct rs_sockaddr peer;
+    if (!rs_addr_parse_hostport(address, &peer)) {
+        LOG(u, "udp %p: invalid address '%s'", (void *)u, address ? address : "(null)");
+        end(u, SOCKET_ADDRESS_INVALID);
+        return;
+    }
+    int err = open_fd(u, peer.u.sa.sa_family);
+    if (err) {
+        LOG_ERR(u, "udp %p: cannot open a socket: %s", (void *)u, strerror(err));
+        end(u, SOCKET_OPEN_FAILED);
+        return;
+    }
+    if (connect(u->fd, &peer.u.sa, peer.len) < 0) {
+        err = errno;
+        LOG(u, "udp %p: connect to %s failed: %s", (void *)u, address, strerror(err));
+        end(u, err == ECONNREFUSED ? SOCKET_CONNECT_REJECTED : SOCKET_CONNECT_FAILED);
+        return;
+    }
+    LOG(u, "udp %p connected to %s", (void *)u, address);
+    u->state = U_CONNECTED;
+    rs_core_event(&u->core, RS_EV_CONNECTED);
+    recv_start(u);
+}
+
+static void udp_bind(ISocket *is, const char *localAddr, uint16_t localPort, bool reuse)
+{
+    struct udp *u = U(is);
+    struct rs_sockaddr local;
+    if (!rs_addr_parse_bind(localAddr, localPort, u->v6, &local)) {
+        LOG(u, "udp %p: invalid bind address '%s'", (void *)u, localAddr ? localAddr : "(null)");
+        end(u, SOCKET_ADDRESS_INVALID);
+        return;
+    }
+    int family = local.u.sa.sa_family;
+    int err = open_fd(u, family);
+    if (err) {
+        LOG_ERR(u, "udp %p: cannot open a socket: %s", (void *)u, strerror(err));
+        end(u, SOCKET_OPEN_FAILED);
+        return;
+    }
+    int one = 1, zero = 0;
+    if (reuse) {
+        setsockopt(u->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(u->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
+    if (family == AF_INET6)
+        setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(u->fd, &local.u.sa, local.len) < 0) {
+        err = errno;
+        LOG(u, "udp %p: bind failed: %s", (void *)u, strerror(err));
+        end(u, err == EADDRINUSE ? SOCKET_ADDR_IN_USE : SOCKET_BIND_FAILED);
+        return;
+    }
+    struct rs_sockaddr bound;
+    bound.len = sizeof(bound.u);
+    if (getsockname(u->fd, &bound.u.sa, &bound.len) < 0)
+        bound = local;
+    rs_addr_format(&bound.u.sa, u->core.bind_addr, sizeof(u->core.bind_addr),
+                   &u->core.bind_port);
+    LOG(u, "udp %p bound to %s:%u", (void *)u, u->core.bind_addr, u->core.bind_port);
+    u->state = U_BOUND;
+    rs_core_event(&u->core, RS_EV_BIND);
+    recv_start(u);
+}
+
+static void udp_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
+{
+    struct udp *u = U(is);
+    struct rs_sockaddr a;
+    a.len = sizeof(a.u);
+    if (size > 0)
+        out[0] = '\0';
+    if (port)
+        *port = 0;
+    if (u->fd >= 0 && getsockname(u->fd, &a.u.sa, &a.len) == 0)
+        rs_addr_format(&a.u.sa, out, size, port);
+}
+
+static void udp_shutdown(ISocket *is)
+{
+    struct udp *u = U(is);
+    if (u->core.shutdown_requested || u->state == U_CLOSED)
+        return;
+    u->core.shutdown_requested = true;
+    if (!u->shead)
+        end(u, SOCKET_SHUTDOWN_NORMAL); /* else once the queued datagrams are out */
+}
+
+static void udp_set_qos(ISocket *is, qostraffictype_t type)
+{
+    struct udp *u = U(is);
+    if ((unsigned)type > QOS_VOICE)
+        return;
+    u->qos = (int)type;
+    apply_qos(u);
+}
+
+static void udp_destroy(ISocket *is)
+{
+    struct udp *u = U(is);
+    rs_core_delete(&u->core);
+    u->state = U_CLOSED;
+    release_fd(u);
+    rs_task_cancel(&u->flush_task);
+    rs_core_unref(&u->core);
+}
+
+static const struct rs_socket_ops udp_ops = {
+    .name = "udp",
+    .connect = udp_connect,
+    .bind = udp_bind,
+    .get_local_address = udp_get_local_address,
+    .listen = NULL,
+    .accept = NULL,
+    .shutdown = udp_shutdown,
+    .send = udp_send,
+    .send_to = udp_send_to,
+    .recv = udp_recv,
+    .recv_cancel = udp_recv_cancel,
+    .set_qos = udp_set_qos,
+    .destroy = udp_destroy,
+};
+
+static const struct rs_core_type udp_core_type = {
+    .deliver_listen = NULL,
+    .deliver_recv = deliver_recv,
+    .canceled_ready = canceled_ready,
+    .take_recv_buffer = take_recv_buffer,
+    .free = udp_free,
+};
+
+static ISocket *udp_create_socket(ISocketProvider *p, IIoMux *iomux, USocket *user,
+                                  IInstanceLog *log, bool useIPv6, ISocketContext *ctx)
+{
+    (void)p;
+    (void)ctx;
+    struct udp *u = calloc(1, sizeof(*u));
+    if (!u)
+        rs_fatal("ISocketProvider_CreateSocket: out of memory");
+    rs_core_init(&u->core, &udp_core_type, &udp_ops, iomux, user, log, LOG_UDP);
+    u->fd = -1;
+    u->v6 = useIPv6;
+    u->qos = -1;
+    u->recv_op.complete = recv_complete;
+    rs_task_init(&u->flush_task, flush_task_run);
+    return &u->core.base;
+}
+
+static void udp_provider_destroy(ISocketProvider *p)
+{
+    free(p);
+}
+
+static const struct rs_provider_ops udp_provider_ops = {
+    .create_socket = udp_create_socket,
+    .destroy = udp_provider_destroy,
+};
+
+ISocketProvider *CreateUDPSocketProvider(void)
+{
+    ISocketProvider *p = malloc(sizeof(*p));
+    if (p)
+        p->ops = &udp_provider_ops;
+    return p;
+}
