@@ -1,8 +1,11 @@
-/* ringsock-echo: a TCP echo server on the engine.
+/* ringsock-echo: an echo server on the engine.
  *
- *   ringsock-echo [--port P] [--addr A] [--v6]
+ *   ringsock-echo [--port P] [--addr A] [--v6]     TCP
+ *   ringsock-echo --udp [--port P] [--addr A]       UDP: each datagram goes back to its sender
+ *   ringsock-echo --local PATH                      Unix stream socket (PATH or @name)
  *
- * Prints "listening on PORT" once bound; SIGINT/SIGTERM stop it cleanly. Each
+ * Prints "listening on PORT" (for --local: "listening on PATH") once bound;
+ * SIGINT/SIGTERM stop it cleanly. Each
  * connection receives into its own buffer, sends what arrived (the engine copies)
  * and receives again at once, unless MAX_SENDS_OUT sends are still queued: a client
  * that stops reading stops being read. */
@@ -19,6 +22,8 @@
 
 struct server {
     USocket user; /* the listener's callbacks */
+    USocket udp_user;
+    uint8_t *udp_buf;
     IShutdownHandler shutdown;
     IIoMux *mux;
     ISocketProvider *tcp;
@@ -103,9 +108,11 @@ static void srv_bind_result(USocket *u, ISocket *sock, const char *addr, uint16_
 {
     (void)u;
     (void)sock;
-    printf("listening on %u\n", port);
+    if (port)
+        printf("listening on %u\n", port);
+    else
+        printf("listening on %s\n", addr);
     fflush(stdout);
-    (void)addr;
 }
 
 static void srv_listen_result(USocket *u, ISocket *sock, const char *addr, uint16_t port)
@@ -132,9 +139,8 @@ static void srv_listen_result(USocket *u, ISocket *sock, const char *addr, uint1
     ISocket_Accept(sock, &c->user);
 }
 
-static void srv_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
+static void listener_closed(struct server *s, ISocket *sock, shutdownreason_t reason)
 {
-    struct server *s = container_of(u, struct server, user);
     if (!s->stopping)
         fprintf(stderr, "ringsock-echo: listener closed: %s\n", SocketShutdownReasonToStr(reason));
     ISocket_Delete(sock);
@@ -144,10 +150,38 @@ static void srv_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
     maybe_done(s);
 }
 
+static void srv_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
+{
+    listener_closed(container_of(u, struct server, user), sock, reason);
+}
+
 static const USocketVtbl srv_vtbl = {
     .SocketBindResult = srv_bind_result,
     .SocketListenResult = srv_listen_result,
     .SocketShutdown = srv_shutdown,
+};
+
+/* ---- UDP: one socket, one datagram at a time, straight back to its source ---- */
+
+#define UDP_BUF_SIZE 65536
+
+static void udp_recv_from(USocket *u, ISocket *sock, void *buf, size_t len, IPaddr src,
+                          uint16_t port)
+{
+    (void)u;
+    ISocket_SendTo(sock, buf, len, src, port); /* copied: the buffer is free again */
+    ISocket_Recv(sock, buf, UDP_BUF_SIZE, true);
+}
+
+static void udp_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
+{
+    listener_closed(container_of(u, struct server, udp_user), sock, reason);
+}
+
+static const USocketVtbl udp_vtbl = {
+    .SocketBindResult = srv_bind_result,
+    .SocketRecvFromResult = udp_recv_from,
+    .SocketShutdown = udp_shutdown,
 };
 
 static void on_shutdown(IShutdownHandler *h)
@@ -172,9 +206,9 @@ static const struct IShutdownHandlerVtbl shutdown_vtbl = {on_shutdown, on_shutdo
 
 int main(int argc, char **argv)
 {
-    const char *addr = NULL;
+    const char *addr = NULL, *local = NULL;
     unsigned port = 0;
-    bool v6 = false;
+    bool v6 = false, udp = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc)
             port = (unsigned)atoi(argv[++i]);
@@ -182,21 +216,38 @@ int main(int argc, char **argv)
             addr = argv[++i];
         else if (!strcmp(argv[i], "--v6"))
             v6 = true;
+        else if (!strcmp(argv[i], "--udp"))
+            udp = true;
+        else if (!strcmp(argv[i], "--local") && i + 1 < argc)
+            local = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--port P] [--addr A] [--v6]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--udp] [--port P] [--addr A] [--v6] | --local PATH\n",
+                    argv[0]);
             return 2;
         }
     }
-    struct server s = {.user.vtbl = &srv_vtbl, .shutdown.vtbl = &shutdown_vtbl};
+    struct server s = {.user.vtbl = &srv_vtbl, .udp_user.vtbl = &udp_vtbl,
+                       .shutdown.vtbl = &shutdown_vtbl};
     s.mux = IIoMux_Create();
     if (!s.mux)
         return 1;
     s.log = IInstanceLog_Create("ringsock-echo", 0);
-    s.tcp = CreateTCPSocketProvider();
+    s.tcp = udp ? CreateUDPSocketProvider()
+                : local ? CreateLocalSocketProvider() : CreateTCPSocketProvider();
     IIoMux_RegisterShutdownHandler(s.mux, &s.shutdown);
-    s.listener = ISocketProvider_CreateSocket(s.tcp, s.mux, &s.user, s.log, v6, NULL);
-    ISocket_BindReuse(s.listener, addr, (uint16_t)port, true);
-    ISocket_Listen(s.listener);
+    if (udp) {
+        s.udp_buf = malloc(UDP_BUF_SIZE);
+        s.listener = ISocketProvider_CreateSocket(s.tcp, s.mux, &s.udp_user, s.log, v6, NULL);
+        ISocket_BindReuse(s.listener, addr, (uint16_t)port, true);
+        ISocket_Recv(s.listener, s.udp_buf, UDP_BUF_SIZE, true);
+    } else {
+        s.listener = ISocketProvider_CreateSocket(s.tcp, s.mux, &s.user, s.log, v6, NULL);
+        if (local)
+            ISocket_Bind(s.listener, local, 0);
+        else
+            ISocket_BindReuse(s.listener, addr, (uint16_t)port, true);
+        ISocket_Listen(s.listener);
+    }
     IIoMux_Run(s.mux);
     /* Terminated: by the shutdown handler, or because the listener failed. */
     while (s.conns) {
@@ -208,6 +259,7 @@ int main(int argc, char **argv)
     }
     if (s.listener)
         ISocket_Delete(s.listener);
+    free(s.udp_buf);
     ISocketProvider_Delete(s.tcp);
     IInstanceLog_Delete(s.log);
     IIoMux_Delete(s.mux);
