@@ -1,10 +1,10 @@
 /* Stream core for TCP and local sockets.
  *
  * Completion handlers only change state and queue events; every application callback
- * leaves from deliver_events(), which runs from the loop's deferred queue. So no
- * callback runs inside an API call, and a socket deleted from inside a callback is
- * never touched again: the socket lives until the application has deleted it and the
- * last in-flight operation has completed (refs).
+ * leaves from the socket core's delivery (core.c), which runs from the loop's deferred
+ * queue. So no callback runs inside an API call, and a socket deleted from inside a
+ * callback is never touched again: it lives until the application has deleted it and
+ * the last in-flight operation has completed.
  *
  * Receives go straight into the caller's buffer (MSG_WAITALL for full receives).
  * Sends are copied into 16 KiB segments that coalesce the sends of one loop round
@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core.h"
 #include "log_internal.h"
 #include "stream.h"
 
@@ -26,24 +27,11 @@
 #define RS_DIRECT_SEND_MIN 65536   /* from here a send first tries to go straight out */
 #define RS_ZC_MIN 32768            /* zero-copy only pays for large payloads */
 #define RS_ACCEPT_RETRY_MS 100     /* back-off when accept runs out of descriptors */
-#define RS_MAX_CANCELED 4
 
 enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 
 /* Connection failures (refused, reset, invalid address) are logged under the type's
  * flag; running out of resources (descriptors, accept failures) always is. */
-
-/* Pending events, delivered in this order of priority. */
-enum {
-    EV_BIND = 1u << 0,
-    EV_CONNECTED = 1u << 1,
-    EV_ACCEPTED = 1u << 2,
-    EV_LISTEN = 1u << 3,
-    EV_SENDS = 1u << 4,
-    EV_RECV_CANCELED = 1u << 5,
-    EV_RECV_DONE = 1u << 6,
-    EV_CLOSE = 1u << 7,
-};
 
 struct seg {
     struct seg *next;
@@ -57,18 +45,13 @@ struct seg {
 };
 
 struct rs_stream {
-    ISocket base;
+    struct rs_core core; /* lifetime and event delivery */
     const struct rs_stream_type *type;
     int fd;
     enum state state;
     bool v6;
-    bool shutdown_requested; /* ISocket_Shutdown called */
-    bool closed_delivered;   /* SocketShutdown went out: the socket is inert */
-    bool deleted;
     bool zc_ok;
-    unsigned refs;     /* the application's, one per operation in flight, one per delivery */
-    unsigned inflight; /* operations the kernel holds */
-    int qos;       /* -1: not set */
+    int qos; /* -1: not set */
     struct rs_sockaddr peer;
 
     struct rs_op connect_op, accept_op, recv_op, send_op;
@@ -79,8 +62,6 @@ struct rs_stream {
     bool rpartial;
     bool rop_inflight, rop_canceled;
     uint8_t *rop_dst;
-    void *canceled[RS_MAX_CANCELED]; /* buffers owed a SocketRecvCanceled */
-    unsigned canceled_n;
     uint8_t *stash; /* bytes that arrived for a canceled receive: served first */
     size_t stash_len, stash_off;
 
@@ -88,11 +69,7 @@ struct rs_stream {
     struct seg *shead, *scur, *stail;
     bool sop_inflight;
     uint64_t zc_issued, zc_done;
-    uint32_t ready_results;
-
-    unsigned pending;
-    shutdownreason_t close_reason;
-    struct rs_task events_task, flush_task;
+    struct rs_task flush_task;
 
     /* listener */
     int *accepted;
@@ -101,18 +78,16 @@ struct rs_stream {
     ITimer *accept_retry;
     int offered_fd;
     bool offered_taken;
-
-    char bind_addr[108];
-    uint16_t bind_port;
 };
 
 #define S(isock) ((struct rs_stream *)(isock))
-#define LOG_ON(s) IInstanceLog_LogFlagSet((s)->base.log, (s)->type->log_flag)
-#define LOG(s, ...) IInstanceLog_Log((s)->base.log, (s)->type->log_flag, __VA_ARGS__)
-#define LOG_ERR(s, ...) rs_log_error((s)->base.log, (s)->type->log_flag, __VA_ARGS__)
+#define LOG_ON(s) IInstanceLog_LogFlagSet((s)->core.base.log, (s)->type->log_flag)
+#define LOG(s, ...) IInstanceLog_Log((s)->core.base.log, (s)->type->log_flag, __VA_ARGS__)
+#define LOG_ERR(s, ...) rs_log_error((s)->core.base.log, (s)->type->log_flag, __VA_ARGS__)
+#define NAME(s) ((s)->core.base.ops->name)
 
-static void deliver_events(struct rs_task *t);
 static void flush_task_run(struct rs_task *t);
+static const struct rs_core_type stream_core_type;
 static void connect_complete(struct rs_op *op, int res, unsigned flags);
 static void accept_complete(struct rs_op *op, int res, unsigned flags);
 static void recv_complete(struct rs_op *op, int res, unsigned flags);
@@ -175,31 +150,12 @@ static void close_accepted(struct rs_stream *s)
     s->accepted_len = 0;
 }
 
-static void stream_unref(struct rs_stream *s)
+static void stream_free(struct rs_core *c)
 {
-    if (--s->refs > 0)
-        return;
+    struct rs_stream *s = (struct rs_stream *)c;
     free(s->stash);
     free(s->accepted);
     free(s);
-}
-
-static void op_begin(struct rs_stream *s)
-{
-    s->refs++;
-    s->inflight++;
-}
-
-static void op_end(struct rs_stream *s)
-{
-    s->inflight--;
-    stream_unref(s);
-}
-
-static void queue_event(struct rs_stream *s, unsigned ev)
-{
-    s->pending |= ev;
-    rs_defer(s->base.mux, &s->events_task);
 }
 
 /* Releases the kernel's hold on everything of ours and closes the descriptor.
@@ -207,8 +163,8 @@ static void queue_event(struct rs_stream *s, unsigned ev)
 static void release_fd(struct rs_stream *s)
 {
     if (s->fd >= 0) {
-        if (s->inflight)
-            rs_io_cancel_fd(s->base.mux->io, s->fd);
+        if (s->core.inflight)
+            rs_io_cancel_fd(s->core.base.mux->io, s->fd);
         close(s->fd);
         s->fd = -1;
     }
@@ -225,9 +181,8 @@ static void end(struct rs_stream *s, shutdownreason_t reason)
         return;
     s->state = ST_CLOSED;
     release_fd(s);
-    s->close_reason = reason;
-    LOG(s, "%s %p closed: %s", s->base.ops->name, (void *)s, SocketShutdownReasonToStr(reason));
-    queue_event(s, EV_CLOSE);
+    LOG(s, "%s %p closed: %s", NAME(s), (void *)s, SocketShutdownReasonToStr(reason));
+    rs_core_close_event(&s->core, reason);
 }
 
 static shutdownreason_t reason_for_io_error(int err)
@@ -254,18 +209,16 @@ static struct rs_stream *stream_new(const struct rs_stream_type *type, IIoMux *m
     struct rs_stream *s = calloc(1, sizeof(*s));
     if (!s)
         rs_fatal("ISocketProvider_CreateSocket: out of memory");
-    rs_socket_init(&s->base, type->ops, m, user, log, type->log_flag);
+    rs_core_init(&s->core, &stream_core_type, type->ops, m, user, log, type->log_flag);
     s->type = type;
     s->fd = -1;
     s->v6 = v6;
     s->qos = -1;
-    s->refs = 1;
     s->offered_fd = -1;
     s->connect_op.complete = connect_complete;
     s->accept_op.complete = accept_complete;
     s->recv_op.complete = recv_complete;
     s->send_op.complete = send_complete;
-    rs_task_init(&s->events_task, deliver_events);
     rs_task_init(&s->flush_task, flush_task_run);
     return s;
 }
@@ -273,7 +226,7 @@ static struct rs_stream *stream_new(const struct rs_stream_type *type, IIoMux *m
 ISocket *rs_stream_create(const struct rs_stream_type *type, IIoMux *m, USocket *user,
                           IInstanceLog *log, bool useIPv6)
 {
-    return &stream_new(type, m, user, log, useIPv6)->base;
+    return &stream_new(type, m, user, log, useIPv6)->core.base;
 }
 
 int rs_stream_fd(const ISocket *is)
@@ -322,7 +275,7 @@ static int open_fd(struct rs_stream *s, int family, bool listener)
     return err;
 }
 
-/* ---- event delivery: the one place callbacks leave from -------------------------------- */
+/* ---- the hooks the socket core calls while delivering events --------------------------- */
 
 static void offer_connection(struct rs_stream *s, int fd)
 {
@@ -332,94 +285,63 @@ static void offer_connection(struct rs_stream *s, int fd)
     peer.len = sizeof(peer.u);
     if (getpeername(fd, &peer.u.sa, &peer.len) == 0)
         s->type->format(&peer.u.sa, peer.len, addr, sizeof(addr), &port);
-    LOG(s, "%s %p: connection from %s:%u", s->base.ops->name, (void *)s, addr, port);
+    LOG(s, "%s %p: connection from %s:%u", NAME(s), (void *)s, addr, port);
     s->offered_fd = fd;
     s->offered_taken = false;
-    s->base.in_listen_result = true;
-    s->base.accept_called = false;
-    rs_cb_listen_result(&s->base, addr, port);
-    s->base.in_listen_result = false;
+    s->core.base.in_listen_result = true;
+    s->core.base.accept_called = false;
+    rs_cb_listen_result(&s->core.base, addr, port);
+    s->core.base.in_listen_result = false;
     s->offered_fd = -1;
     if (!s->offered_taken) {
-        LOG(s, "%s %p: connection from %s:%u rejected", s->base.ops->name, (void *)s, addr,
-            port);
+        LOG(s, "%s %p: connection from %s:%u rejected", NAME(s), (void *)s, addr, port);
         close(fd);
     }
 }
 
-static bool canceled_buffer_ready(const struct rs_stream *s)
+static void deliver_listen(struct rs_core *c)
+{
+    struct rs_stream *s = (struct rs_stream *)c;
+    if (s->accepted_len == 0 || s->state != ST_LISTENING) {
+        c->pending &= ~RS_EV_LISTEN;
+        return;
+    }
+    int fd = s->accepted[0];
+    memmove(s->accepted, s->accepted + 1, --s->accepted_len * sizeof(int));
+    offer_connection(s, fd);
+}
+
+static void deliver_recv(struct rs_core *c)
+{
+    struct rs_stream *s = (struct rs_stream *)c;
+    void *buf = s->rbuf;
+    s->rbuf = NULL;
+    rs_cb_recv_result(&c->base, buf, s->rfill);
+}
+
+static bool canceled_ready(struct rs_core *c)
 {
     /* A canceled receive still in the kernel may yet put bytes in its buffer: the buffer
      * goes back only after its completion moved those bytes to the stash. */
+    struct rs_stream *s = (struct rs_stream *)c;
     return !(s->rop_inflight && s->rop_canceled && s->state != ST_CLOSED);
 }
 
-static void deliver_one(struct rs_stream *s)
+static void *take_recv_buffer(struct rs_core *c)
 {
-    ISocket *is = &s->base;
-    if (s->pending & EV_BIND) {
-        s->pending &= ~EV_BIND;
-        rs_cb_bind_result(is, s->bind_addr, s->bind_port);
-    } else if (s->pending & EV_CONNECTED) {
-        s->pending &= ~EV_CONNECTED;
-        rs_cb_connect_complete(is);
-    } else if (s->pending & EV_ACCEPTED) {
-        s->pending &= ~EV_ACCEPTED;
-        rs_cb_accept_complete(is);
-    } else if (s->pending & EV_LISTEN) {
-        if (s->accepted_len == 0 || s->state != ST_LISTENING) {
-            s->pending &= ~EV_LISTEN;
-            return;
-        }
-        int fd = s->accepted[0];
-        memmove(s->accepted, s->accepted + 1, --s->accepted_len * sizeof(int));
-        offer_connection(s, fd);
-    } else if (s->pending & EV_SENDS) {
-        if (s->ready_results == 0) {
-            s->pending &= ~EV_SENDS;
-            return;
-        }
-        s->ready_results--;
-        rs_cb_send_result(is);
-    } else if (s->pending & EV_RECV_CANCELED) {
-        if (s->canceled_n == 0 || !canceled_buffer_ready(s)) {
-            s->pending &= ~EV_RECV_CANCELED; /* recv_complete queues it again */
-            return;
-        }
-        void *buf = s->canceled[0];
-        memmove(s->canceled, s->canceled + 1, --s->canceled_n * sizeof(void *));
-        rs_cb_recv_canceled(is, buf);
-    } else if (s->pending & EV_RECV_DONE) {
-        s->pending &= ~EV_RECV_DONE;
-        void *buf = s->rbuf;
-        size_t n = s->rfill;
-        s->rbuf = NULL;
-        rs_cb_recv_result(is, buf, n);
-    } else if (s->pending & EV_CLOSE) {
-        if (s->canceled_n > 0) {
-            s->pending |= EV_RECV_CANCELED;
-            return;
-        }
-        if (s->rbuf) {
-            void *buf = s->rbuf;
-            s->rbuf = NULL;
-            rs_cb_recv_canceled(is, buf);
-            return;
-        }
-        s->pending = 0;
-        s->closed_delivered = true;
-        rs_cb_shutdown(is, s->close_reason);
-    }
+    struct rs_stream *s = (struct rs_stream *)c;
+    void *b = s->rbuf;
+    s->rbuf = NULL;
+    return b;
 }
 
-static void deliver_events(struct rs_task *t)
-{
-    struct rs_stream *s = rs_container_of(t, struct rs_stream, events_task);
-    s->refs++; /* the application may delete the socket inside any callback */
-    while (s->pending && !s->deleted && !s->closed_delivered)
-        deliver_one(s);
-    stream_unref(s);
-}
+static const struct rs_core_type stream_core_type = {
+    .deliver_listen = deliver_listen,
+    .deliver_recv = deliver_recv,
+    .canceled_ready = canceled_ready,
+    .take_recv_buffer = take_recv_buffer,
+    .free = stream_free,
+};
 
 /* ---- receive --------------------------------------------------------------------------- */
 
@@ -461,8 +383,8 @@ static void log_traffic(struct rs_stream *s, const char *dir, const void *data, 
 {
     if (!LOG_ON(s))
         return;
-    LOG(s, "%s %p %s %zu bytes", s->base.ops->name, (void *)s, dir, n);
-    IInstanceLog_HexDump(s->base.log, s->type->log_flag, data, n);
+    LOG(s, "%s %p %s %zu bytes", NAME(s), (void *)s, dir, n);
+    IInstanceLog_HexDump(s->core.base.log, s->type->log_flag, data, n);
 }
 
 static void recv_start(struct rs_stream *s)
@@ -482,15 +404,15 @@ static void recv_start(struct rs_stream *s)
             s->stash_len = s->stash_off = 0;
         }
         if (s->rpartial || s->rfill == s->rlen) {
-            queue_event(s, EV_RECV_DONE);
+            rs_core_event(&s->core, RS_EV_RECV_DONE);
             return;
         }
     }
     s->rop_inflight = true;
     s->rop_canceled = false;
     s->rop_dst = s->rbuf + s->rfill;
-    op_begin(s);
-    rs_io_recv(s->base.mux->io, &s->recv_op, s->fd, s->rop_dst, s->rlen - s->rfill,
+    rs_core_op_begin(&s->core);
+    rs_io_recv(s->core.base.mux->io, &s->recv_op, s->fd, s->rop_dst, s->rlen - s->rfill,
                s->rpartial ? 0 : MSG_WAITALL);
 }
 
@@ -499,22 +421,22 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
     (void)flags;
     struct rs_stream *s = rs_container_of(op, struct rs_stream, recv_op);
     s->rop_inflight = false;
-    if (s->state == ST_CLOSED || s->deleted) {
-        op_end(s);
+    if (s->state == ST_CLOSED || s->core.deleted) {
+        rs_core_op_end(&s->core);
         return;
     }
     if (s->rop_canceled) {
         if (res > 0)
             stash_put_back(s, s->rop_dst, (size_t)res);
-        queue_event(s, EV_RECV_CANCELED);
+        rs_core_event(&s->core, RS_EV_RECV_CANCELED);
         recv_start(s);
     } else if (res > 0) {
         log_traffic(s, "received", s->rop_dst, (size_t)res);
         s->rfill += (size_t)res;
-        s->base.stats.bytesReceived += (uint64_t)res;
+        s->core.base.stats.bytesReceived += (uint64_t)res;
         if (s->rpartial || s->rfill == s->rlen) {
-            s->base.stats.recvs++;
-            queue_event(s, EV_RECV_DONE);
+            s->core.base.stats.recvs++;
+            rs_core_event(&s->core, RS_EV_RECV_DONE);
         } else {
             recv_start(s);
         }
@@ -523,10 +445,10 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
     } else if (res == -EINTR || res == -EAGAIN) {
         recv_start(s);
     } else {
-        LOG(s, "%s %p: receive failed: %s", s->base.ops->name, (void *)s, strerror(-res));
+        LOG(s, "%s %p: receive failed: %s", NAME(s), (void *)s, strerror(-res));
         end(s, reason_for_io_error(-res));
     }
-    op_end(s);
+    rs_core_op_end(&s->core);
 }
 
 static void stream_recv(ISocket *is, void *buf, size_t len, bool partial)
@@ -534,7 +456,7 @@ static void stream_recv(ISocket *is, void *buf, size_t len, bool partial)
     struct rs_stream *s = S(is);
     if (s->state == ST_LISTENING)
         rs_socket_misuse(is, "ISocket_Recv on a listening socket");
-    if (s->shutdown_requested || s->closed_delivered || s->deleted)
+    if (s->core.shutdown_requested || s->core.closed_delivered || s->core.deleted)
         return; /* ignored after Shutdown */
     if (s->rbuf)
         rs_socket_misuse(is, "ISocket_Recv while another receive is outstanding");
@@ -550,20 +472,18 @@ static void stream_recv(ISocket *is, void *buf, size_t len, bool partial)
 static void stream_recv_cancel(ISocket *is)
 {
     struct rs_stream *s = S(is);
-    if (!s->rbuf || s->closed_delivered)
+    if (!s->rbuf || s->core.closed_delivered)
         return;
-    if (s->canceled_n == RS_MAX_CANCELED)
-        rs_socket_misuse(is, "ISocket_RecvCancel: too many canceled receives outstanding");
     if (s->rop_inflight && !s->rop_canceled) {
-        rs_io_cancel_op(s->base.mux->io, &s->recv_op);
+        rs_io_cancel_op(s->core.base.mux->io, &s->recv_op);
         s->rop_canceled = true;
     }
     /* What this buffer already holds goes ahead of anything stashed. */
     stash_put_front(s, s->rbuf, s->rfill);
-    s->pending &= ~EV_RECV_DONE;
-    s->canceled[s->canceled_n++] = s->rbuf;
+    s->core.pending &= ~RS_EV_RECV_DONE;
+    void *buf = s->rbuf;
     s->rbuf = NULL;
-    queue_event(s, EV_RECV_CANCELED);
+    rs_core_cancel_buffer(&s->core, buf);
 }
 
 /* ---- send ------------------------------------------------------------------------------ */
@@ -576,16 +496,16 @@ static void release_sent(struct rs_stream *s)
         s->shead = g->next;
         if (s->stail == g)
             s->stail = NULL;
-        s->ready_results += g->results;
+        s->core.ready_results += g->results;
         seg_free(g);
     }
-    if (s->ready_results)
-        queue_event(s, EV_SENDS);
+    if (s->core.ready_results)
+        rs_core_event(&s->core, RS_EV_SENDS);
 }
 
 static void maybe_finish_shutdown(struct rs_stream *s)
 {
-    if (s->shutdown_requested && s->state == ST_CONNECTED && !s->shead && !s->sop_inflight)
+    if (s->core.shutdown_requested && s->state == ST_CONNECTED && !s->shead && !s->sop_inflight)
         end(s, SOCKET_SHUTDOWN_NORMAL);
 }
 
@@ -602,13 +522,13 @@ static void send_next(struct rs_stream *s)
         return;
     }
     s->sop_inflight = true;
-    op_begin(s);
+    rs_core_op_begin(&s->core);
     if (g->zc) {
         s->zc_issued++;
-        rs_io_send_zc(s->base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off,
+        rs_io_send_zc(s->core.base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off,
                       0);
     } else {
-        rs_io_send(s->base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off, 0);
+        rs_io_send(s->core.base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off, 0);
     }
 }
 
@@ -622,11 +542,11 @@ static void send_complete(struct rs_op *op, int res, unsigned flags)
     struct rs_stream *s = rs_container_of(op, struct rs_stream, send_op);
     if (flags & RS_CQE_NOTIF) {
         s->zc_done++;
-        if (s->state != ST_CLOSED && !s->deleted) {
+        if (s->state != ST_CLOSED && !s->core.deleted) {
             release_sent(s);
             maybe_finish_shutdown(s);
         }
-        op_end(s);
+        rs_core_op_end(&s->core);
         return;
     }
     bool notif_follows = flags & RS_CQE_MORE;
@@ -634,12 +554,12 @@ static void send_complete(struct rs_op *op, int res, unsigned flags)
     if (g && g->zc && !notif_follows)
         s->zc_done++; /* no notification will come for this one */
     s->sop_inflight = false;
-    if (s->state == ST_CLOSED || s->deleted) {
+    if (s->state == ST_CLOSED || s->core.deleted) {
         /* nothing */
     } else if (res >= 0) {
         log_traffic(s, "sent", g->data + g->off, (size_t)res);
         g->off += (size_t)res;
-        s->base.stats.bytesSent += (uint64_t)res;
+        s->core.base.stats.bytesSent += (uint64_t)res;
         if (g->off == g->len) {
             if (g->zc)
                 g->zc_mark = s->zc_issued;
@@ -649,11 +569,11 @@ static void send_complete(struct rs_op *op, int res, unsigned flags)
     } else if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
         send_next(s);
     } else {
-        LOG(s, "%s %p: send failed: %s", s->base.ops->name, (void *)s, strerror(-res));
+        LOG(s, "%s %p: send failed: %s", NAME(s), (void *)s, strerror(-res));
         end(s, reason_for_io_error(-res));
     }
     if (!notif_follows)
-        op_end(s);
+        rs_core_op_end(&s->core);
 }
 
 static void append_send(struct rs_stream *s, const uint8_t *buf, size_t len, bool nocopy)
@@ -694,9 +614,9 @@ static void stream_send(ISocket *is, const void *buf, size_t len, bool nocopy)
     struct rs_stream *s = S(is);
     if (s->state == ST_LISTENING)
         rs_socket_misuse(is, "ISocket_Send on a listening socket");
-    if (s->shutdown_requested || s->state == ST_CLOSED || s->deleted)
+    if (s->core.shutdown_requested || s->state == ST_CLOSED || s->core.deleted)
         return; /* ignored after Shutdown; dropped once the connection ended */
-    s->base.stats.sends++;
+    s->core.base.stats.sends++;
     const uint8_t *p = buf;
     if (!nocopy && len >= RS_DIRECT_SEND_MIN && s->state == ST_CONNECTED && !s->shead &&
         !s->sop_inflight) {
@@ -704,27 +624,27 @@ static void stream_send(ISocket *is, const void *buf, size_t len, bool nocopy)
         ssize_t n = send(s->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
             log_traffic(s, "sent", p, (size_t)n);
-            s->base.stats.bytesSent += (uint64_t)n;
+            s->core.base.stats.bytesSent += (uint64_t)n;
             p += n;
             len -= (size_t)n;
             if (len == 0) {
-                s->ready_results++;
-                queue_event(s, EV_SENDS);
+                s->core.ready_results++;
+                rs_core_event(&s->core, RS_EV_SENDS);
                 return;
             }
         }
     }
     append_send(s, p, len, nocopy);
     if (s->state == ST_CONNECTED)
-        rs_flush_later(s->base.mux, &s->flush_task);
+        rs_flush_later(s->core.base.mux, &s->flush_task);
 }
 
 static void stream_shutdown(ISocket *is)
 {
     struct rs_stream *s = S(is);
-    if (s->shutdown_requested || s->state == ST_CLOSED || s->deleted)
+    if (s->core.shutdown_requested || s->state == ST_CLOSED || s->core.deleted)
         return;
-    s->shutdown_requested = true;
+    s->core.shutdown_requested = true;
     switch (s->state) {
     case ST_CONNECTED:
         if (!s->shead && !s->sop_inflight)
@@ -744,7 +664,7 @@ static void stream_shutdown(ISocket *is)
 static void became_connected(struct rs_stream *s)
 {
     s->state = ST_CONNECTED;
-    s->zc_ok = (s->base.mux->features & RS_FEAT_SEND_ZC) && !rs_addr_is_loopback(&s->peer.u.sa);
+    s->zc_ok = (s->core.base.mux->features & RS_FEAT_SEND_ZC) && !rs_addr_is_loopback(&s->peer.u.sa);
     for (struct seg *g = s->scur; g; g = g->next)
         if (g->cap == 0 && g->len >= RS_ZC_MIN) /* no-copy sends queued while connecting */
             g->zc = s->zc_ok;
@@ -756,21 +676,21 @@ static void connect_complete(struct rs_op *op, int res, unsigned flags)
 {
     (void)flags;
     struct rs_stream *s = rs_container_of(op, struct rs_stream, connect_op);
-    if (s->state == ST_CONNECTING && !s->deleted) {
+    if (s->state == ST_CONNECTING && !s->core.deleted) {
         if (res == 0) {
-            LOG(s, "%s %p connected", s->base.ops->name, (void *)s);
-            queue_event(s, EV_CONNECTED);
+            LOG(s, "%s %p connected", NAME(s), (void *)s);
+            rs_core_event(&s->core, RS_EV_CONNECTED);
             became_connected(s);
         } else {
             char addr[108];
             uint16_t port;
             s->type->format(&s->peer.u.sa, s->peer.len, addr, sizeof(addr), &port);
-            LOG(s, "%s %p: connect to %s:%u failed: %s", s->base.ops->name, (void *)s, addr,
+            LOG(s, "%s %p: connect to %s:%u failed: %s", NAME(s), (void *)s, addr,
                     port, strerror(-res));
             end(s, reason_for_connect_error(-res));
         }
     }
-    op_end(s);
+    rs_core_op_end(&s->core);
 }
 
 static void stream_connect(ISocket *is, const char *address, const char *serverName)
@@ -791,8 +711,8 @@ static void stream_connect(ISocket *is, const char *address, const char *serverN
     }
     LOG(s, "%s %p connecting to %s", is->ops->name, (void *)s, address);
     s->state = ST_CONNECTING;
-    op_begin(s);
-    rs_io_connect(s->base.mux->io, &s->connect_op, s->fd, &s->peer.u.sa, s->peer.len);
+    rs_core_op_begin(&s->core);
+    rs_io_connect(s->core.base.mux->io, &s->connect_op, s->fd, &s->peer.u.sa, s->peer.len);
 }
 
 /* ---- bind, listen, accept ------------------------------------------------------------------ */
@@ -836,9 +756,9 @@ static void stream_bind(ISocket *is, const char *localAddr, uint16_t localPort, 
     bound.len = sizeof(bound.u);
     if (getsockname(s->fd, &bound.u.sa, &bound.len) < 0)
         bound = local;
-    s->type->format(&bound.u.sa, bound.len, s->bind_addr, sizeof(s->bind_addr), &s->bind_port);
-    LOG(s, "%s %p bound to %s:%u", is->ops->name, (void *)s, s->bind_addr, s->bind_port);
-    queue_event(s, EV_BIND);
+    s->type->format(&bound.u.sa, bound.len, s->core.bind_addr, sizeof(s->core.bind_addr), &s->core.bind_port);
+    LOG(s, "%s %p bound to %s:%u", is->ops->name, (void *)s, s->core.bind_addr, s->core.bind_port);
+    rs_core_event(&s->core, RS_EV_BIND);
 }
 
 static void accept_retry_fired(ITimer *t, void *arg)
@@ -853,8 +773,8 @@ static void accept_arm(struct rs_stream *s)
     if (s->state != ST_LISTENING || s->accept_armed)
         return;
     s->accept_armed = true;
-    op_begin(s);
-    rs_io_accept(s->base.mux->io, &s->accept_op, s->fd);
+    rs_core_op_begin(&s->core);
+    rs_io_accept(s->core.base.mux->io, &s->accept_op, s->fd);
 }
 
 static void accept_complete(struct rs_op *op, int res, unsigned flags)
@@ -863,7 +783,7 @@ static void accept_complete(struct rs_op *op, int res, unsigned flags)
     bool more = flags & RS_CQE_MORE;
     if (!more)
         s->accept_armed = false;
-    if (s->state != ST_LISTENING || s->deleted) {
+    if (s->state != ST_LISTENING || s->core.deleted) {
         if (res >= 0)
             close(res);
     } else if (res >= 0) {
@@ -879,30 +799,30 @@ static void accept_complete(struct rs_op *op, int res, unsigned flags)
             s->accepted_cap = cap;
         }
         s->accepted[s->accepted_len++] = res;
-        queue_event(s, EV_LISTEN);
+        rs_core_event(&s->core, RS_EV_LISTEN);
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         /* Pending connections wait in the backlog until descriptors free up. */
         if (!s->accept_starved)
-            LOG_ERR(s, "%s %p: accept: %s; retrying every %d ms", s->base.ops->name, (void *)s,
+            LOG_ERR(s, "%s %p: accept: %s; retrying every %d ms", NAME(s), (void *)s,
                     strerror(-res), RS_ACCEPT_RETRY_MS);
         s->accept_starved = true;
         if (!more) {
             if (!s->accept_retry)
-                s->accept_retry = rs_timer_create_internal(s->base.mux, accept_retry_fired, s);
+                s->accept_retry = rs_timer_create_internal(s->core.base.mux, accept_retry_fired, s);
             ITimer_Start(s->accept_retry, RS_ACCEPT_RETRY_MS);
         }
     } else if (res == -ECANCELED || res == -EINTR || res == -EAGAIN || res == -ECONNABORTED ||
                res == -EPERM || res == -EPROTO) {
         /* transient, or a connection that died in the backlog */
     } else {
-        LOG_ERR(s, "%s %p: accept failed: %s", s->base.ops->name, (void *)s, strerror(-res));
+        LOG_ERR(s, "%s %p: accept failed: %s", NAME(s), (void *)s, strerror(-res));
         end(s, SOCKET_ACCEPT_FAILED);
     }
 out:
     if (!more) {
         if (!ITimer_IsRunning(s->accept_retry))
             accept_arm(s);
-        op_end(s);
+        rs_core_op_end(&s->core);
     }
 }
 
@@ -925,15 +845,15 @@ static void stream_accept(ISocket *is, USocket *user)
     struct rs_stream *s = S(is);
     if (!user || s->offered_fd < 0)
         return; /* rejected: closed once SocketListenResult returns */
-    struct rs_stream *c = stream_new(s->type, s->base.mux, user, s->base.log, s->v6);
-    c->base.mode = RS_MODE_ACCEPTED;
+    struct rs_stream *c = stream_new(s->type, s->core.base.mux, user, s->core.base.log, s->v6);
+    c->core.base.mode = RS_MODE_ACCEPTED;
     c->fd = s->offered_fd;
     s->offered_taken = true;
     c->peer.len = sizeof(c->peer.u);
     if (getpeername(c->fd, &c->peer.u.sa, &c->peer.len) < 0)
         memset(&c->peer, 0, sizeof(c->peer));
     c->qos = s->qos;
-    queue_event(c, EV_ACCEPTED);
+    rs_core_event(&c->core, RS_EV_ACCEPTED);
     became_connected(c);
 }
 
@@ -960,16 +880,13 @@ static void stream_set_qos(ISocket *is, qostraffictype_t type)
 static void stream_destroy(ISocket *is)
 {
     struct rs_stream *s = S(is);
-    if (s->deleted)
-        rs_fatal("ISocket_Delete called twice");
-    s->deleted = true;
+    rs_core_delete(&s->core);
     s->state = ST_CLOSED;
     release_fd(s);
-    rs_task_cancel(&s->events_task);
     rs_task_cancel(&s->flush_task);
     ITimer_Delete(s->accept_retry);
     s->accept_retry = NULL;
-    stream_unref(s);
+    rs_core_unref(&s->core);
 }
 
 /* One implementation, two names for messages. */
