@@ -39,6 +39,10 @@ struct rs_backend;
 /* Sets up the backend; on failure returns NULL and writes the reason into why. */
 struct rs_backend *rs_backend_create(char *why, size_t whylen);
 void rs_backend_destroy(struct rs_backend *b);
+/* Binds the backend to the calling thread (the loop's); called by the first Run. */
+void rs_backend_start(struct rs_backend *b);
+/* Completes what is finished or never started, so deleted sockets can be freed. */
+void rs_backend_drain(struct rs_backend *b);
 unsigned rs_backend_features(const struct rs_backend *b);
 const char *rs_backend_describe(const struct rs_backend *b);
 

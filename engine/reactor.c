@@ -66,6 +66,8 @@ void IIoMux_Delete(IIoMux *m)
     if (!m)
         return;
     rs_shutdown_destroy(m);
+    /* Completions of deleted sockets' canceled operations free those sockets. */
+    rs_backend_drain(m->io);
     /* Tasks belong to sockets the application still owns; forget them. */
     while (rs_list_pop_front(&m->deferred))
         ;
@@ -104,6 +106,7 @@ static void run_tasks(struct rs_list *queue)
 
 void IIoMux_Run(IIoMux *m)
 {
+    rs_backend_start(m->io);
     m->terminate = false;
     while (!m->terminate) {
         rs_exec_run(m);

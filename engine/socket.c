@@ -168,6 +168,8 @@ void ISocket_Listen(ISocket *s)
 {
     if (!s->ops->listen)
         rs_socket_misuse(s, "ISocket_Listen on a socket type that does not listen");
+    if (s->mode == RS_MODE_CLIENT)
+        rs_socket_misuse(s, "ISocket_Listen after ISocket_Connect");
     if (s->mode != RS_MODE_SERVER)
         rs_socket_misuse(s, "ISocket_Listen without ISocket_Bind");
     API_CALL(s, s->ops->listen(s));

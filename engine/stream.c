@@ -316,6 +316,7 @@ static void deliver_recv(struct rs_core *c)
     struct rs_stream *s = (struct rs_stream *)c;
     void *buf = s->rbuf;
     s->rbuf = NULL;
+    c->base.stats.recvs++;
     rs_cb_recv_result(&c->base, buf, s->rfill);
 }
 
@@ -426,8 +427,10 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
         return;
     }
     if (s->rop_canceled) {
-        if (res > 0)
+        if (res > 0) {
+            s->core.base.stats.bytesReceived += (uint64_t)res;
             stash_put_back(s, s->rop_dst, (size_t)res);
+        }
         rs_core_event(&s->core, RS_EV_RECV_CANCELED);
         recv_start(s);
     } else if (res > 0) {
@@ -435,7 +438,6 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
         s->rfill += (size_t)res;
         s->core.base.stats.bytesReceived += (uint64_t)res;
         if (s->rpartial || s->rfill == s->rlen) {
-            s->core.base.stats.recvs++;
             rs_core_event(&s->core, RS_EV_RECV_DONE);
         } else {
             recv_start(s);
@@ -454,8 +456,8 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
 static void stream_recv(ISocket *is, void *buf, size_t len, bool partial)
 {
     struct rs_stream *s = S(is);
-    if (s->state == ST_LISTENING)
-        rs_socket_misuse(is, "ISocket_Recv on a listening socket");
+    if (is->mode == RS_MODE_SERVER)
+        rs_socket_misuse(is, "ISocket_Recv after ISocket_Bind");
     if (s->core.shutdown_requested || s->core.closed_delivered || s->core.deleted)
         return; /* ignored after Shutdown */
     if (s->rbuf)

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <liburing.h>
 
@@ -21,8 +23,13 @@
 struct rs_backend {
     struct io_uring ring;
     unsigned features;
+    bool started; /* created disabled: the first Run binds the ring to its thread */
     char desc[160];
 };
+
+/* An operation canceled before the ring started is turned into a NOP whose user_data
+ * carries this bit; its completion then reports -ECANCELED. Ops are 8-byte aligned. */
+#define RS_UDATA_CANCELED 1u
 
 static int ring_init(struct rs_backend *b, unsigned setup_flags)
 {
@@ -88,10 +95,13 @@ struct rs_backend *rs_backend_create(char *why, size_t whylen)
         snprintf(why, whylen, "out of memory");
         return NULL;
     }
+    /* Disabled until the first Run: SINGLE_ISSUER and DEFER_TASKRUN bind the ring to the
+     * thread that enables it, which should be the loop's, not the creator's. */
     static const unsigned tries[] = {
-        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
-        0,
+        IORING_SETUP_R_DISABLED | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+            IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_R_DISABLED | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+        IORING_SETUP_R_DISABLED,
     };
     int ret = -EINVAL;
     unsigned used = 0;
@@ -115,13 +125,25 @@ struct rs_backend *rs_backend_create(char *why, size_t whylen)
         free(b);
         return NULL;
     }
-    io_uring_register_ring_fd(&b->ring); /* saves an fd lookup per enter; optional */
     snprintf(b->desc, sizeof(b->desc), "io_uring sq=%u cq=%u%s%s%s", b->ring.sq.ring_entries,
              b->ring.cq.ring_entries,
              (used & IORING_SETUP_DEFER_TASKRUN) ? " defer_taskrun" : " coop_taskrun",
              (b->features & RS_FEAT_SEND_ZC) ? " send_zc" : "",
              (b->features & RS_FEAT_BUNDLE) ? " bundle" : "");
     return b;
+}
+
+void rs_backend_start(struct rs_backend *b)
+{
+    if (b->started)
+        return;
+    /* Debian's liburing 2.3 declares io_uring_enable_rings but does not export it. */
+    if (syscall(__NR_io_uring_register, b->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) <
+        0)
+        fprintf(stderr, "ringsock: enabling the ring failed: %s\n", strerror(errno));
+    /* Per thread: saves an fd lookup per enter. Optional. */
+    io_uring_register_ring_fd(&b->ring);
+    b->started = true;
 }
 
 void rs_backend_destroy(struct rs_backend *b)
@@ -148,6 +170,7 @@ static struct io_uring_sqe *get_sqe(struct rs_backend *b, struct rs_op *op)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
     while (!sqe) {
+        rs_backend_start(b); /* more queued before Run than the SQ holds: start here */
         io_uring_submit(&b->ring);
         sqe = io_uring_get_sqe(&b->ring);
     }
@@ -203,6 +226,22 @@ void rs_io_read(struct rs_backend *b, struct rs_op *op, int fd, void *buf, size_
     io_uring_prep_read(get_sqe(b, op), fd, buf, (unsigned)len, 0);
 }
 
+/* Before the ring started nothing reached the kernel: neutralize the queued SQEs. */
+static void cancel_unsubmitted(struct rs_backend *b, int fd, const struct rs_op *op)
+{
+    struct io_uring_sq *sq = &b->ring.sq;
+    for (unsigned i = *sq->khead; i != sq->sqe_tail; i++) {
+        struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+        uint64_t ud = sqe->user_data;
+        if (sqe->opcode == IORING_OP_NOP || (ud & RS_UDATA_CANCELED))
+            continue;
+        if ((op && ud == (uint64_t)(uintptr_t)op) || (!op && sqe->fd == fd)) {
+            io_uring_prep_nop(sqe);
+            sqe->user_data = ud | RS_UDATA_CANCELED;
+        }
+    }
+}
+
 static void sync_cancel(struct rs_backend *b, struct io_uring_sync_cancel_reg *reg)
 {
     /* Operations still in the SQ are unknown to the kernel until submitted. */
@@ -217,6 +256,10 @@ static void sync_cancel(struct rs_backend *b, struct io_uring_sync_cancel_reg *r
 
 void rs_io_cancel_fd(struct rs_backend *b, int fd)
 {
+    if (!b->started) {
+        cancel_unsubmitted(b, fd, NULL);
+        return;
+    }
     struct io_uring_sync_cancel_reg reg;
     memset(&reg, 0, sizeof(reg));
     reg.fd = fd;
@@ -226,6 +269,10 @@ void rs_io_cancel_fd(struct rs_backend *b, int fd)
 
 void rs_io_cancel_op(struct rs_backend *b, struct rs_op *op)
 {
+    if (!b->started) {
+        cancel_unsubmitted(b, -1, op);
+        return;
+    }
     struct io_uring_sync_cancel_reg reg;
     memset(&reg, 0, sizeof(reg));
     reg.addr = (uint64_t)(uintptr_t)op;
@@ -256,11 +303,12 @@ static unsigned reap(struct rs_backend *b)
     struct io_uring_cqe *cqe;
     io_uring_for_each_cqe(&b->ring, head, cqe)
     {
-        if (cqe->user_data == LIBURING_UDATA_TIMEOUT || cqe->user_data == 0) {
+        uint64_t ud = cqe->user_data;
+        if (ud == LIBURING_UDATA_TIMEOUT || ud == 0) {
             batch[n].op = NULL;
         } else {
-            batch[n].op = (struct rs_op *)(uintptr_t)cqe->user_data;
-            batch[n].res = cqe->res;
+            batch[n].op = (struct rs_op *)(uintptr_t)(ud & ~(uint64_t)RS_UDATA_CANCELED);
+            batch[n].res = (ud & RS_UDATA_CANCELED) ? -ECANCELED : cqe->res;
             batch[n].flags = map_flags(cqe->flags);
         }
         if (++n == RS_REAP_BATCH)
@@ -271,6 +319,35 @@ static unsigned reap(struct rs_backend *b)
         if (batch[i].op)
             batch[i].op->complete(batch[i].op, batch[i].res, batch[i].flags);
     return n;
+}
+
+static void rs_fatal_backend(const char *why)
+{
+    fprintf(stderr, "ringsock: io_uring_enter failed: %s\n", why);
+    abort();
+}
+
+void rs_backend_drain(struct rs_backend *b)
+{
+    if (!b->started) {
+        /* Nothing reached the kernel: complete what is queued as canceled. */
+        struct io_uring_sq *sq = &b->ring.sq;
+        for (unsigned i = *sq->khead; i != sq->sqe_tail; i++) {
+            struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+            uint64_t ud = sqe->user_data & ~(uint64_t)RS_UDATA_CANCELED;
+            io_uring_prep_nop(sqe);
+            sqe->user_data = 0;
+            if (ud)
+                ((struct rs_op *)(uintptr_t)ud)->complete((struct rs_op *)(uintptr_t)ud,
+                                                          -ECANCELED, 0);
+        }
+        return;
+    }
+    for (int i = 0; i < 8; i++) {
+        io_uring_submit_and_get_events(&b->ring);
+        if (reap(b) == 0)
+            break;
+    }
 }
 
 void rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns)
@@ -288,7 +365,13 @@ void rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns)
         struct io_uring_cqe *cqe;
         ret = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL);
     }
-    (void)ret; /* -ETIME, -EINTR and -EBUSY (CQ overflow) all mean: reap what is there */
+    /* -ETIME, -EINTR, -EAGAIN and -EBUSY (CQ overflow) all mean: reap what is there. */
+    if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+        if (ret == -EEXIST)
+            rs_fatal_backend("IIoMux_Run: this loop already ran on another thread; an IIoMux "
+                             "is bound to the thread that first runs it");
+        rs_fatal_backend(strerror(-ret));
+    }
     /* Bounded so timers and deferred work are not starved by a flood. */
     for (int i = 0; i < 16 && reap(b) == RS_REAP_BATCH; i++)
         ;

@@ -12,6 +12,16 @@
 
 int h_in_api;
 
+/* LeakSanitizer's report at process exit does not fail a Criterion test, so suites ask
+ * for a leak check themselves when the sanitizer is linked in. */
+int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
+void h_check_leaks(void)
+{
+    if (__lsan_do_recoverable_leak_check)
+        cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "LeakSanitizer found leaks");
+}
+
 static const char *const kind_names[] = {
     "ConnectComplete", "BindResult", "ListenResult", "AcceptComplete", "Shutdown",
     "SendResult",      "RecvResult", "RecvFromResult", "RecvCanceled",
@@ -85,6 +95,7 @@ void h_env_fini(struct h_env *env)
     ISocketProvider_Delete(env->tcp);
     IIoMux_Delete(env->mux);
     IInstanceLog_Delete(env->log);
+    h_check_leaks();
 }
 
 bool h_run_until(struct h_env *env, bool (*cond)(struct h_env *, void *), void *arg,

@@ -87,6 +87,9 @@ struct h_env {
 };
 
 void h_env_init(struct h_env *env);
+/* Fails the test if LeakSanitizer (when linked in) finds leaked memory. h_env_fini calls
+ * it after freeing the environment. */
+void h_check_leaks(void);
 void h_env_fini(struct h_env *env);
 /* Runs the loop until cond(env, arg) holds (checked after every callback and every
  * 2 ms) or timeout_ms passes. Returns true if the condition held. */

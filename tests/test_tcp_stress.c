@@ -1,0 +1,838 @@
+/* TCP under load: large full-duplex transfers with random send and receive sizes,
+ * SendResult ordering across ISocket_Send and ISocket_SendNoCopy, thousands of
+ * concurrent connections in one loop, and the byte counters of ISocket_GetStats. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Sized for a 2-core machine: about 2 s in all, under 5 s with ASan. */
+#define STRESS_BYTES (64u << 20)
+#define STRESS_CONNS 5000
+
+static struct h_env env;
+
+static void setup(void)
+{
+    h_env_init(&env);
+}
+
+static void teardown(void)
+{
+    h_env_fini(&env);
+}
+
+TestSuite(tcp_stress, .init = setup, .fini = teardown, .timeout = 60);
+
+static char port_addr[64];
+static const char *addr_of(uint16_t port)
+{
+    snprintf(port_addr, sizeof(port_addr), "127.0.0.1:%u", port);
+    return port_addr;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sizes 1..256 KiB, skewed so tiny and small sends and receives are common too. */
+static size_t rand_size(uint32_t *rng)
+{
+    uint32_t r = h_rand(rng);
+    switch (r & 3) {
+    case 0:
+        return 1 + (r >> 8) % 256;
+    case 1:
+        return 1 + (r >> 8) % 16384;
+    default:
+        return 1 + (r >> 8) % (256 * 1024);
+    }
+}
+
+static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return i;
+    return n;
+}
+
+/* A minimal listener: accepts every connection with the USocket next_user points at. */
+struct listener {
+    USocket user;
+    ISocket *sock;
+    USocket *next_user;
+    unsigned offers;
+};
+
+static void lst_listen(USocket *u, ISocket *s, const char *addr, uint16_t port)
+{
+    (void)addr;
+    (void)port;
+    struct listener *l = h_container_of(u, struct listener, user);
+    cr_assert_eq(h_in_api, 0, "ListenResult inside an API call");
+    l->offers++;
+    CALL(ISocket_Accept(s, l->next_user));
+}
+
+static void lst_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
+{
+    (void)u;
+    (void)s;
+    cr_assert_fail("listener shut down: %s", SocketShutdownReasonToStr(r));
+}
+
+static const USocketVtbl lst_vtbl = {
+    .SocketListenResult = lst_listen,
+    .SocketShutdown = lst_shutdown,
+};
+
+static uint16_t listener_start(struct listener *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->user.vtbl = &lst_vtbl;
+    CALL(l->sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &l->user, env.log, false,
+                                                NULL));
+    cr_assert_not_null(l->sock);
+    CALL(ISocket_Bind(l->sock, "127.0.0.1", 0));
+    CALL(ISocket_Listen(l->sock));
+    char a[64];
+    uint16_t port = 0;
+    CALL(ISocket_GetLocalAddress(l->sock, a, sizeof(a), &port));
+    cr_assert_neq(port, 0);
+    return port;
+}
+
+/* ---- full duplex: random sends, random receives, every byte checked ------------------ */
+
+#define WINDOW_BYTES (4u << 20) /* bytes sent but not yet confirmed by a SendResult */
+#define WINDOW_SENDS 256
+
+struct peer {
+    USocket user;
+    ISocket *sock;
+    const char *name;
+    uint32_t tx_rng, rx_rng; /* separate: the size sequences must not depend on timing */
+    /* sender */
+    const uint8_t *tx;
+    size_t tx_total, tx_off;
+    size_t sends, results;
+    size_t fifo[WINDOW_SENDS]; /* sizes of the sends awaiting their result, oldest first */
+    size_t fifo_head, fifo_n, window;
+    /* receiver */
+    const uint8_t *rx_expect;
+    size_t rx_total, rx_off;
+    uint8_t *rbuf;
+    size_t rreq;
+    bool rpartial, rpending, tail;
+    size_t recv_results, tail_results, canceled;
+    /* lifecycle */
+    bool connected;
+    size_t shutdowns;
+    shutdownreason_t reason;
+    int last_event; /* 1 canceled, 2 shutdown: for the order at the end */
+};
+
+static void peer_pump(struct peer *p)
+{
+    while (p->tx_off < p->tx_total && p->fifo_n < WINDOW_SENDS && p->window < WINDOW_BYTES) {
+        size_t len = rand_size(&p->tx_rng);
+        if (len > p->tx_total - p->tx_off)
+            len = p->tx_total - p->tx_off;
+        CALL(ISocket_Send(p->sock, p->tx + p->tx_off, len));
+        p->tx_off += len;
+        p->sends++;
+        p->fifo[(p->fifo_head + p->fifo_n++) % WINDOW_SENDS] = len;
+        p->window += len;
+    }
+}
+
+static void peer_recv_next(struct peer *p)
+{
+    if (p->rx_off == p->rx_total) {
+        /* Everything expected is in: a last partial receive catches any extra byte. */
+        p->tail = true;
+        p->rreq = 1024;
+        p->rpartial = true;
+    } else {
+        p->rreq = rand_size(&p->rx_rng);
+        if (p->rreq > p->rx_total - p->rx_off)
+            p->rreq = p->rx_total - p->rx_off;
+        p->rpartial = h_rand(&p->rx_rng) & 1;
+    }
+    p->rpending = true;
+    CALL(ISocket_Recv(p->sock, p->rbuf, p->rreq, p->rpartial));
+}
+
+static struct peer *peer_of(USocket *u)
+{
+    cr_assert_eq(h_in_api, 0, "callback inside an API call");
+    return h_container_of(u, struct peer, user);
+}
+
+static void peer_connected(USocket *u, ISocket *s)
+{
+    struct peer *p = peer_of(u);
+    cr_assert_eq(s, p->sock);
+    cr_assert(!p->connected, "%s: second ConnectComplete", p->name);
+    p->connected = true;
+}
+
+static void peer_accepted(USocket *u, ISocket *s)
+{
+    struct peer *p = peer_of(u);
+    cr_assert(!p->connected, "%s: second AcceptComplete", p->name);
+    p->sock = s;
+    p->connected = true;
+    peer_recv_next(p);
+    peer_pump(p);
+}
+
+static void peer_send_result(USocket *u, ISocket *s)
+{
+    struct peer *p = peer_of(u);
+    cr_assert_eq(s, p->sock);
+    cr_assert_lt(p->results, p->sends, "%s: more SendResults than sends", p->name);
+    cr_assert_gt(p->fifo_n, 0);
+    p->window -= p->fifo[p->fifo_head];
+    p->fifo_head = (p->fifo_head + 1) % WINDOW_SENDS;
+    p->fifo_n--;
+    p->results++;
+    peer_pump(p);
+}
+
+static void peer_recv_result(USocket *u, ISocket *s, void *buf, size_t len)
+{
+    struct peer *p = peer_of(u);
+    cr_assert_eq(s, p->sock);
+    cr_assert(p->rpending, "%s: RecvResult without a receive", p->name);
+    cr_assert_eq(buf, p->rbuf, "%s: RecvResult with a foreign buffer", p->name);
+    p->rpending = false;
+    if (p->tail) {
+        p->tail_results++;
+        cr_assert_fail("%s: %zu bytes beyond the %zu sent", p->name, len, p->rx_total);
+    }
+    p->recv_results++;
+    if (p->rpartial)
+        cr_assert(len >= 1 && len <= p->rreq, "%s: partial receive of %zu for %zu", p->name,
+                  len, p->rreq);
+    else
+        cr_assert_eq(len, p->rreq, "%s: full receive of %zu returned %zu", p->name, p->rreq,
+                     len);
+    size_t d = first_diff(buf, p->rx_expect + p->rx_off, len);
+    cr_assert_eq(d, len, "%s: byte %zu of the stream differs", p->name, p->rx_off + d);
+    p->rx_off += len;
+    peer_recv_next(p);
+}
+
+static void peer_canceled(USocket *u, ISocket *s, void *buf)
+{
+    struct peer *p = peer_of(u);
+    cr_assert_eq(s, p->sock);
+    cr_assert(p->rpending && buf == p->rbuf, "%s: RecvCanceled for no receive", p->name);
+    p->rpending = false;
+    p->canceled++;
+    p->last_event = 1;
+}
+
+static void peer_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
+{
+    struct peer *p = peer_of(u);
+    cr_assert_eq(s, p->sock);
+    p->shutdowns++;
+    p->reason = r;
+    p->last_event = 2;
+}
+
+static const USocketVtbl peer_vtbl = {
+    .SocketConnectComplete = peer_connected,
+    .SocketAcceptComplete = peer_accepted,
+    .SocketShutdown = peer_shutdown,
+    .SocketSendResult = peer_send_result,
+    .SocketRecvResult = peer_recv_result,
+    .SocketRecvCanceled = peer_canceled,
+};
+
+static void peer_init(struct peer *p, const char *name, uint32_t seed, const uint8_t *tx,
+                      const uint8_t *rx, size_t total)
+{
+    memset(p, 0, sizeof(*p));
+    p->user.vtbl = &peer_vtbl;
+    p->name = name;
+    p->tx_rng = seed;
+    p->rx_rng = seed * 7919;
+    p->tx = tx;
+    p->tx_total = total;
+    p->rx_expect = rx;
+    p->rx_total = total;
+    p->rbuf = malloc(256 * 1024);
+    cr_assert_not_null(p->rbuf);
+}
+
+static bool peer_done(const struct peer *p)
+{
+    return p->tx_off == p->tx_total && p->results == p->sends && p->rx_off == p->rx_total;
+}
+
+static bool duplex_done(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct peer *pp = arg;
+    return peer_done(&pp[0]) && peer_done(&pp[1]);
+}
+
+static bool both_shut(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct peer *pp = arg;
+    return pp[0].shutdowns && pp[1].shutdowns;
+}
+
+Test(tcp_stress, full_duplex_random_sizes_exact_bytes)
+{
+    const size_t total = STRESS_BYTES;
+    uint8_t *up = malloc(total), *down = malloc(total);
+    cr_assert(up && down);
+    h_fill(up, total, 0x1234);
+    h_fill(down, total, 0xbeef); /* different streams: crossed directions would show */
+
+    struct listener l;
+    uint16_t port = listener_start(&l);
+    struct peer pp[2]; /* [0] client, [1] server side */
+    peer_init(&pp[0], "client", 11, up, down, total);
+    peer_init(&pp[1], "server", 29, down, up, total);
+    l.next_user = &pp[1].user;
+
+    double t0 = now_s();
+    CALL(pp[0].sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &pp[0].user, env.log, false,
+                                                   NULL));
+    CALL(ISocket_Connect(pp[0].sock, addr_of(port), NULL));
+    /* Sends and the receive may be queued before the connection is up. */
+    peer_recv_next(&pp[0]);
+    peer_pump(&pp[0]);
+    bool ok = h_run_until(&env, duplex_done, pp, 50000);
+    double t1 = now_s();
+    for (int i = 0; i < 2; i++)
+        cr_assert(ok, "%s: sent %zu/%zu (%zu sends, %zu results), received %zu/%zu",
+                  pp[i].name, pp[i].tx_off, total, pp[i].sends, pp[i].results, pp[i].rx_off,
+                  total);
+    cr_assert_eq(l.offers, 1);
+    for (int i = 0; i < 2; i++) {
+        cr_assert(pp[i].connected);
+        cr_assert_eq(pp[i].sends, pp[i].results, "%s: one SendResult per Send", pp[i].name);
+        cr_assert_eq(pp[i].shutdowns, 0, "%s: shut down early: %s", pp[i].name,
+                     SocketShutdownReasonToStr(pp[i].reason));
+    }
+    /* Let stray results or bytes show up before the close. */
+    h_run_for(&env, 20);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pp[i].sends, pp[i].results, "%s: extra SendResult", pp[i].name);
+        cr_assert_eq(pp[i].tail_results, 0);
+    }
+    CALL(ISocket_Shutdown(pp[0].sock));
+    cr_assert(h_run_until(&env, both_shut, pp, 5000), "shutdowns: client %zu server %zu",
+              pp[0].shutdowns, pp[1].shutdowns);
+    cr_assert_eq(pp[0].reason, SOCKET_SHUTDOWN_NORMAL, "%s",
+                 SocketShutdownReasonToStr(pp[0].reason));
+    cr_assert_eq(pp[1].reason, SOCKET_SHUTDOWN_BY_PEER, "%s",
+                 SocketShutdownReasonToStr(pp[1].reason));
+    for (int i = 0; i < 2; i++) {
+        /* the tail receive came back just before SocketShutdown, and only once */
+        cr_assert_eq(pp[i].canceled, 1, "%s", pp[i].name);
+        cr_assert_eq(pp[i].tail_results, 0);
+        cr_assert_eq(pp[i].last_event, 2);
+    }
+    h_run_for(&env, 10);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pp[i].shutdowns, 1, "%s: callbacks after SocketShutdown", pp[i].name);
+    cr_log_info("full duplex %u MiB each way: %.2f s, %zu/%zu sends, %zu/%zu receives",
+                (unsigned)(total >> 20), t1 - t0, pp[0].sends, pp[1].sends, pp[0].recv_results,
+                pp[1].recv_results);
+
+    CALL(ISocket_Delete(pp[0].sock));
+    CALL(ISocket_Delete(pp[1].sock));
+    CALL(ISocket_Delete(l.sock));
+    h_run_for(&env, 5); /* the kernel's cancellations complete */
+    free(pp[0].rbuf);
+    free(pp[1].rbuf);
+    free(up);
+    free(down);
+}
+
+/* ---- SendResult order: Send and SendNoCopy interleaved -------------------------------- */
+
+struct order_rx {
+    USocket user;
+    ISocket *sock;
+    const uint8_t *expect;
+    size_t total, off;
+    uint8_t buf[100000];
+    size_t shutdowns;
+};
+
+static void orx_recv(USocket *u, ISocket *s, void *buf, size_t len)
+{
+    struct order_rx *r = h_container_of(u, struct order_rx, user);
+    cr_assert_eq(h_in_api, 0);
+    cr_assert_leq(r->off + len, r->total, "%zu bytes beyond the end", r->off + len - r->total);
+    size_t d = first_diff(buf, r->expect + r->off, len);
+    cr_assert_eq(d, len, "byte %zu of the concatenation differs (got %#x want %#x)", r->off + d,
+                 ((uint8_t *)buf)[d], r->expect[r->off + d]);
+    r->off += len;
+    CALL(ISocket_Recv(s, r->buf, sizeof(r->buf), true));
+}
+
+static void orx_accepted(USocket *u, ISocket *s)
+{
+    struct order_rx *r = h_container_of(u, struct order_rx, user);
+    r->sock = s;
+    CALL(ISocket_Recv(s, r->buf, sizeof(r->buf), true));
+}
+
+static void orx_shutdown(USocket *u, ISocket *s, shutdownreason_t reason)
+{
+    (void)s;
+    (void)reason;
+    h_container_of(u, struct order_rx, user)->shutdowns++;
+}
+
+static const USocketVtbl orx_vtbl = {
+    .SocketAcceptComplete = orx_accepted,
+    .SocketRecvResult = orx_recv,
+    .SocketShutdown = orx_shutdown,
+};
+
+#define ORDER_OPS 600
+
+struct order_op {
+    bool nocopy;
+    size_t off, len;
+    uint8_t *buf; /* SendNoCopy: ours until its SendResult */
+};
+
+struct order_tx {
+    USocket user;
+    ISocket *sock;
+    struct order_op ops[ORDER_OPS];
+    size_t nops, results;
+    size_t released; /* no-copy buffers overwritten after their result */
+    size_t shutdowns;
+};
+
+static void otx_send_result(USocket *u, ISocket *s)
+{
+    struct order_tx *t = h_container_of(u, struct order_tx, user);
+    (void)s;
+    cr_assert_eq(h_in_api, 0);
+    cr_assert_lt(t->results, t->nops, "more SendResults than sends");
+    /* Results come in call order: this one is for ops[results]. If the engine still
+     * needed this buffer, the receiver would see the garbage written now. */
+    struct order_op *op = &t->ops[t->results++];
+    if (op->nocopy && op->buf) {
+        memset(op->buf, 0xA5, op->len);
+        free(op->buf);
+        op->buf = NULL;
+        t->released++;
+    }
+}
+
+static void otx_shutdown(USocket *u, ISocket *s, shutdownreason_t reason)
+{
+    (void)s;
+    (void)reason;
+    h_container_of(u, struct order_tx, user)->shutdowns++;
+}
+
+static const USocketVtbl otx_vtbl = {
+    .SocketSendResult = otx_send_result,
+    .SocketShutdown = otx_shutdown,
+};
+
+static bool all_results(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct order_tx *t = arg;
+    return t->results == t->nops;
+}
+
+static bool all_received(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct order_rx *r = arg;
+    return r->off == r->total;
+}
+
+Test(tcp_stress, send_results_in_order_with_nocopy)
+{
+    /* Sizes around every internal boundary: empty, segment size, direct-send size. */
+    static const size_t sizes[] = {0,     1,     7,     100,    4096,   16383,  16384,  16385,
+                                   32768, 65535, 65536, 65537,  100000, 200000, 262144, 1048576};
+    const size_t nsizes = sizeof(sizes) / sizeof(sizes[0]);
+    uint32_t rng = 77;
+    static struct order_tx tx;
+    static struct order_rx rx;
+    memset(&tx, 0, sizeof(tx));
+    memset(&rx, 0, sizeof(rx));
+    tx.user.vtbl = &otx_vtbl;
+    rx.user.vtbl = &orx_vtbl;
+
+    /* Plan the ops first so the receiver knows the concatenation. */
+    size_t total = 0;
+    size_t nops = ORDER_OPS;
+    for (size_t i = 0; i < nops; i++) {
+        tx.ops[i].nocopy = h_rand(&rng) % 2;
+        tx.ops[i].len = sizes[h_rand(&rng) % nsizes];
+        tx.ops[i].off = total;
+        total += tx.ops[i].len;
+    }
+    uint8_t *stream = malloc(total);
+    cr_assert_not_null(stream);
+    h_fill(stream, total, 4242);
+    rx.expect = stream;
+    rx.total = total;
+
+    struct listener l;
+    uint16_t port = listener_start(&l);
+    l.next_user = &rx.user;
+    CALL(tx.sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &tx.user, env.log, false,
+                                                NULL));
+    CALL(ISocket_Connect(tx.sock, addr_of(port), NULL));
+
+    uint8_t *scratch = malloc(1048576);
+    cr_assert_not_null(scratch);
+    size_t i = 0, direct_chances = 0;
+    while (i < nops) {
+        /* A batch of sends in one loop round; between batches the queue sometimes
+         * drains completely, so large sends can also take the direct path. */
+        size_t batch = 1 + h_rand(&rng) % 8;
+        for (; batch > 0 && i < nops; batch--, i++) {
+            struct order_op *op = &tx.ops[i];
+            if (op->nocopy) {
+                op->buf = malloc(op->len ? op->len : 1);
+                cr_assert_not_null(op->buf);
+                memcpy(op->buf, stream + op->off, op->len);
+                CALL(ISocket_SendNoCopy(tx.sock, op->buf, op->len));
+            } else {
+                memcpy(scratch, stream + op->off, op->len);
+                CALL(ISocket_Send(tx.sock, scratch, op->len));
+                /* Send's buffer is reusable as soon as the call returns. */
+                memset(scratch, 0x5A, op->len);
+            }
+            tx.nops = i + 1;
+            cr_assert_leq(tx.results, tx.nops);
+        }
+        if (h_rand(&rng) % 3 == 0) {
+            cr_assert(h_run_until(&env, all_results, &tx, 10000), "results %zu of %zu",
+                      tx.results, tx.nops);
+            direct_chances++;
+        } else {
+            h_run_for(&env, 0);
+        }
+    }
+    cr_assert(h_run_until(&env, all_received, &rx, 20000), "received %zu of %zu", rx.off, total);
+    cr_assert(h_run_until(&env, all_results, &tx, 10000), "results %zu of %zu", tx.results,
+              tx.nops);
+    h_run_for(&env, 20);
+    cr_assert_eq(tx.results, nops, "one SendResult per send");
+    cr_assert_eq(rx.off, total);
+    cr_assert_eq(tx.shutdowns, 0);
+    cr_assert_eq(rx.shutdowns, 0);
+    size_t nocopies = 0;
+    for (size_t k = 0; k < nops; k++)
+        nocopies += tx.ops[k].nocopy;
+    cr_assert_eq(tx.released, nocopies);
+    cr_assert_gt(direct_chances, 0);
+    cr_log_info("%zu sends (%zu no-copy), %zu bytes", nops, nocopies, total);
+
+    CALL(ISocket_Delete(tx.sock));
+    CALL(ISocket_Delete(rx.sock));
+    CALL(ISocket_Delete(l.sock));
+    h_run_for(&env, 5);
+    free(scratch);
+    free(stream);
+}
+
+/* ---- thousands of concurrent connections ---------------------------------------------- */
+
+struct eclient {
+    USocket user;
+    ISocket *sock;
+    unsigned idx;
+    uint16_t port;
+    uint8_t msg[64], in[64];
+    unsigned connects, sends, recvs, canceled, shutdowns;
+    shutdownreason_t reason;
+};
+
+static unsigned echo_ok, echo_shut;
+
+static void ec_connected(USocket *u, ISocket *s)
+{
+    struct eclient *c = h_container_of(u, struct eclient, user);
+    cr_assert_eq(h_in_api, 0);
+    cr_assert_eq(s, c->sock);
+    c->connects++;
+    char a[64];
+    CALL(ISocket_GetLocalAddress(s, a, sizeof(a), &c->port));
+}
+
+static void ec_send(USocket *u, ISocket *s)
+{
+    (void)s;
+    h_container_of(u, struct eclient, user)->sends++;
+}
+
+static void ec_recv(USocket *u, ISocket *s, void *buf, size_t len)
+{
+    struct eclient *c = h_container_of(u, struct eclient, user);
+    cr_assert_eq(h_in_api, 0);
+    cr_assert_eq(s, c->sock);
+    cr_assert_eq(buf, c->in);
+    cr_assert_eq(len, 64, "client %u: full receive returned %zu", c->idx, len);
+    cr_assert_arr_eq(c->in, c->msg, 64, "client %u got someone else's echo", c->idx);
+    c->recvs++;
+    echo_ok++;
+}
+
+static void ec_canceled(USocket *u, ISocket *s, void *buf)
+{
+    (void)s;
+    (void)buf;
+    h_container_of(u, struct eclient, user)->canceled++;
+}
+
+static void ec_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
+{
+    struct eclient *c = h_container_of(u, struct eclient, user);
+    cr_assert_eq(s, c->sock);
+    c->shutdowns++;
+    c->reason = r;
+    echo_shut++;
+    CALL(ISocket_Delete(s)); /* allowed inside SocketShutdown */
+    c->sock = NULL;
+}
+
+static const USocketVtbl ec_vtbl = {
+    .SocketConnectComplete = ec_connected,
+    .SocketSendResult = ec_send,
+    .SocketRecvResult = ec_recv,
+    .SocketRecvCanceled = ec_canceled,
+    .SocketShutdown = ec_shutdown,
+};
+
+static bool count_reached(struct h_env *e, void *arg)
+{
+    (void)e;
+    const unsigned *want = arg;
+    return echo_ok >= want[0] && echo_shut >= want[1];
+}
+
+struct server_closed_arg {
+    struct h_sock *l;
+    size_t n;
+};
+
+static bool servers_closed(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct server_closed_arg *a = arg;
+    if (a->l->naccepted < a->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (!a->l->accepted[i]->deleted)
+            return false;
+    return true;
+}
+
+Test(tcp_stress, thousands_of_concurrent_echo_connections)
+{
+    const unsigned n = STRESS_CONNS;
+    struct h_sock *l = h_sock_new(&env);
+    l->echo = true;
+    l->collect = true;
+    l->delete_on_shutdown = true;
+    uint16_t port = h_listen(&env, l, "127.0.0.1");
+    const char *addr = addr_of(port);
+
+    struct eclient *cl = calloc(n, sizeof(*cl));
+    cr_assert_not_null(cl);
+    echo_ok = echo_shut = 0;
+    double t0 = now_s();
+    for (unsigned i = 0; i < n; i++) {
+        struct eclient *c = &cl[i];
+        c->user.vtbl = &ec_vtbl;
+        c->idx = i;
+        h_fill(c->msg, sizeof(c->msg), 1000 + i);
+        snprintf((char *)c->msg, 16, "client %05u", i); /* distinct even if h_fill collides */
+        CALL(c->sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &c->user, env.log, false,
+                                                    NULL));
+        cr_assert_not_null(c->sock);
+        /* Connect, Send and Recv back to back: all held until connected. */
+        CALL(ISocket_Connect(c->sock, addr, NULL));
+        CALL(ISocket_Send(c->sock, c->msg, sizeof(c->msg)));
+        CALL(ISocket_Recv(c->sock, c->in, sizeof(c->in), false));
+    }
+    unsigned want[2] = {n, 0};
+    bool ok = h_run_until(&env, count_reached, want, 40000);
+    double t1 = now_s();
+    cr_assert(ok, "%u of %u echoes came back, %zu accepted", echo_ok, n, l->naccepted);
+    cr_assert_eq(l->naccepted, n);
+    h_run_for(&env, 10);
+    for (unsigned i = 0; i < n; i++) {
+        struct eclient *c = &cl[i];
+        cr_assert_eq(c->connects, 1, "client %u", i);
+        cr_assert_eq(c->sends, 1, "client %u: %u SendResults", i, c->sends);
+        cr_assert_eq(c->recvs, 1, "client %u", i);
+        cr_assert_eq(c->shutdowns, 0, "client %u: %s", i, SocketShutdownReasonToStr(c->reason));
+        cr_assert_neq(c->port, 0);
+    }
+
+    /* Each server connection got exactly the bytes of the client on its port. */
+    static int by_port[65536];
+    memset(by_port, -1, sizeof(by_port));
+    for (unsigned i = 0; i < n; i++) {
+        cr_assert_eq(by_port[cl[i].port], -1, "two clients on port %u", cl[i].port);
+        by_port[cl[i].port] = (int)i;
+    }
+    size_t k = 0;
+    for (size_t e = 0; e < l->nev; e++) {
+        if (l->ev[e].kind != H_LISTEN_RESULT)
+            continue;
+        cr_assert_str_eq(l->ev[e].addr, "127.0.0.1");
+        int ci = by_port[l->ev[e].port];
+        cr_assert_geq(ci, 0, "connection from unknown port %u", l->ev[e].port);
+        struct h_sock *a = l->accepted[k++];
+        cr_assert_eq(a->data_len, 64, "server side of client %d: %zu bytes", ci, a->data_len);
+        cr_assert_arr_eq(a->data, cl[ci].msg, 64);
+        cr_assert_eq(h_count(a, H_SEND_RESULT), h_count(a, H_RECV_RESULT));
+    }
+    cr_assert_eq(k, n);
+
+    double t2 = now_s();
+    for (unsigned i = 0; i < n; i++)
+        CALL(ISocket_Shutdown(cl[i].sock));
+    want[1] = n;
+    cr_assert(h_run_until(&env, count_reached, want, 20000), "%u of %u clients shut down",
+              echo_shut, n);
+    struct server_closed_arg sa = {l, n};
+    cr_assert(h_run_until(&env, servers_closed, &sa, 20000), "server sides not all closed");
+    double t3 = now_s();
+    for (unsigned i = 0; i < n; i++) {
+        cr_assert_eq(cl[i].shutdowns, 1);
+        cr_assert_eq(cl[i].reason, SOCKET_SHUTDOWN_NORMAL, "client %u: %s", i,
+                     SocketShutdownReasonToStr(cl[i].reason));
+        cr_assert_eq(cl[i].canceled, 0, "client %u had no receive outstanding", i);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct h_sock *a = l->accepted[i];
+        cr_assert_eq(h_count(a, H_SHUTDOWN), 1, "%s", h_dump(a));
+        cr_assert_eq(a->ev[a->nev - 1].kind, H_SHUTDOWN, "%s", h_dump(a));
+        cr_assert_eq(a->ev[a->nev - 1].reason, SOCKET_SHUTDOWN_BY_PEER, "%s", h_dump(a));
+        /* the echo's receive buffer came back just before SocketShutdown */
+        cr_assert_eq(a->ev[a->nev - 2].kind, H_RECV_CANCELED, "%s", h_dump(a));
+    }
+    cr_log_info("%u connections: echo %.2f s, shutdown %.2f s", n, t1 - t0, t3 - t2);
+    free(cl);
+    h_sock_free(l);
+    h_run_for(&env, 5);
+}
+
+/* ---- statistics -------------------------------------------------------------------------- */
+
+Test(tcp_stress, stats_count_bytes_exactly)
+{
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = h_listen(&env, l, "127.0.0.1");
+    struct h_sock *c = h_sock_new(&env);
+    h_tcp_socket(&env, c, false);
+    ISocketStats st;
+    CALL(ISocket_GetStats(c->sock, &st));
+    cr_assert(st.bytesSent == 0 && st.bytesReceived == 0 && st.sends == 0 && st.recvs == 0);
+
+    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    struct h_sock *a = h_wait_accepted(&env, l, 1, 2000);
+    cr_assert_not_null(a);
+    cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 2000));
+
+    /* client → server: small, empty, and one large enough for the direct path */
+    static uint8_t big[300000];
+    h_fill(big, sizeof(big), 5);
+    CALL(ISocket_Send(c->sock, "hello", 5));
+    CALL(ISocket_Send(c->sock, "", 0));
+    h_run_for(&env, 5);
+    CALL(ISocket_Send(c->sock, big, sizeof(big)));
+    CALL(ISocket_SendNoCopy(c->sock, big, 1000));
+    const size_t up = 5 + sizeof(big) + 1000;
+    static uint8_t in[sizeof(big) + 1005];
+    CALL(ISocket_Recv(a->sock, in, up, false));
+    cr_assert(h_wait_count(&env, a, H_RECV_RESULT, 1, 5000), "%s", h_dump(a));
+    cr_assert(h_wait_count(&env, c, H_SEND_RESULT, 4, 5000), "%s", h_dump(c));
+    cr_assert_eq(h_last(a, H_RECV_RESULT)->len, up);
+
+    /* server → client: two sends, received with two partial receives at most 100 each */
+    CALL(ISocket_Send(a->sock, "0123456789", 10));
+    cr_assert(h_wait_count(&env, a, H_SEND_RESULT, 1, 2000));
+    static uint8_t in2[100];
+    CALL(ISocket_Recv(c->sock, in2, sizeof(in2), true));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 2000));
+    cr_assert_eq(h_last(c, H_RECV_RESULT)->len, 10);
+    h_run_for(&env, 10);
+
+    CALL(ISocket_GetStats(c->sock, &st));
+    cr_assert_eq(st.bytesSent, up);
+    cr_assert_eq(st.bytesReceived, 10);
+    cr_assert_eq(st.sends, 4);
+    cr_assert_eq(st.recvs, 1);
+    CALL(ISocket_GetStats(a->sock, &st));
+    cr_assert_eq(st.bytesSent, 10);
+    cr_assert_eq(st.bytesReceived, up);
+    cr_assert_eq(st.sends, 1);
+    cr_assert_eq(st.recvs, 1);
+    /* a listener carries no traffic */
+    CALL(ISocket_GetStats(l->sock, &st));
+    cr_assert(st.bytesSent == 0 && st.bytesReceived == 0);
+    h_sock_free(c);
+    h_sock_free(l);
+    h_run_for(&env, 5);
+}
+
+/* Bytes that land in a receive the application then cancels are delivered by the next
+ * receive; they were received once and must be counted once. */
+Test(tcp_stress, stats_count_bytes_of_canceled_receive)
+{
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = h_listen(&env, l, "127.0.0.1");
+    struct h_sock *c = h_sock_new(&env);
+    h_tcp_socket(&env, c, false);
+    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    struct h_sock *a = h_wait_accepted(&env, l, 1, 2000);
+    cr_assert_not_null(a);
+    cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 2000));
+
+    static uint8_t in[100], in2[100];
+    CALL(ISocket_Recv(c->sock, in, sizeof(in), false)); /* wants 100, gets only 10 */
+    CALL(ISocket_Send(a->sock, "0123456789", 10));
+    cr_assert(h_wait_count(&env, a, H_SEND_RESULT, 1, 2000));
+    h_run_for(&env, 20);
+    cr_assert_eq(h_count(c, H_RECV_RESULT), 0);
+    CALL(ISocket_RecvCancel(c->sock));
+    cr_assert(h_wait_count(&env, c, H_RECV_CANCELED, 1, 2000), "%s", h_dump(c));
+    CALL(ISocket_Recv(c->sock, in2, sizeof(in2), true));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 2000), "%s", h_dump(c));
+    cr_assert_eq(h_last(c, H_RECV_RESULT)->len, 10, "the 10 bytes are not lost");
+    cr_assert_arr_eq(in2, "0123456789", 10);
+
+    ISocketStats st;
+    CALL(ISocket_GetStats(c->sock, &st));
+    cr_assert_eq(st.bytesReceived, 10, "bytesReceived %llu", (unsigned long long)st.bytesReceived);
+    cr_assert_eq(st.recvs, 1, "recvs %llu", (unsigned long long)st.recvs);
+    h_sock_free(c);
+    h_sock_free(l);
+    h_run_for(&env, 5);
+}
