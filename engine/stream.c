@@ -527,6 +527,7 @@ static void send_next(struct rs_stream *s)
     rs_core_op_begin(&s->core);
     if (g->zc) {
         s->zc_issued++;
+        s->core.base.stats.zeroCopySends++;
         rs_io_send_zc(s->core.base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off,
                       0);
     } else {

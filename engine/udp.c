@@ -64,7 +64,7 @@ struct udp {
     struct dgram *shead, *stail, *snext; /* snext: first not yet handed to the kernel */
     unsigned sinflight;
     struct rs_task flush_task;
-    uint64_t truncated, icmp_errors;
+    uint64_t icmp_errors;
 };
 
 #define U(isock) ((struct udp *)(isock))
@@ -180,7 +180,7 @@ static void *take_recv_buffer(struct rs_core *c)
 
 static void note_truncation(struct udp *u, size_t real, size_t room)
 {
-    u->truncated++;
+    u->core.base.stats.truncated++;
     LOG(u, "udp %p: datagram of %zu bytes truncated to the %zu byte buffer", (void *)u, real,
         room);
 }

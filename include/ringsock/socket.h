@@ -112,7 +112,10 @@ void ISocket_SendNoCopy(ISocket *socket, const void *buf, size_t len);
 /* Counters of one socket, for diagnostics. */
 typedef struct ISocketStats {
     uint64_t bytesSent, bytesReceived;
-    uint64_t sends, recvs;
+    uint64_t sends, recvs;  /* calls completed: SendResults and RecvResults */
+    uint64_t zeroCopySends; /* kernel sends made with IORING_OP_SEND_ZC */
+    uint64_t truncated;     /* UDP: datagrams cut to the receive buffer */
+    uint64_t dropped;       /* UDP: datagrams dropped because the application did not receive */
 } ISocketStats;
 void ISocket_GetStats(ISocket *socket, ISocketStats *stats);
 
