@@ -14,9 +14,11 @@
 
 /* Completion flags handed to rs_op.complete. */
 enum {
-    RS_CQE_MORE = 1u << 0,  /* a multishot operation stays armed */
-    RS_CQE_NOTIF = 1u << 1, /* zero-copy send: the kernel let go of the buffer */
+    RS_CQE_MORE = 1u << 0,   /* a multishot operation stays armed */
+    RS_CQE_NOTIF = 1u << 1,  /* zero-copy send: the kernel let go of the buffer */
+    RS_CQE_BUFFER = 1u << 2, /* the data is in pool buffer RS_CQE_BUFFER_ID(flags) */
 };
+#define RS_CQE_BUFFER_ID(flags) ((unsigned)(flags) >> 16)
 
 struct rs_op;
 typedef void (*rs_op_fn)(struct rs_op *op, int res, unsigned flags);
@@ -65,6 +67,24 @@ void rs_io_recvmsg(struct rs_backend *b, struct rs_op *op, int fd, struct msghdr
 void rs_io_sendmsg(struct rs_backend *b, struct rs_op *op, int fd, const struct msghdr *msg,
                    int flags);
 void rs_io_read(struct rs_backend *b, struct rs_op *op, int fd, void *buf, size_t len);
+
+/* A pool of equal receive buffers the kernel picks from (a provided buffer ring).
+ * NULL where the kernel has none. A buffer handed out in a completion belongs to the
+ * receiver until it gives it back with rs_bufpool_recycle. */
+struct rs_bufpool;
+struct rs_bufpool *rs_bufpool_create(struct rs_backend *b, unsigned count, unsigned size);
+void rs_bufpool_destroy(struct rs_bufpool *p);
+void *rs_bufpool_buf(struct rs_bufpool *p, unsigned id);
+unsigned rs_bufpool_size(const struct rs_bufpool *p);
+void rs_bufpool_recycle(struct rs_bufpool *p, unsigned id);
+/* Multishot recvmsg into pool buffers; each completion carries RS_CQE_BUFFER and the
+ * id. msg gives the name length to reserve (no iovec). */
+void rs_io_recvmsg_multishot(struct rs_backend *b, struct rs_op *op, int fd, struct msghdr *msg,
+                             struct rs_bufpool *p);
+/* Parses a multishot recvmsg buffer: source address, payload, its length in the buffer
+ * and its real length (larger when truncated). False if the buffer is malformed. */
+bool rs_recvmsg_parse(void *buf, int res, struct msghdr *msg, struct sockaddr **name,
+                      void **payload, size_t *len, size_t *real_len);
 
 /* Cancels every operation on fd and returns only when the kernel has let go of their
  * buffers; their completions (-ECANCELED or a result) still arrive later. */

@@ -74,9 +74,20 @@ void IIoMux_Delete(IIoMux *m)
     while (rs_list_pop_front(&m->flush))
         ;
     rs_timers_destroy(m);
+    rs_bufpool_destroy(m->dgram_pool);
     rs_backend_destroy(m->io); /* cancels the wake read with the ring */
     rs_exec_destroy(m);
     free(m);
+}
+
+struct rs_bufpool *rs_mux_datagram_pool(IIoMux *m)
+{
+    if (!m->dgram_pool && !m->dgram_pool_failed) {
+        /* 256 x 64 KiB of address space; only pages the kernel writes become resident. */
+        m->dgram_pool = rs_bufpool_create(m->io, 256, 65600);
+        m->dgram_pool_failed = !m->dgram_pool;
+    }
+    return m->dgram_pool;
 }
 
 void rs_defer(IIoMux *m, struct rs_task *t)

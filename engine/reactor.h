@@ -53,6 +53,9 @@ struct IIoMux {
     struct rs_op wake_op;
     atomic_bool wake_armed;
 
+    struct rs_bufpool *dgram_pool; /* receive buffers of UDP sockets, made on first use */
+    bool dgram_pool_failed;
+
     struct rs_shutdown_state *shutdown;
     unsigned shutdown_grace_ms; /* 0: the default (10 s); set before registering */
 };
@@ -69,6 +72,9 @@ struct ITimer {
 #define RS_TIMER_IDLE ((size_t)-1)
 
 uint64_t rs_now_ns(void);
+
+/* The IIoMux's datagram receive pool; NULL where the kernel lacks buffer rings. */
+struct rs_bufpool *rs_mux_datagram_pool(IIoMux *m);
 
 void rs_defer(IIoMux *m, struct rs_task *t);
 void rs_flush_later(IIoMux *m, struct rs_task *t);

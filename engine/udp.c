@@ -16,6 +16,7 @@
 #include "sockaddr.h"
 
 #define RS_UDP_SENDS_IN_FLIGHT 64
+#define RS_UDP_QUEUE_MAX 1024   /* datagrams kept for an application that is not receiving */
 
 enum ustate { U_IDLE, U_BOUND, U_CONNECTED, U_CLOSED };
 
@@ -31,10 +32,11 @@ struct dgram {
     uint8_t bytes[];
 };
 
-/* A datagram that arrived for a canceled receive: the next Recv gets it. */
-struct stashed {
-    struct stashed *next;
-    size_t len;
+/* A datagram waiting for a Recv: it arrived while none was outstanding, or into a
+ * receive that was canceled. */
+struct queued {
+    struct queued *next;
+    size_t len, real; /* bytes kept; the datagram's size on the wire */
     IPaddr addr;
     uint16_t port;
     uint8_t bytes[];
@@ -59,7 +61,11 @@ struct udp {
     size_t rgot;
     IPaddr raddr;
     uint16_t rport;
-    struct stashed *stash, *stash_tail;
+    struct queued *qhead, *qtail;
+    unsigned qlen;
+    bool dropping; /* logged the start of a drop streak */
+    struct rs_bufpool *pool; /* multishot receive into pool buffers; NULL: one at a time */
+    struct msghdr mmsg;
 
     struct dgram *shead, *stail, *snext; /* snext: first not yet handed to the kernel */
     unsigned sinflight;
@@ -117,10 +123,10 @@ static void end(struct udp *u, shutdownreason_t reason)
 static void udp_free(struct rs_core *c)
 {
     struct udp *u = (struct udp *)c;
-    while (u->stash) {
-        struct stashed *s = u->stash;
-        u->stash = s->next;
-        free(s);
+    while (u->qhead) {
+        struct queued *q = u->qhead;
+        u->qhead = q->next;
+        free(q);
     }
     while (u->shead) { /* only after every completion came back */
         struct dgram *d = u->shead;
@@ -185,12 +191,50 @@ static void note_truncation(struct udp *u, size_t real, size_t room)
         room);
 }
 
-static void recv_done(struct udp *u, const uint8_t *data, size_t real, IPaddr addr,
-                      uint16_t port)
+static void queue_push(struct udp *u, const void *data, size_t len, size_t real, IPaddr addr,
+                       uint16_t port, bool front)
 {
-    size_t n = real < u->rlen ? real : u->rlen;
-    if (real > u->rlen)
-        note_truncation(u, real, u->rlen);
+    if (u->qlen >= RS_UDP_QUEUE_MAX) {
+        u->core.base.stats.dropped++;
+        if (!u->dropping)
+            LOG_ERR(u, "udp %p: the application is not receiving; dropping datagrams",
+                    (void *)u);
+        u->dropping = true;
+        return;
+    }
+    struct queued *q = malloc(sizeof(*q) + len);
+    if (!q) {
+        u->core.base.stats.dropped++;
+        return;
+    }
+    memcpy(q->bytes, data, len);
+    q->len = len;
+    q->real = real;
+    q->addr = addr;
+    q->port = port;
+    q->next = NULL;
+    if (front) {
+        q->next = u->qhead;
+        u->qhead = q;
+        if (!u->qtail)
+            u->qtail = q;
+    } else {
+        if (u->qtail)
+            u->qtail->next = q;
+        else
+            u->qhead = q;
+        u->qtail = q;
+    }
+    u->qlen++;
+}
+
+/* Fills the outstanding receive buffer: `avail` bytes of a datagram of `real` bytes. */
+static void recv_done(struct udp *u, const uint8_t *data, size_t avail, size_t real,
+                      IPaddr addr, uint16_t port)
+{
+    size_t n = avail < u->rlen ? avail : u->rlen;
+    if (real > n)
+        note_truncation(u, real, n);
     if (data != u->rbuf)
         memcpy(u->rbuf, data, n);
     u->rgot = n;
@@ -207,6 +251,90 @@ static void recv_done(struct udp *u, const uint8_t *data, size_t real, IPaddr ad
     rs_core_event(&u->core, RS_EV_RECV_DONE);
 }
 
+/* Serves the outstanding buffer from the queue. True if it did. */
+static bool recv_from_queue(struct udp *u)
+{
+    struct queued *q = u->qhead;
+    if (!q || !u->rbuf || (u->core.pending & RS_EV_RECV_DONE))
+        return false;
+    u->qhead = q->next;
+    if (!u->qhead)
+        u->qtail = NULL;
+    u->qlen--;
+    u->dropping = false;
+    recv_done(u, q->bytes, q->len, q->real, q->addr, q->port);
+    free(q);
+    return true;
+}
+
+/* ICMP errors for earlier sends show up on connected sockets: they are logged and the
+ * socket carries on; a media stream outlives a peer that is briefly not there. Other
+ * errors end the socket. Returns false if the socket ended. */
+static bool receive_error(struct udp *u, int res)
+{
+    if (res == -ECONNREFUSED || res == -EHOSTUNREACH || res == -ENETUNREACH) {
+        u->icmp_errors++;
+        LOG(u, "udp %p: peer unreachable (%s)", (void *)u, strerror(-res));
+    } else if (res != -EINTR && res != -EAGAIN && res != -ENOBUFS && res != -ENOMEM &&
+               res != -ECANCELED) {
+        LOG_ERR(u, "udp %p: receive failed: %s", (void *)u, strerror(-res));
+        end(u, SOCKET_LOST);
+        return false;
+    }
+    return true;
+}
+
+/* ---- multishot receive: the kernel fills pool buffers, we copy out and recycle at once */
+
+static void multishot_arm(struct udp *u)
+{
+    if (u->rop_inflight || (u->state != U_BOUND && u->state != U_CONNECTED))
+        return;
+    u->rop_inflight = true;
+    rs_core_op_begin(&u->core);
+    rs_io_recvmsg_multishot(u->core.base.mux->io, &u->recv_op, u->fd, &u->mmsg, u->pool);
+}
+
+static void take_datagram(struct udp *u, void *buf, int res)
+{
+    struct sockaddr *name;
+    void *payload;
+    size_t len, real;
+    if (!rs_recvmsg_parse(buf, res, &u->mmsg, &name, &payload, &len, &real))
+        return;
+    IPaddr addr;
+    uint16_t port;
+    rs_addr_to_ipaddr(name, &addr, &port);
+    if (u->rbuf && !u->qhead && !(u->core.pending & RS_EV_RECV_DONE))
+        recv_done(u, payload, len, real, addr, port);
+    else
+        queue_push(u, payload, len, real, addr, port, false);
+}
+
+static void multishot_complete(struct rs_op *op, int res, unsigned flags)
+{
+    struct udp *u = rs_container_of(op, struct udp, recv_op);
+    bool more = flags & RS_CQE_MORE;
+    bool live = u->state != U_CLOSED && !u->core.deleted;
+    if (!more)
+        u->rop_inflight = false;
+    if (flags & RS_CQE_BUFFER) {
+        unsigned id = RS_CQE_BUFFER_ID(flags);
+        if (live && res >= 0)
+            take_datagram(u, rs_bufpool_buf(u->pool, id), res);
+        rs_bufpool_recycle(u->pool, id);
+    } else if (live && res < 0) {
+        live = receive_error(u, res);
+    }
+    if (!more) {
+        if (live)
+            multishot_arm(u); /* ENOBUFS or an error ended it: the socket goes on */
+        rs_core_op_end(&u->core);
+    }
+}
+
+/* ---- one receive at a time, straight into the caller's buffer --------------------------- */
+
 static void recv_complete(struct rs_op *op, int res, unsigned flags)
 {
     (void)flags;
@@ -221,54 +349,26 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
     if (res >= 0)
         rs_addr_to_ipaddr(&u->rfrom.u.sa, &addr, &port);
     if (u->rop_canceled) {
-        if (res >= 0) {
-            size_t n = (size_t)res < u->rop_len ? (size_t)res : u->rop_len;
-            struct stashed *s = malloc(sizeof(*s) + n);
-            if (s) {
-                memcpy(s->bytes, u->rop_buf, n);
-                s->len = n;
-                s->addr = addr;
-                s->port = port;
-                s->next = NULL;
-                if (u->stash_tail)
-                    u->stash_tail->next = s;
-                else
-                    u->stash = s;
-                u->stash_tail = s;
-            }
-        }
+        if (res >= 0) /* it arrived all the same: the next Recv gets it */
+            queue_push(u, u->rop_buf, (size_t)res < u->rop_len ? (size_t)res : u->rop_len,
+                       (size_t)res, addr, port, false);
         rs_core_event(&u->core, RS_EV_RECV_CANCELED);
         recv_start(u);
     } else if (res >= 0) {
-        recv_done(u, u->rbuf, (size_t)res, addr, port); /* MSG_TRUNC: res is the real size */
-    } else if (res == -ECONNREFUSED || res == -EHOSTUNREACH || res == -ENETUNREACH) {
-        /* An ICMP error for an earlier send on a connected socket: report it in the log
-         * and carry on; a media stream outlives a peer that is briefly not there. */
-        u->icmp_errors++;
-        LOG(u, "udp %p: peer unreachable (%s)", (void *)u, strerror(-res));
+        /* MSG_TRUNC: res is the datagram's real size */
+        recv_done(u, u->rbuf, (size_t)res, (size_t)res, addr, port);
+    } else if (receive_error(u, res)) {
         recv_start(u);
-    } else if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS || res == -ENOMEM) {
-        recv_start(u);
-    } else {
-        LOG_ERR(u, "udp %p: receive failed: %s", (void *)u, strerror(-res));
-        end(u, SOCKET_LOST);
     }
     rs_core_op_end(&u->core);
 }
 
 static void recv_start(struct udp *u)
 {
+    if (recv_from_queue(u) || u->pool)
+        return; /* multishot mode delivers from its completions */
     if (u->rop_inflight || !u->rbuf || (u->state != U_BOUND && u->state != U_CONNECTED))
         return;
-    if (u->stash) {
-        struct stashed *s = u->stash;
-        u->stash = s->next;
-        if (!u->stash)
-            u->stash_tail = NULL;
-        recv_done(u, s->bytes, s->len, s->addr, s->port);
-        free(s);
-        return;
-    }
     u->rop_inflight = true;
     u->rop_canceled = false;
     u->rop_buf = u->rbuf;
@@ -283,6 +383,21 @@ static void recv_start(struct udp *u)
     u->rmsg.msg_iovlen = 1;
     rs_core_op_begin(&u->core);
     rs_io_recvmsg(u->core.base.mux->io, &u->recv_op, u->fd, &u->rmsg, MSG_TRUNC);
+}
+
+/* Starts receiving once the socket is bound or connected. */
+static void receiving(struct udp *u)
+{
+    u->pool = getenv("RINGSOCK_UDP_SINGLE_SHOT") ? NULL : rs_mux_datagram_pool(u->core.base.mux);
+    if (u->pool) {
+        u->recv_op.complete = multishot_complete;
+        memset(&u->mmsg, 0, sizeof(u->mmsg));
+        u->mmsg.msg_namelen = sizeof(struct sockaddr_in6);
+        multishot_arm(u);
+    } else {
+        u->recv_op.complete = recv_complete;
+        recv_start(u);
+    }
 }
 
 static void udp_recv(ISocket *is, void *buf, size_t len, bool partial)
@@ -303,24 +418,16 @@ static void udp_recv_cancel(ISocket *is)
     struct udp *u = U(is);
     if (!u->rbuf || u->core.closed_delivered)
         return;
-    if (u->rop_inflight && !u->rop_canceled) {
+    if (!u->pool && u->rop_inflight && !u->rop_canceled) {
         rs_io_cancel_op(u->core.base.mux->io, &u->recv_op);
         u->rop_canceled = true;
     }
     if (u->core.pending & RS_EV_RECV_DONE) {
-        /* Arrived but not yet delivered: keep the datagram for the next Recv. */
+        /* Arrived but not yet delivered: the next Recv gets it first. */
         u->core.pending &= ~RS_EV_RECV_DONE;
-        struct stashed *s = malloc(sizeof(*s) + u->rgot);
-        if (s) {
-            memcpy(s->bytes, u->rbuf, u->rgot);
-            s->len = u->rgot;
-            s->addr = u->raddr;
-            s->port = u->rport;
-            s->next = u->stash;
-            u->stash = s;
-            if (!u->stash_tail)
-                u->stash_tail = s;
-        }
+        u->core.base.stats.recvs--;
+        u->core.base.stats.bytesReceived -= u->rgot;
+        queue_push(u, u->rbuf, u->rgot, u->rgot, u->raddr, u->rport, true);
     }
     void *buf = u->rbuf;
     u->rbuf = NULL;
@@ -493,7 +600,7 @@ static void udp_connect(ISocket *is, const char *address, const char *serverName
     LOG(u, "udp %p connected to %s", (void *)u, address);
     u->state = U_CONNECTED;
     rs_core_event(&u->core, RS_EV_CONNECTED);
-    recv_start(u);
+    receiving(u);
 }
 
 static void udp_bind(ISocket *is, const char *localAddr, uint16_t localPort, bool reuse)
@@ -534,7 +641,7 @@ static void udp_bind(ISocket *is, const char *localAddr, uint16_t localPort, boo
     LOG(u, "udp %p bound to %s:%u", (void *)u, u->core.bind_addr, u->core.bind_port);
     u->state = U_BOUND;
     rs_core_event(&u->core, RS_EV_BIND);
-    recv_start(u);
+    receiving(u);
 }
 
 static void udp_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
@@ -615,7 +722,6 @@ static ISocket *udp_create_socket(ISocketProvider *p, IIoMux *iomux, USocket *us
     u->fd = -1;
     u->v6 = useIPv6;
     u->qos = -1;
-    u->recv_op.complete = recv_complete;
     rs_task_init(&u->flush_task, flush_task_run);
     return &u->core.base;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 struct rs_backend {
     struct io_uring ring;
     unsigned features;
+    uint16_t next_bgid;
     bool started; /* created disabled: the first Run binds the ring to its thread */
     char desc[160];
 };
@@ -280,9 +282,111 @@ void rs_io_cancel_op(struct rs_backend *b, struct rs_op *op)
     sync_cancel(b, &reg);
 }
 
+/* ---- provided buffer pools ------------------------------------------------------------ */
+
+struct rs_bufpool {
+    struct rs_backend *b;
+    struct io_uring_buf_ring *br;
+    uint8_t *mem;
+    unsigned count, size;
+    uint16_t bgid;
+};
+
+struct rs_bufpool *rs_bufpool_create(struct rs_backend *b, unsigned count, unsigned size)
+{
+    if (!(b->features & RS_FEAT_RECV_MULTISHOT) || (count & (count - 1)) || count > 32768)
+        return NULL;
+    struct rs_bufpool *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    size_t ring_bytes = count * sizeof(struct io_uring_buf);
+    p->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    /* Untouched pages cost nothing: only buffers the kernel fills become resident. */
+    p->mem = mmap(NULL, (size_t)count * size, PROT_READ | PROT_WRITE,
+                  MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (p->br == MAP_FAILED || p->mem == MAP_FAILED)
+        goto fail;
+    p->b = b;
+    p->count = count;
+    p->size = size;
+    p->bgid = b->next_bgid++;
+    io_uring_buf_ring_init(p->br);
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)p->br;
+    reg.ring_entries = count;
+    reg.bgid = p->bgid;
+    if (io_uring_register_buf_ring(&b->ring, &reg, 0) < 0)
+        goto fail;
+    for (unsigned i = 0; i < count; i++)
+        io_uring_buf_ring_add(p->br, p->mem + (size_t)i * size, size, (unsigned short)i,
+                              io_uring_buf_ring_mask(count), (int)i);
+    io_uring_buf_ring_advance(p->br, (int)count);
+    return p;
+fail:
+    if (p->br && p->br != MAP_FAILED)
+        munmap(p->br, ring_bytes);
+    if (p->mem && p->mem != MAP_FAILED)
+        munmap(p->mem, (size_t)count * size);
+    free(p);
+    return NULL;
+}
+
+void rs_bufpool_destroy(struct rs_bufpool *p)
+{
+    if (!p)
+        return;
+    io_uring_unregister_buf_ring(&p->b->ring, p->bgid);
+    munmap(p->br, p->count * sizeof(struct io_uring_buf));
+    munmap(p->mem, (size_t)p->count * p->size);
+    free(p);
+}
+
+void *rs_bufpool_buf(struct rs_bufpool *p, unsigned id)
+{
+    return p->mem + (size_t)id * p->size;
+}
+
+unsigned rs_bufpool_size(const struct rs_bufpool *p)
+{
+    return p->size;
+}
+
+void rs_bufpool_recycle(struct rs_bufpool *p, unsigned id)
+{
+    io_uring_buf_ring_add(p->br, rs_bufpool_buf(p, id), p->size, (unsigned short)id,
+                          io_uring_buf_ring_mask(p->count), 0);
+    io_uring_buf_ring_advance(p->br, 1);
+}
+
+void rs_io_recvmsg_multishot(struct rs_backend *b, struct rs_op *op, int fd, struct msghdr *msg,
+                             struct rs_bufpool *p)
+{
+    struct io_uring_sqe *sqe = get_sqe(b, op);
+    /* MSG_TRUNC: the header reports a datagram's real size even when it was cut. */
+    io_uring_prep_recvmsg_multishot(sqe, fd, msg, MSG_TRUNC);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = p->bgid;
+}
+
+bool rs_recvmsg_parse(void *buf, int res, struct msghdr *msg, struct sockaddr **name,
+                      void **payload, size_t *len, size_t *real_len)
+{
+    struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(buf, res, msg);
+    if (!o)
+        return false;
+    *name = io_uring_recvmsg_name(o);
+    *payload = io_uring_recvmsg_payload(o, msg);
+    *len = io_uring_recvmsg_payload_length(o, res, msg);
+    *real_len = o->payloadlen;
+    return true;
+}
+
 static unsigned map_flags(unsigned cqe_flags)
 {
     unsigned f = 0;
+    if (cqe_flags & IORING_CQE_F_BUFFER)
+        f |= RS_CQE_BUFFER | ((cqe_flags >> IORING_CQE_BUFFER_SHIFT) << 16);
     if (cqe_flags & IORING_CQE_F_MORE)
         f |= RS_CQE_MORE;
     if (cqe_flags & IORING_CQE_F_NOTIF)
