@@ -120,20 +120,12 @@ static ISocket *local_create_socket(ISocketProvider *p, IIoMux *iomux, USocket *
     return rs_stream_create(&local_type, iomux, user, log, useIPv6);
 }
 
-static void local_destroy(ISocketProvider *p)
-{
-    free(p);
-}
-
 static const struct rs_provider_ops local_provider_ops = {
     .create_socket = local_create_socket,
-    .destroy = local_destroy,
+    .destroy = rs_provider_free,
 };
 
 ISocketProvider *CreateLocalSocketProvider(void)
 {
-    ISocketProvider *p = malloc(sizeof(*p));
-    if (p)
-        p->ops = &local_provider_ops;
-    return p;
+    return rs_provider_new(&local_provider_ops);
 }

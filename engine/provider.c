@@ -6,6 +6,19 @@
 #include "provider.h"
 #include "reactor.h"
 
+ISocketProvider *rs_provider_new(const struct rs_provider_ops *ops)
+{
+    ISocketProvider *p = malloc(sizeof(*p));
+    if (p)
+        p->ops = ops;
+    return p;
+}
+
+void rs_provider_free(ISocketProvider *p)
+{
+    free(p);
+}
+
 void ISocketProvider_Delete(ISocketProvider *p)
 {
     if (p)

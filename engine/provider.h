@@ -14,6 +14,10 @@ struct ISocketProvider {
     const struct rs_provider_ops *ops;
 };
 
+/* A provider with nothing but its operations; rs_provider_free is its destroy. */
+ISocketProvider *rs_provider_new(const struct rs_provider_ops *ops);
+void rs_provider_free(ISocketProvider *p);
+
 /* Settings a context carries. Layers (TLS, DTLS) hang their own state off `layer`
  * and free it through layer_free. */
 struct ISocketContext {

@@ -96,6 +96,13 @@ void rs_addr_format(const struct sockaddr *sa, char *out, size_t size, uint16_t 
         *port = p;
 }
 
+void rs_addr_format_ip(const struct sockaddr *sa, socklen_t len, char *out, size_t size,
+                       uint16_t *port)
+{
+    (void)len;
+    rs_addr_format(sa, out, size, port);
+}
+
 void rs_addr_to_ipaddr(const struct sockaddr *sa, IPaddr *addr, uint16_t *port)
 {
     memset(addr, 0, sizeof(*addr));

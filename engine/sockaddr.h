@@ -28,6 +28,9 @@ bool rs_addr_parse_hostport(const char *text, struct rs_sockaddr *out);
 bool rs_addr_parse_bind(const char *host, uint16_t port, bool v6, struct rs_sockaddr *out);
 /* Address text without port (IPv4-mapped shown as a.b.c.d) and the port. */
 void rs_addr_format(const struct sockaddr *sa, char *out, size_t size, uint16_t *port);
+/* The same with the rs_addr_format_fn shape (sockopt.h), for IP socket types. */
+void rs_addr_format_ip(const struct sockaddr *sa, socklen_t len, char *out, size_t size,
+                       uint16_t *port);
 void rs_addr_to_ipaddr(const struct sockaddr *sa, IPaddr *addr, uint16_t *port);
 bool rs_addr_is_loopback(const struct sockaddr *sa);
 

@@ -20,6 +20,7 @@
 
 #include "core.h"
 #include "log_internal.h"
+#include "sockopt.h"
 #include "stream.h"
 
 #define RS_SEG_SIZE 16384          /* copy segment; the sends of a round coalesce here */
@@ -234,34 +235,13 @@ int rs_stream_fd(const ISocket *is)
     return S(is)->fd;
 }
 
-static void apply_qos(struct rs_stream *s)
-{
-    static const int dscp[] = {[QOS_BEST_EFFORT] = 0, [QOS_AUDIO_VIDEO] = 34, [QOS_VOICE] = 46};
-    static const int prio[] = {[QOS_BEST_EFFORT] = 0, [QOS_AUDIO_VIDEO] = 5, [QOS_VOICE] = 6};
-    if (s->qos < 0 || s->fd < 0)
-        return;
-    int tos = dscp[s->qos] << 2;
-    int family = s->peer.u.sa.sa_family;
-    if (family == 0) { /* not connected yet: ask the socket */
-        struct rs_sockaddr a;
-        a.len = sizeof(a.u);
-        if (getsockname(s->fd, &a.u.sa, &a.len) == 0)
-            family = a.u.sa.sa_family;
-    }
-    if (family == AF_INET6)
-        setsockopt(s->fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
-    if (family == AF_INET || family == AF_INET6) /* v4 traffic of dual-stack sockets too */
-        setsockopt(s->fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
-    setsockopt(s->fd, SOL_SOCKET, SO_PRIORITY, &prio[s->qos], sizeof(int));
-}
-
 void rs_stream_set_qos(ISocket *is, qostraffictype_t type)
 {
     struct rs_stream *s = S(is);
     if ((unsigned)type > QOS_VOICE)
         return;
     s->qos = (int)type;
-    apply_qos(s);
+    rs_fd_set_qos(s->fd, s->qos);
 }
 
 static int open_fd(struct rs_stream *s, int family, bool listener)
@@ -271,7 +251,7 @@ static int open_fd(struct rs_stream *s, int family, bool listener)
         return errno;
     s->fd = fd;
     int err = s->type->configure ? s->type->configure(s, fd, listener) : 0;
-    apply_qos(s);
+    rs_fd_set_qos(fd, s->qos);
     return err;
 }
 
@@ -346,7 +326,8 @@ static const struct rs_core_type stream_core_type = {
 
 /* ---- receive --------------------------------------------------------------------------- */
 
-static void stash_put_front(struct rs_stream *s, const uint8_t *data, size_t n)
+/* Puts bytes into the stash ahead of (front) or behind what it holds. */
+static void stash_insert(struct rs_stream *s, const uint8_t *data, size_t n, bool front)
 {
     if (n == 0)
         return;
@@ -354,29 +335,12 @@ static void stash_put_front(struct rs_stream *s, const uint8_t *data, size_t n)
     uint8_t *b = malloc(n + rest);
     if (!b)
         rs_fatal("ISocket_RecvCancel: out of memory");
-    memcpy(b, data, n);
+    memcpy(front ? b : b + rest, data, n);
     if (rest)
-        memcpy(b + n, s->stash + s->stash_off, rest);
+        memcpy(front ? b + n : b, s->stash + s->stash_off, rest);
     free(s->stash);
     s->stash = b;
     s->stash_len = n + rest;
-    s->stash_off = 0;
-}
-
-static void stash_put_back(struct rs_stream *s, const uint8_t *data, size_t n)
-{
-    if (n == 0)
-        return;
-    size_t rest = s->stash_len - s->stash_off;
-    uint8_t *b = malloc(rest + n);
-    if (!b)
-        rs_fatal("out of memory");
-    if (rest)
-        memcpy(b, s->stash + s->stash_off, rest);
-    memcpy(b + rest, data, n);
-    free(s->stash);
-    s->stash = b;
-    s->stash_len = rest + n;
     s->stash_off = 0;
 }
 
@@ -429,7 +393,7 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
     if (s->rop_canceled) {
         if (res > 0) {
             s->core.base.stats.bytesReceived += (uint64_t)res;
-            stash_put_back(s, s->rop_dst, (size_t)res);
+            stash_insert(s, s->rop_dst, (size_t)res, false);
         }
         rs_core_event(&s->core, RS_EV_RECV_CANCELED);
         recv_start(s);
@@ -481,7 +445,7 @@ static void stream_recv_cancel(ISocket *is)
         s->rop_canceled = true;
     }
     /* What this buffer already holds goes ahead of anything stashed. */
-    stash_put_front(s, s->rbuf, s->rfill);
+    stash_insert(s, s->rbuf, s->rfill, true);
     s->core.pending &= ~RS_EV_RECV_DONE;
     void *buf = s->rbuf;
     s->rbuf = NULL;
@@ -737,17 +701,9 @@ static void stream_bind(ISocket *is, const char *localAddr, uint16_t localPort, 
         end(s, SOCKET_OPEN_FAILED);
         return;
     }
-    int one = 1, zero = 0;
-    if (reuse && family != AF_UNIX) {
-        /* Also lets one loop per core share the port (SO_REUSEPORT). */
-        setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    }
-    if (family == AF_INET6) /* "::" serves IPv4 too */
-        setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     err = s->type->before_bind ? s->type->before_bind(s, &local) : 0;
-    if (!err && bind(s->fd, &local.u.sa, local.len) < 0)
-        err = errno;
+    if (!err)
+        err = rs_fd_bind(s->fd, &local.u.sa, local.len, reuse);
     if (err) {
         LOG(s, "%s %p: bind failed: %s", is->ops->name, (void *)s, strerror(err));
         end(s, err == EADDRINUSE ? SOCKET_ADDR_IN_USE : SOCKET_BIND_FAILED);
@@ -864,15 +820,7 @@ static void stream_accept(ISocket *is, USocket *user)
 
 static void stream_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
 {
-    struct rs_stream *s = S(is);
-    struct rs_sockaddr a;
-    a.len = sizeof(a.u);
-    if (size > 0)
-        out[0] = '\0';
-    if (port)
-        *port = 0;
-    if (s->fd >= 0 && getsockname(s->fd, &a.u.sa, &a.len) == 0)
-        s->type->format(&a.u.sa, a.len, out, size, port);
+    rs_fd_local_address(S(is)->fd, S(is)->type->format, out, size, port);
 }
 
 static void stream_set_qos(ISocket *is, qostraffictype_t type)

@@ -15,20 +15,13 @@ static int tcp_configure(struct rs_stream *s, int fd, bool listener)
     return 0;
 }
 
-static void tcp_format(const struct sockaddr *sa, socklen_t len, char *out, size_t size,
-                       uint16_t *port)
-{
-    (void)len;
-    rs_addr_format(sa, out, size, port);
-}
-
 static const struct rs_stream_type tcp_type = {
     .ops = &rs_tcp_stream_ops,
     .log_flag = LOG_TCP,
     .parse_connect = rs_addr_parse_hostport,
     .parse_bind = rs_addr_parse_bind,
     .configure = tcp_configure,
-    .format = tcp_format,
+    .format = rs_addr_format_ip,
 };
 
 static ISocket *tcp_create_socket(ISocketProvider *p, IIoMux *iomux, USocket *user,
@@ -39,20 +32,12 @@ static ISocket *tcp_create_socket(ISocketProvider *p, IIoMux *iomux, USocket *us
     return rs_stream_create(&tcp_type, iomux, user, log, useIPv6);
 }
 
-static void tcp_destroy(ISocketProvider *p)
-{
-    free(p);
-}
-
 static const struct rs_provider_ops tcp_provider_ops = {
     .create_socket = tcp_create_socket,
-    .destroy = tcp_destroy,
+    .destroy = rs_provider_free,
 };
 
 ISocketProvider *CreateTCPSocketProvider(void)
 {
-    ISocketProvider *p = malloc(sizeof(*p));
-    if (p)
-        p->ops = &tcp_provider_ops;
-    return p;
+    return rs_provider_new(&tcp_provider_ops);
 }

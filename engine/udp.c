@@ -14,6 +14,7 @@
 #include "log_internal.h"
 #include "provider.h"
 #include "sockaddr.h"
+#include "sockopt.h"
 
 #define RS_UDP_SENDS_IN_FLIGHT 64
 #define RS_UDP_QUEUE_MAX 1024   /* datagrams kept for an application that is not receiving */
@@ -136,24 +137,12 @@ static void udp_free(struct rs_core *c)
     free(u);
 }
 
-static void apply_qos(struct udp *u)
-{
-    static const int dscp[] = {[QOS_BEST_EFFORT] = 0, [QOS_AUDIO_VIDEO] = 34, [QOS_VOICE] = 46};
-    static const int prio[] = {[QOS_BEST_EFFORT] = 0, [QOS_AUDIO_VIDEO] = 5, [QOS_VOICE] = 6};
-    if (u->qos < 0 || u->fd < 0)
-        return;
-    int tos = dscp[u->qos] << 2;
-    setsockopt(u->fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
-    setsockopt(u->fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
-    setsockopt(u->fd, SOL_SOCKET, SO_PRIORITY, &prio[u->qos], sizeof(int));
-}
-
 static int open_fd(struct udp *u, int family)
 {
     u->fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (u->fd < 0)
         return errno;
-    apply_qos(u);
+    rs_fd_set_qos(u->fd, u->qos);
     return 0;
 }
 
@@ -619,15 +608,8 @@ static void udp_bind(ISocket *is, const char *localAddr, uint16_t localPort, boo
         end(u, SOCKET_OPEN_FAILED);
         return;
     }
-    int one = 1, zero = 0;
-    if (reuse) {
-        setsockopt(u->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        setsockopt(u->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    }
-    if (family == AF_INET6)
-        setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    if (bind(u->fd, &local.u.sa, local.len) < 0) {
-        err = errno;
+    err = rs_fd_bind(u->fd, &local.u.sa, local.len, reuse);
+    if (err) {
         LOG(u, "udp %p: bind failed: %s", (void *)u, strerror(err));
         end(u, err == EADDRINUSE ? SOCKET_ADDR_IN_USE : SOCKET_BIND_FAILED);
         return;
@@ -646,15 +628,7 @@ static void udp_bind(ISocket *is, const char *localAddr, uint16_t localPort, boo
 
 static void udp_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
 {
-    struct udp *u = U(is);
-    struct rs_sockaddr a;
-    a.len = sizeof(a.u);
-    if (size > 0)
-        out[0] = '\0';
-    if (port)
-        *port = 0;
-    if (u->fd >= 0 && getsockname(u->fd, &a.u.sa, &a.len) == 0)
-        rs_addr_format(&a.u.sa, out, size, port);
+    rs_fd_local_address(U(is)->fd, rs_addr_format_ip, out, size, port);
 }
 
 static void udp_shutdown(ISocket *is)
@@ -673,7 +647,7 @@ static void udp_set_qos(ISocket *is, qostraffictype_t type)
     if ((unsigned)type > QOS_VOICE)
         return;
     u->qos = (int)type;
-    apply_qos(u);
+    rs_fd_set_qos(u->fd, u->qos);
 }
 
 static void udp_destroy(ISocket *is)
@@ -726,20 +700,12 @@ static ISocket *udp_create_socket(ISocketProvider *p, IIoMux *iomux, USocket *us
     return &u->core.base;
 }
 
-static void udp_provider_destroy(ISocketProvider *p)
-{
-    free(p);
-}
-
 static const struct rs_provider_ops udp_provider_ops = {
     .create_socket = udp_create_socket,
-    .destroy = udp_provider_destroy,
+    .destroy = rs_provider_free,
 };
 
 ISocketProvider *CreateUDPSocketProvider(void)
 {
-    ISocketProvider *p = malloc(sizeof(*p));
-    if (p)
-        p->ops = &udp_provider_ops;
-    return p;
+    return rs_provider_new(&udp_provider_ops);
 }
