@@ -60,8 +60,8 @@ static void deliver_events(struct rs_task *t)
 }
 
 void rs_core_init(struct rs_core *c, const struct rs_core_type *type,
-                  const struct rs_socket_ops *ops, IIoMux *mux, USocket *user,
-                  IInstanceLog *log, enum LogFlags flag)
+                  const struct rs_socket_ops *ops, IIoMux *mux, USocket *user, IInstanceLog *log,
+                  enum LogFlags flag)
 {
     rs_socket_init(&c->base, ops, mux, user, log, flag);
     c->type = type;

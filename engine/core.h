@@ -53,8 +53,8 @@ struct rs_core {
 };
 
 void rs_core_init(struct rs_core *c, const struct rs_core_type *type,
-                  const struct rs_socket_ops *ops, IIoMux *mux, USocket *user,
-                  IInstanceLog *log, enum LogFlags flag);
+                  const struct rs_socket_ops *ops, IIoMux *mux, USocket *user, IInstanceLog *log,
+                  enum LogFlags flag);
 void rs_core_event(struct rs_core *c, unsigned ev);
 /* Queues SocketShutdown(reason) (after the outstanding buffers come back). */
 void rs_core_close_event(struct rs_core *c, shutdownreason_t reason);

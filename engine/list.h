@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define rs_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define rs_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct rs_list {
     struct rs_list *prev, *next;

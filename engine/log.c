@@ -164,8 +164,7 @@ bool IInstanceLog_LogFlagSet(IInstanceLog *log, enum LogFlags flag)
     return log && (log->flags & (uint64_t)flag) != 0;
 }
 
-void IInstanceLog_SetSink(IInstanceLog *log, void (*sink)(void *ctx, const char *line),
-                                    void *ctx)
+void IInstanceLog_SetSink(IInstanceLog *log, void (*sink)(void *ctx, const char *line), void *ctx)
 {
     if (!log)
         return;
@@ -245,8 +244,7 @@ void IInstanceLog_Log(IInstanceLog *log, enum LogFlags flag, const char *format,
     va_end(ap);
 }
 
-void IInstanceLog_HexDump(IInstanceLog *log, enum LogFlags flag, const void *data,
-                                    size_t len)
+void IInstanceLog_HexDump(IInstanceLog *log, enum LogFlags flag, const void *data, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = data;

@@ -5,8 +5,8 @@
 #include "ringsock/socket.h"
 
 struct rs_provider_ops {
-    ISocket *(*create_socket)(ISocketProvider *p, IIoMux *iomux, USocket *user,
-                              IInstanceLog *log, bool useIPv6, ISocketContext *ctx);
+    ISocket *(*create_socket)(ISocketProvider *p, IIoMux *iomux, USocket *user, IInstanceLog *log,
+                              bool useIPv6, ISocketContext *ctx);
     void (*destroy)(ISocketProvider *p);
 };
 

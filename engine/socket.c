@@ -6,10 +6,10 @@
 #include "log_internal.h"
 
 static const char *const reason_names[] = {
-    "SOCKET_SHUTDOWN_NORMAL", "SOCKET_SHUTDOWN_BY_PEER", "SOCKET_LOST",
-    "SOCKET_ADDRESS_INVALID", "SOCKET_OPEN_FAILED",      "SOCKET_CONNECT_FAILED",
-    "SOCKET_CONNECT_REJECTED", "SOCKET_BIND_FAILED",     "SOCKET_LISTEN_FAILED",
-    "SOCKET_ACCEPT_FAILED",   "SOCKET_TLS_HANDSHAKE_FAILED", "SOCKET_ADDR_IN_USE",
+    "SOCKET_SHUTDOWN_NORMAL",       "SOCKET_SHUTDOWN_BY_PEER",     "SOCKET_LOST",
+    "SOCKET_ADDRESS_INVALID",       "SOCKET_OPEN_FAILED",          "SOCKET_CONNECT_FAILED",
+    "SOCKET_CONNECT_REJECTED",      "SOCKET_BIND_FAILED",          "SOCKET_LISTEN_FAILED",
+    "SOCKET_ACCEPT_FAILED",         "SOCKET_TLS_HANDSHAKE_FAILED", "SOCKET_ADDR_IN_USE",
     "SOCKET_ALPN_SELECTION_FAILED",
 };
 
@@ -113,11 +113,11 @@ void rs_cb_recv_canceled(ISocket *s, void *buf)
 
 /* ---- public entry points ----------------------------------------------------------- */
 
-#define API_CALL(s, expr)                                                                      \
-    do {                                                                                       \
-        rs_api_enter((s)->mux);                                                                \
-        expr;                                                                                  \
-        rs_api_leave((s)->mux);                                                                \
+#define API_CALL(s, expr)                                                                          \
+    do {                                                                                           \
+        rs_api_enter((s)->mux);                                                                    \
+        expr;                                                                                      \
+        rs_api_leave((s)->mux);                                                                    \
     } while (0)
 
 void ISocket_Delete(ISocket *s)

@@ -23,8 +23,7 @@ void rs_fd_set_qos(int fd, int qos)
     setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio[qos], sizeof(int));
 }
 
-void rs_fd_local_address(int fd, rs_addr_format_fn format, char *out, unsigned size,
-                         uint16_t *port)
+void rs_fd_local_address(int fd, rs_addr_format_fn format, char *out, unsigned size, uint16_t *port)
 {
     struct rs_sockaddr a;
     a.len = sizeof(a.u);

@@ -7,8 +7,8 @@
 
 #include "ringsock/socket.h"
 
-typedef void (*rs_addr_format_fn)(const struct sockaddr *sa, socklen_t len, char *out,
-                                  size_t size, uint16_t *port);
+typedef void (*rs_addr_format_fn)(const struct sockaddr *sa, socklen_t len, char *out, size_t size,
+                                  uint16_t *port);
 
 /* DSCP through IP_TOS / IPV6_TCLASS (whichever the socket's family has) and
  * SO_PRIORITY. qos < 0: leave the socket as it is. */

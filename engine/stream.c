@@ -23,11 +23,11 @@
 #include "sockopt.h"
 #include "stream.h"
 
-#define RS_SEG_SIZE 16384          /* copy segment; the sends of a round coalesce here */
-#define RS_SEG_CACHE 64            /* drained segments kept per thread */
-#define RS_DIRECT_SEND_MIN 65536   /* from here a send first tries to go straight out */
-#define RS_ZC_MIN 32768            /* zero-copy only pays for large payloads */
-#define RS_ACCEPT_RETRY_MS 100     /* back-off when accept runs out of descriptors */
+#define RS_SEG_SIZE        16384 /* copy segment; the sends of a round coalesce here */
+#define RS_SEG_CACHE       64    /* drained segments kept per thread */
+#define RS_DIRECT_SEND_MIN 65536 /* from here a send first tries to go straight out */
+#define RS_ZC_MIN          32768 /* zero-copy only pays for large payloads */
+#define RS_ACCEPT_RETRY_MS 100   /* back-off when accept runs out of descriptors */
 
 enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 
@@ -38,10 +38,10 @@ struct seg {
     struct seg *next;
     const uint8_t *data;
     size_t len, off;
-    size_t cap;        /* > 0: the bytes are ours, in bytes[], and more may be appended */
-    uint32_t results;  /* SendResults owed once the segment is released */
-    bool zc;           /* goes out with SEND_ZC */
-    uint64_t zc_mark;  /* zero-copy notifications to await before release */
+    size_t cap;       /* > 0: the bytes are ours, in bytes[], and more may be appended */
+    uint32_t results; /* SendResults owed once the segment is released */
+    bool zc;          /* goes out with SEND_ZC */
+    uint64_t zc_mark; /* zero-copy notifications to await before release */
     uint8_t bytes[];
 };
 
@@ -81,11 +81,11 @@ struct rs_stream {
     bool offered_taken;
 };
 
-#define S(isock) ((struct rs_stream *)(isock))
-#define LOG_ON(s) IInstanceLog_LogFlagSet((s)->core.base.log, (s)->type->log_flag)
-#define LOG(s, ...) IInstanceLog_Log((s)->core.base.log, (s)->type->log_flag, __VA_ARGS__)
+#define S(isock)        ((struct rs_stream *)(isock))
+#define LOG_ON(s)       IInstanceLog_LogFlagSet((s)->core.base.log, (s)->type->log_flag)
+#define LOG(s, ...)     IInstanceLog_Log((s)->core.base.log, (s)->type->log_flag, __VA_ARGS__)
 #define LOG_ERR(s, ...) rs_log_error((s)->core.base.log, (s)->type->log_flag, __VA_ARGS__)
-#define NAME(s) ((s)->core.base.ops->name)
+#define NAME(s)         ((s)->core.base.ops->name)
 
 static void flush_task_run(struct rs_task *t);
 static const struct rs_core_type stream_core_type;
@@ -631,7 +631,8 @@ static void stream_shutdown(ISocket *is)
 static void became_connected(struct rs_stream *s)
 {
     s->state = ST_CONNECTED;
-    s->zc_ok = (s->core.base.mux->features & RS_FEAT_SEND_ZC) && !rs_addr_is_loopback(&s->peer.u.sa);
+    s->zc_ok =
+        (s->core.base.mux->features & RS_FEAT_SEND_ZC) && !rs_addr_is_loopback(&s->peer.u.sa);
     for (struct seg *g = s->scur; g; g = g->next)
         if (g->cap == 0 && g->len >= RS_ZC_MIN) /* no-copy sends queued while connecting */
             g->zc = s->zc_ok;
@@ -652,8 +653,8 @@ static void connect_complete(struct rs_op *op, int res, unsigned flags)
             char addr[108];
             uint16_t port;
             s->type->format(&s->peer.u.sa, s->peer.len, addr, sizeof(addr), &port);
-            LOG(s, "%s %p: connect to %s:%u failed: %s", NAME(s), (void *)s, addr,
-                    port, strerror(-res));
+            LOG(s, "%s %p: connect to %s:%u failed: %s", NAME(s), (void *)s, addr, port,
+                strerror(-res));
             end(s, reason_for_connect_error(-res));
         }
     }
@@ -666,7 +667,7 @@ static void stream_connect(ISocket *is, const char *address, const char *serverN
     struct rs_stream *s = S(is);
     if (!s->type->parse_connect(address, &s->peer)) {
         LOG(s, "%s %p: invalid address '%s'", is->ops->name, (void *)s,
-                address ? address : "(null)");
+            address ? address : "(null)");
         end(s, SOCKET_ADDRESS_INVALID);
         return;
     }
@@ -690,7 +691,7 @@ static void stream_bind(ISocket *is, const char *localAddr, uint16_t localPort, 
     struct rs_sockaddr local;
     if (!s->type->parse_bind(localAddr, localPort, s->v6, &local)) {
         LOG(s, "%s %p: invalid bind address '%s'", is->ops->name, (void *)s,
-                localAddr ? localAddr : "(null)");
+            localAddr ? localAddr : "(null)");
         end(s, SOCKET_ADDRESS_INVALID);
         return;
     }
@@ -715,7 +716,8 @@ static void stream_bind(ISocket *is, const char *localAddr, uint16_t localPort, 
     bound.len = sizeof(bound.u);
     if (getsockname(s->fd, &bound.u.sa, &bound.len) < 0)
         bound = local;
-    s->type->format(&bound.u.sa, bound.len, s->core.bind_addr, sizeof(s->core.bind_addr), &s->core.bind_port);
+    s->type->format(&bound.u.sa, bound.len, s->core.bind_addr, sizeof(s->core.bind_addr),
+                    &s->core.bind_port);
     LOG(s, "%s %p bound to %s:%u", is->ops->name, (void *)s, s->core.bind_addr, s->core.bind_port);
     rs_core_event(&s->core, RS_EV_BIND);
 }
@@ -841,13 +843,13 @@ static void stream_destroy(ISocket *is)
 }
 
 /* One implementation, two names for messages. */
-#define STREAM_OPS(type_name)                                                                  \
-    {                                                                                          \
-        .name = type_name, .connect = stream_connect, .bind = stream_bind,                     \
-        .get_local_address = stream_get_local_address, .listen = stream_listen,                \
-        .accept = stream_accept, .shutdown = stream_shutdown, .send = stream_send,             \
-        .send_to = NULL, .recv = stream_recv, .recv_cancel = stream_recv_cancel,               \
-        .set_qos = stream_set_qos, .destroy = stream_destroy,                                  \
+#define STREAM_OPS(type_name)                                                                      \
+    {                                                                                              \
+        .name = type_name, .connect = stream_connect, .bind = stream_bind,                         \
+        .get_local_address = stream_get_local_address, .listen = stream_listen,                    \
+        .accept = stream_accept, .shutdown = stream_shutdown, .send = stream_send,                 \
+        .send_to = NULL, .recv = stream_recv, .recv_cancel = stream_recv_cancel,                   \
+        .set_qos = stream_set_qos, .destroy = stream_destroy,                                      \
     }
 
 const struct rs_socket_ops rs_tcp_stream_ops = STREAM_OPS("tcp");

@@ -17,7 +17,7 @@
 #include "sockopt.h"
 
 #define RS_UDP_SENDS_IN_FLIGHT 64
-#define RS_UDP_QUEUE_MAX 1024   /* datagrams kept for an application that is not receiving */
+#define RS_UDP_QUEUE_MAX       1024 /* datagrams kept for an application that is not receiving */
 
 enum ustate { U_IDLE, U_BOUND, U_CONNECTED, U_CLOSED };
 
@@ -64,7 +64,7 @@ struct udp {
     uint16_t rport;
     struct queued *qhead, *qtail;
     unsigned qlen;
-    bool dropping; /* logged the start of a drop streak */
+    bool dropping;           /* logged the start of a drop streak */
     struct rs_bufpool *pool; /* multishot receive into pool buffers; NULL: one at a time */
     struct msghdr mmsg;
 
@@ -74,8 +74,8 @@ struct udp {
     uint64_t icmp_errors;
 };
 
-#define U(isock) ((struct udp *)(isock))
-#define LOG(u, ...) IInstanceLog_Log((u)->core.base.log, LOG_UDP, __VA_ARGS__)
+#define U(isock)        ((struct udp *)(isock))
+#define LOG(u, ...)     IInstanceLog_Log((u)->core.base.log, LOG_UDP, __VA_ARGS__)
 #define LOG_ERR(u, ...) rs_log_error((u)->core.base.log, LOG_UDP, __VA_ARGS__)
 
 static void recv_start(struct udp *u);
@@ -176,8 +176,7 @@ static void *take_recv_buffer(struct rs_core *c)
 static void note_truncation(struct udp *u, size_t real, size_t room)
 {
     u->core.base.stats.truncated++;
-    LOG(u, "udp %p: datagram of %zu bytes truncated to the %zu byte buffer", (void *)u, real,
-        room);
+    LOG(u, "udp %p: datagram of %zu bytes truncated to the %zu byte buffer", (void *)u, real, room);
 }
 
 static void queue_push(struct udp *u, const void *data, size_t len, size_t real, IPaddr addr,
@@ -186,8 +185,7 @@ static void queue_push(struct udp *u, const void *data, size_t len, size_t real,
     if (u->qlen >= RS_UDP_QUEUE_MAX) {
         u->core.base.stats.dropped++;
         if (!u->dropping)
-            LOG_ERR(u, "udp %p: the application is not receiving; dropping datagrams",
-                    (void *)u);
+            LOG_ERR(u, "udp %p: the application is not receiving; dropping datagrams", (void *)u);
         u->dropping = true;
         return;
     }
@@ -218,8 +216,8 @@ static void queue_push(struct udp *u, const void *data, size_t len, size_t real,
 }
 
 /* Fills the outstanding receive buffer: `avail` bytes of a datagram of `real` bytes. */
-static void recv_done(struct udp *u, const uint8_t *data, size_t avail, size_t real,
-                      IPaddr addr, uint16_t port)
+static void recv_done(struct udp *u, const uint8_t *data, size_t avail, size_t real, IPaddr addr,
+                      uint16_t port)
 {
     size_t n = avail < u->rlen ? avail : u->rlen;
     if (real > n)
@@ -483,8 +481,7 @@ static void flush_task_run(struct rs_task *t)
     send_next(rs_container_of(t, struct udp, flush_task));
 }
 
-static void queue_datagram(struct udp *u, const void *buf, size_t len,
-                           const struct rs_sockaddr *to)
+static void queue_datagram(struct udp *u, const void *buf, size_t len, const struct rs_sockaddr *to)
 {
     struct dgram *d = malloc(sizeof(*d) + len);
     if (!d)
@@ -618,8 +615,7 @@ static void udp_bind(ISocket *is, const char *localAddr, uint16_t localPort, boo
     bound.len = sizeof(bound.u);
     if (getsockname(u->fd, &bound.u.sa, &bound.len) < 0)
         bound = local;
-    rs_addr_format(&bound.u.sa, u->core.bind_addr, sizeof(u->core.bind_addr),
-                   &u->core.bind_port);
+    rs_addr_format(&bound.u.sa, u->core.bind_addr, sizeof(u->core.bind_addr), &u->core.bind_port);
     LOG(u, "udp %p bound to %s:%u", (void *)u, u->core.bind_addr, u->core.bind_port);
     u->state = U_BOUND;
     rs_core_event(&u->core, RS_EV_BIND);

@@ -140,8 +140,7 @@ void rs_backend_start(struct rs_backend *b)
     if (b->started)
         return;
     /* Debian's liburing 2.3 declares io_uring_enable_rings but does not export it. */
-    if (syscall(__NR_io_uring_register, b->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) <
-        0)
+    if (syscall(__NR_io_uring_register, b->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
         fprintf(stderr, "ringsock: enabling the ring failed: %s\n", strerror(errno));
     /* Per thread: saves an fd lookup per enter. Optional. */
     io_uring_register_ring_fd(&b->ring);
@@ -302,8 +301,8 @@ struct rs_bufpool *rs_bufpool_create(struct rs_backend *b, unsigned count, unsig
     size_t ring_bytes = count * sizeof(struct io_uring_buf);
     p->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     /* Untouched pages cost nothing: only buffers the kernel fills become resident. */
-    p->mem = mmap(NULL, (size_t)count * size, PROT_READ | PROT_WRITE,
-                  MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    p->mem = mmap(NULL, (size_t)count * size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
+                  -1, 0);
     if (p->br == MAP_FAILED || p->mem == MAP_FAILED)
         goto fail;
     p->b = b;
@@ -442,8 +441,8 @@ void rs_backend_drain(struct rs_backend *b)
             io_uring_prep_nop(sqe);
             sqe->user_data = 0;
             if (ud)
-                ((struct rs_op *)(uintptr_t)ud)->complete((struct rs_op *)(uintptr_t)ud,
-                                                          -ECANCELED, 0);
+                ((struct rs_op *)(uintptr_t)ud)
+                    ->complete((struct rs_op *)(uintptr_t)ud, -ECANCELED, 0);
         }
         return;
     }

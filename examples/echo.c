@@ -16,9 +16,9 @@
 
 #include <ringsock/socket.h>
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
-#define BUF_SIZE 65536
-#define MAX_SENDS_OUT 4
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#define BUF_SIZE              65536
+#define MAX_SENDS_OUT         4
 
 struct server {
     USocket user; /* the listener's callbacks */
@@ -226,14 +226,15 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    struct server s = {.user.vtbl = &srv_vtbl, .udp_user.vtbl = &udp_vtbl,
-                       .shutdown.vtbl = &shutdown_vtbl};
+    struct server s = {
+        .user.vtbl = &srv_vtbl, .udp_user.vtbl = &udp_vtbl, .shutdown.vtbl = &shutdown_vtbl};
     s.mux = IIoMux_Create();
     if (!s.mux)
         return 1;
     s.log = IInstanceLog_Create("ringsock-echo", 0);
-    s.tcp = udp ? CreateUDPSocketProvider()
-                : local ? CreateLocalSocketProvider() : CreateTCPSocketProvider();
+    s.tcp = udp     ? CreateUDPSocketProvider()
+            : local ? CreateLocalSocketProvider()
+                    : CreateTCPSocketProvider();
     IIoMux_RegisterShutdownHandler(s.mux, &s.shutdown);
     if (udp) {
         s.udp_buf = malloc(UDP_BUF_SIZE);

@@ -10,7 +10,7 @@
 
 #include <ringsock/socket.h>
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
 static const char request[] = "hello server";
 static const char answer[] = "hello client";

@@ -23,7 +23,7 @@ void h_check_leaks(void)
 }
 
 static const char *const kind_names[] = {
-    "ConnectComplete", "BindResult", "ListenResult", "AcceptComplete", "Shutdown",
+    "ConnectComplete", "BindResult", "ListenResult",   "AcceptComplete", "Shutdown",
     "SendResult",      "RecvResult", "RecvFromResult", "RecvCanceled",
 };
 
@@ -304,8 +304,8 @@ void h_sock_free(struct h_sock *hs)
 
 ISocket *h_tcp_socket(struct h_env *env, struct h_sock *hs, bool v6)
 {
-    CALL(hs->sock = ISocketProvider_CreateSocket(env->tcp, env->mux, &hs->user, env->log, v6,
-                                                 NULL));
+    CALL(hs->sock =
+             ISocketProvider_CreateSocket(env->tcp, env->mux, &hs->user, env->log, v6, NULL));
     cr_assert_not_null(hs->sock);
     return hs->sock;
 }
@@ -384,8 +384,8 @@ const char *h_dump(const struct h_sock *hs)
     out[0] = '\0';
     for (size_t i = 0; i < hs->nev && o < sizeof(out) - 64; i++) {
         const struct h_event *e = &hs->ev[i];
-        o += (size_t)snprintf(out + o, sizeof(out) - o, "%s%s", i ? ", " : "",
-                              h_kind_name(e->kind));
+        o +=
+            (size_t)snprintf(out + o, sizeof(out) - o, "%s%s", i ? ", " : "", h_kind_name(e->kind));
         if (e->kind == H_SHUTDOWN)
             o += (size_t)snprintf(out + o, sizeof(out) - o, "(%s)",
                                   SocketShutdownReasonToStr(e->reason));

@@ -13,14 +13,14 @@
 
 #include <ringsock/socket.h>
 
-#define h_container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#define h_container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
 extern int h_in_api;
-#define CALL(expr)                                                                             \
-    do {                                                                                       \
-        h_in_api++;                                                                            \
-        expr;                                                                                  \
-        h_in_api--;                                                                            \
+#define CALL(expr)                                                                                 \
+    do {                                                                                           \
+        h_in_api++;                                                                                \
+        expr;                                                                                      \
+        h_in_api--;                                                                                \
     } while (0)
 
 enum h_kind {
@@ -56,15 +56,15 @@ struct h_sock {
     struct h_event *ev;
     size_t nev, cap;
     /* reactions */
-    bool delete_on_shutdown;  /* ISocket_Delete inside SocketShutdown (sock set NULL) */
-    bool reject;              /* listener: Accept(NULL) */
-    bool echo;                /* connected: send back whatever arrives, receive again */
-    bool sink;                /* connected: keep receiving (partial) into echo_buf */
+    bool delete_on_shutdown; /* ISocket_Delete inside SocketShutdown (sock set NULL) */
+    bool reject;             /* listener: Accept(NULL) */
+    bool echo;               /* connected: send back whatever arrives, receive again */
+    bool sink;               /* connected: keep receiving (partial) into echo_buf */
     uint8_t *echo_buf;
     size_t echo_len;
     struct h_sock **accepted; /* listener: the h_socks handed to Accept, in order */
     size_t naccepted, accepted_cap;
-    bool deleted;             /* set when deleted by a reaction */
+    bool deleted; /* set when deleted by a reaction */
     /* data sink: SocketRecvResult bytes appended here when collect is set */
     bool collect;
     uint8_t *data;
@@ -121,9 +121,9 @@ const char *h_dump(const struct h_sock *hs);
 uint16_t h_listen(struct h_env *env, struct h_sock *listener, const char *addr);
 
 /* Raw kernel sockets, for peers that must misbehave. */
-int h_raw_connect(const char *ip, uint16_t port);   /* blocking connect, returns fd */
-int h_raw_listen(const char *ip, uint16_t *port);   /* listening fd on an ephemeral port */
-void h_raw_reset(int fd);                           /* close with RST (SO_LINGER 0) */
+int h_raw_connect(const char *ip, uint16_t port); /* blocking connect, returns fd */
+int h_raw_listen(const char *ip, uint16_t *port); /* listening fd on an ephemeral port */
+void h_raw_reset(int fd);                         /* close with RST (SO_LINGER 0) */
 void h_raw_write_all(int fd, const void *buf, size_t len);
 size_t h_raw_read_n(int fd, void *buf, size_t len, unsigned timeout_ms);
 

@@ -38,8 +38,7 @@ TestSuite(local, .init = setup, .fini = teardown, .timeout = 30);
 
 static ISocket *local_socket(struct h_sock *hs)
 {
-    CALL(hs->sock = ISocketProvider_CreateSocket(local, env.mux, &hs->user, env.log, false,
-                                                 NULL));
+    CALL(hs->sock = ISocketProvider_CreateSocket(local, env.mux, &hs->user, env.log, false, NULL));
     return hs->sock;
 }
 

@@ -97,8 +97,7 @@ static uint16_t listener_start(struct listener *l)
 {
     memset(l, 0, sizeof(*l));
     l->user.vtbl = &lst_vtbl;
-    CALL(l->sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &l->user, env.log, false,
-                                                NULL));
+    CALL(l->sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &l->user, env.log, false, NULL));
     cr_assert_not_null(l->sock);
     CALL(ISocket_Bind(l->sock, "127.0.0.1", 0));
     CALL(ISocket_Listen(l->sock));
@@ -220,11 +219,10 @@ static void peer_recv_result(USocket *u, ISocket *s, void *buf, size_t len)
     }
     p->recv_results++;
     if (p->rpartial)
-        cr_assert(len >= 1 && len <= p->rreq, "%s: partial receive of %zu for %zu", p->name,
-                  len, p->rreq);
+        cr_assert(len >= 1 && len <= p->rreq, "%s: partial receive of %zu for %zu", p->name, len,
+                  p->rreq);
     else
-        cr_assert_eq(len, p->rreq, "%s: full receive of %zu returned %zu", p->name, p->rreq,
-                     len);
+        cr_assert_eq(len, p->rreq, "%s: full receive of %zu returned %zu", p->name, p->rreq, len);
     size_t d = first_diff(buf, p->rx_expect + p->rx_off, len);
     cr_assert_eq(d, len, "%s: byte %zu of the stream differs", p->name, p->rx_off + d);
     p->rx_off += len;
@@ -310,8 +308,8 @@ Test(tcp_stress, full_duplex_random_sizes_exact_bytes)
     l.next_user = &pp[1].user;
 
     double t0 = now_s();
-    CALL(pp[0].sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &pp[0].user, env.log, false,
-                                                   NULL));
+    CALL(pp[0].sock =
+             ISocketProvider_CreateSocket(env.tcp, env.mux, &pp[0].user, env.log, false, NULL));
     CALL(ISocket_Connect(pp[0].sock, addr_of(port), NULL));
     /* Sends and the receive may be queued before the connection is up. */
     peer_recv_next(&pp[0]);
@@ -319,9 +317,8 @@ Test(tcp_stress, full_duplex_random_sizes_exact_bytes)
     bool ok = h_run_until(&env, duplex_done, pp, 50000);
     double t1 = now_s();
     for (int i = 0; i < 2; i++)
-        cr_assert(ok, "%s: sent %zu/%zu (%zu sends, %zu results), received %zu/%zu",
-                  pp[i].name, pp[i].tx_off, total, pp[i].sends, pp[i].results, pp[i].rx_off,
-                  total);
+        cr_assert(ok, "%s: sent %zu/%zu (%zu sends, %zu results), received %zu/%zu", pp[i].name,
+                  pp[i].tx_off, total, pp[i].sends, pp[i].results, pp[i].rx_off, total);
     cr_assert_eq(l.offers, 1);
     for (int i = 0; i < 2; i++) {
         cr_assert(pp[i].connected);
@@ -471,8 +468,8 @@ static bool all_received(struct h_env *e, void *arg)
 Test(tcp_stress, send_results_in_order_with_nocopy)
 {
     /* Sizes around every internal boundary: empty, segment size, direct-send size. */
-    static const size_t sizes[] = {0,     1,     7,     100,    4096,   16383,  16384,  16385,
-                                   32768, 65535, 65536, 65537,  100000, 200000, 262144, 1048576};
+    static const size_t sizes[] = {0,     1,     7,     100,   4096,   16383,  16384,  16385,
+                                   32768, 65535, 65536, 65537, 100000, 200000, 262144, 1048576};
     const size_t nsizes = sizeof(sizes) / sizeof(sizes[0]);
     uint32_t rng = 77;
     static struct order_tx tx;
@@ -500,8 +497,7 @@ Test(tcp_stress, send_results_in_order_with_nocopy)
     struct listener l;
     uint16_t port = listener_start(&l);
     l.next_user = &rx.user;
-    CALL(tx.sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &tx.user, env.log, false,
-                                                NULL));
+    CALL(tx.sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &tx.user, env.log, false, NULL));
     CALL(ISocket_Connect(tx.sock, addr_of(port), NULL));
 
     uint8_t *scratch = malloc(1048576);
@@ -528,8 +524,8 @@ Test(tcp_stress, send_results_in_order_with_nocopy)
             cr_assert_leq(tx.results, tx.nops);
         }
         if (h_rand(&rng) % 3 == 0) {
-            cr_assert(h_run_until(&env, all_results, &tx, 10000), "results %zu of %zu",
-                      tx.results, tx.nops);
+            cr_assert(h_run_until(&env, all_results, &tx, 10000), "results %zu of %zu", tx.results,
+                      tx.nops);
             direct_chances++;
         } else {
             h_run_for(&env, 0);
@@ -670,8 +666,8 @@ Test(tcp_stress, thousands_of_concurrent_echo_connections)
         c->idx = i;
         h_fill(c->msg, sizeof(c->msg), 1000 + i);
         snprintf((char *)c->msg, 16, "client %05u", i); /* distinct even if h_fill collides */
-        CALL(c->sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &c->user, env.log, false,
-                                                    NULL));
+        CALL(c->sock =
+                 ISocketProvider_CreateSocket(env.tcp, env.mux, &c->user, env.log, false, NULL));
         cr_assert_not_null(c->sock);
         /* Connect, Send and Recv back to back: all held until connected. */
         CALL(ISocket_Connect(c->sock, addr, NULL));

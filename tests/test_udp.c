@@ -12,7 +12,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-
 static struct h_env env;
 static ISocketProvider *udp;
 

@@ -19,7 +19,8 @@ typedef union IPaddr {
 
 /* IPv4 is stored IPv4-mapped (::ffff:a.b.c.d), as in the SDK. */
 bool IPaddr_FromString(IPaddr *out, const char *text); /* "1.2.3.4" or "::1" */
-void IPaddr_ToString(const IPaddr *addr, char *out, size_t size); /* IPv4-mapped prints as a.b.c.d */
+void IPaddr_ToString(const IPaddr *addr, char *out,
+                     size_t size); /* IPv4-mapped prints as a.b.c.d */
 bool IPaddr_IsV4(const IPaddr *addr);
 
 #ifdef __cplusplus

@@ -54,8 +54,7 @@ struct USocketVtbl {
                                  IPaddr srcAddr, uint16_t srcPort);
     void (*SocketRecvCanceled)(USocket *self, ISocket *socket, void *buf);
     void (*SocketUpgradeToTLSComplete)(USocket *self, ISocket *socket);
-    bool (*SocketAcceptSelectedALPNProtocol)(USocket *self, ISocket *socket,
-                                             const char *protocol);
+    bool (*SocketAcceptSelectedALPNProtocol)(USocket *self, ISocket *socket, const char *protocol);
 };
 struct USocket {
     const USocketVtbl *vtbl;
@@ -74,14 +73,14 @@ ISocket *ISocketProvider_CreateSocket(ISocketProvider *provider, IIoMux *iomux, 
 /* Contexts: shared settings; a context must outlive the sockets that use it. */
 void ISocketContext_Delete(ISocketContext *ctx);
 void ISocketContext_EnableDTLS(ISocketContext *ctx, bool useSrtp);
-void ISocketContext_SetServerCertificate(ISocketContext *ctx, const uint8_t *cert,
-                                         size_t certLen, const char *hostName);
-void ISocketContext_SetClientCertificate(ISocketContext *ctx, const uint8_t *cert,
-                                         size_t certLen, const char *hostName);
+void ISocketContext_SetServerCertificate(ISocketContext *ctx, const uint8_t *cert, size_t certLen,
+                                         const char *hostName);
+void ISocketContext_SetClientCertificate(ISocketContext *ctx, const uint8_t *cert, size_t certLen,
+                                         const char *hostName);
 const uint8_t *ISocketContext_GetCertificateFingerprint(ISocketContext *ctx, size_t *length);
 void ISocketContext_DisableClientCertificate(ISocketContext *ctx);
 void ISocketContext_SetALPNProtocols(ISocketContext *ctx,
-                                     const char *const *alpnList); /* NULL-terminated */
+                                     const char *const *alpnList);      /* NULL-terminated */
 #define ISocketContext_SetALPNProcotols ISocketContext_SetALPNProtocols /* the SDK's spelling */
 
 void ISocket_Delete(ISocket *socket);
@@ -93,8 +92,7 @@ void ISocket_Listen(ISocket *socket);
 void ISocket_Accept(ISocket *socket, USocket *remoteUser); /* NULL rejects */
 void ISocket_Shutdown(ISocket *socket);
 void ISocket_Send(ISocket *socket, const void *buf, size_t len);
-void ISocket_SendTo(ISocket *socket, const void *buf, size_t len, IPaddr dstAddr,
-                    uint16_t dstPort);
+void ISocket_SendTo(ISocket *socket, const void *buf, size_t len, IPaddr dstAddr, uint16_t dstPort);
 void ISocket_Recv(ISocket *socket, void *buf, size_t len, bool recvPartial);
 void ISocket_RecvCancel(ISocket *socket);
 void ISocket_SetQoS(ISocket *socket, qostraffictype_t type);
