@@ -102,16 +102,21 @@ void rs_flush_later(IIoMux *m, struct rs_task *t)
         rs_list_push_back(&m->flush, &t->link);
 }
 
-/* Runs the tasks queued so far; tasks queued meanwhile wait for the next round so a
+/* Runs the queued tasks, and those they queue (a layered socket passes events up this
+ * way), for a few passes; what is still queued then waits for the next loop round so a
  * task that requeues itself cannot starve I/O. */
-static void run_tasks(struct rs_list *queue)
+#define RS_TASK_PASSES 4
+
+static void run_tasks(IIoMux *m, struct rs_list *queue)
 {
-    struct rs_list batch, *n;
-    rs_list_init(&batch);
-    rs_list_splice(&batch, queue);
-    while ((n = rs_list_pop_front(&batch)) != NULL) {
-        struct rs_task *t = rs_container_of(n, struct rs_task, link);
-        t->run(t);
+    for (int pass = 0; pass < RS_TASK_PASSES && !rs_list_empty(queue) && !m->terminate; pass++) {
+        struct rs_list batch, *n;
+        rs_list_init(&batch);
+        rs_list_splice(&batch, queue);
+        while ((n = rs_list_pop_front(&batch)) != NULL) {
+            struct rs_task *t = rs_container_of(n, struct rs_task, link);
+            t->run(t);
+        }
     }
 }
 
@@ -122,10 +127,10 @@ void IIoMux_Run(IIoMux *m)
     while (!m->terminate) {
         rs_exec_run(m);
         if (!m->terminate)
-            run_tasks(&m->deferred);
+            run_tasks(m, &m->deferred);
         if (!m->terminate)
             rs_timers_run_expired(m);
-        run_tasks(&m->flush);
+        run_tasks(m, &m->flush);
         if (m->terminate)
             break;
         uint64_t timeout = 0;
