@@ -12,6 +12,9 @@ static void deliver_one(struct rs_core *c)
     } else if (c->pending & RS_EV_ACCEPTED) {
         c->pending &= ~RS_EV_ACCEPTED;
         rs_cb_accept_complete(is);
+    } else if (c->pending & RS_EV_UPGRADED) {
+        c->pending &= ~RS_EV_UPGRADED;
+        rs_cb_upgrade_complete(is);
     } else if (c->pending & RS_EV_LISTEN) {
         c->type->deliver_listen(c);
     } else if (c->pending & RS_EV_SENDS) {

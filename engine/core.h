@@ -16,6 +16,7 @@ enum {
     RS_EV_RECV_CANCELED = 1u << 5, /* the canceled[] buffers */
     RS_EV_RECV_DONE = 1u << 6,     /* type hook: SocketRecvResult / SocketRecvFromResult */
     RS_EV_CLOSE = 1u << 7,         /* outstanding buffer back, then SocketShutdown */
+    RS_EV_UPGRADED = 1u << 8,      /* SocketUpgradeToTLSComplete */
 };
 
 #define RS_MAX_CANCELED 4

@@ -28,6 +28,9 @@ struct rs_socket_ops {
     void (*recv_cancel)(ISocket *s);
     void (*set_qos)(ISocket *s, qostraffictype_t type);
     void (*destroy)(ISocket *s); /* ISocket_Delete */
+    /* Optional (TLS): */
+    bool (*peer_fingerprint)(ISocket *s, uint8_t out[32]);
+    const char *(*alpn_protocol)(ISocket *s);
 };
 
 struct ISocket {
@@ -39,6 +42,7 @@ struct ISocket {
     enum rs_mode mode;
     bool in_listen_result; /* Accept is legal only now */
     bool accept_called;
+    bool is_tls;           /* UpgradeToTLSSocket refuses these */
     ISocketStats stats;
 };
 
@@ -59,5 +63,7 @@ void rs_cb_send_result(ISocket *s);
 void rs_cb_recv_result(ISocket *s, void *buf, size_t len);
 void rs_cb_recv_from_result(ISocket *s, void *buf, size_t len, IPaddr addr, uint16_t port);
 void rs_cb_recv_canceled(ISocket *s, void *buf);
+void rs_cb_upgrade_complete(ISocket *s);
+bool rs_cb_accept_alpn(ISocket *s, const char *protocol); /* NULL entry: accept */
 
 #endif

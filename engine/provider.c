@@ -33,11 +33,12 @@ ISocket *ISocketProvider_CreateSocket(ISocketProvider *p, IIoMux *iomux, USocket
 
 ISocketContext *ISocketProvider_CreateSocketContext(ISocketProvider *p, IInstanceLog *log)
 {
-    (void)p;
     ISocketContext *c = calloc(1, sizeof(*c));
     if (!c)
         rs_fatal("ISocketProvider_CreateSocketContext: out of memory");
     c->log = log;
+    if (p && p->ops->init_context)
+        p->ops->init_context(c);
     return c;
 }
 
@@ -55,10 +56,11 @@ void ISocketContext_Delete(ISocketContext *c)
 {
     if (!c)
         return;
-    if (c->layer_free)
-        c->layer_free(c->layer);
+    if (c->layer_ops && c->layer_ops->free)
+        c->layer_ops->free(c->layer);
     free(c->server_cert);
     free(c->client_cert);
+    free(c->trusted);
     free(c->server_host);
     free(c->client_host);
     free_alpn(c);
@@ -69,6 +71,7 @@ void ISocketContext_EnableDTLS(ISocketContext *c, bool useSrtp)
 {
     c->dtls = true;
     c->srtp = useSrtp;
+    c->gen++;
 }
 
 static void set_blob(uint8_t **dst, size_t *dst_len, const uint8_t *src, size_t len)
@@ -99,6 +102,7 @@ void ISocketContext_SetServerCertificate(ISocketContext *c, const uint8_t *cert,
 {
     set_blob(&c->server_cert, &c->server_cert_len, cert, certLen);
     set_str(&c->server_host, hostName);
+    c->gen++;
 }
 
 void ISocketContext_SetClientCertificate(ISocketContext *c, const uint8_t *cert, size_t certLen,
@@ -106,12 +110,14 @@ void ISocketContext_SetClientCertificate(ISocketContext *c, const uint8_t *cert,
 {
     set_blob(&c->client_cert, &c->client_cert_len, cert, certLen);
     set_str(&c->client_host, hostName);
+    c->gen++;
 }
 
 const uint8_t *ISocketContext_GetCertificateFingerprint(ISocketContext *c, size_t *length)
 {
-    (void)c;
-    /* No certificate exists until a TLS or DTLS layer is built into the engine. */
+    if (c->layer_ops && c->layer_ops->fingerprint)
+        return c->layer_ops->fingerprint(c, length);
+    /* A context no TLS or DTLS provider made or used has no certificate. */
     if (length)
         *length = 0;
     return NULL;
@@ -120,6 +126,34 @@ const uint8_t *ISocketContext_GetCertificateFingerprint(ISocketContext *c, size_
 void ISocketContext_DisableClientCertificate(ISocketContext *c)
 {
     c->client_cert_disabled = true;
+    c->gen++;
+}
+
+void ISocketContext_SetTrustedCertificates(ISocketContext *c, const uint8_t *pem, size_t len)
+{
+    set_blob(&c->trusted, &c->trusted_len, pem, len);
+    c->gen++;
+}
+
+void ISocketContext_SetVerifyPeer(ISocketContext *c, bool verify)
+{
+    c->verify_off = !verify;
+    c->gen++;
+}
+
+void ISocketContext_RequireClientCertificate(ISocketContext *c, bool require)
+{
+    c->require_client_cert = require;
+    c->gen++;
+}
+
+ISocket *ISocketProvider_UpgradeToTLSSocket(ISocketProvider *p, ISocket *from, IIoMux *iomux,
+                                           USocket *user, IInstanceLog *log,
+                                           bool initServerSide, ISocketContext *ctx)
+{
+    if (!p->ops->upgrade)
+        rs_fatal("ISocketProvider_UpgradeToTLSSocket on a provider that is not TLS");
+    return p->ops->upgrade(p, from, iomux, user, log, initServerSide, ctx);
 }
 
 void ISocketContext_SetALPNProtocols(ISocketContext *c, const char *const *alpnList)
@@ -138,4 +172,5 @@ void ISocketContext_SetALPNProtocols(ISocketContext *c, const char *const *alpnL
         if (!c->alpn[i])
             rs_fatal("ISocketContext_SetALPNProtocols: out of memory");
     }
+    c->gen++;
 }

@@ -7,6 +7,11 @@
 struct rs_provider_ops {
     ISocket *(*create_socket)(ISocketProvider *p, IIoMux *iomux, USocket *user, IInstanceLog *log,
                               bool useIPv6, ISocketContext *ctx);
+    /* NULL: only a TLS provider upgrades sockets. */
+    ISocket *(*upgrade)(ISocketProvider *p, ISocket *from, IIoMux *iomux, USocket *user,
+                        IInstanceLog *log, bool initServerSide, ISocketContext *ctx);
+    /* NULL: contexts of this provider carry only settings. */
+    void (*init_context)(ISocketContext *ctx);
     void (*destroy)(ISocketProvider *p);
 };
 
@@ -18,18 +23,28 @@ struct ISocketProvider {
 ISocketProvider *rs_provider_new(const struct rs_provider_ops *ops);
 void rs_provider_free(ISocketProvider *p);
 
-/* Settings a context carries. Layers (TLS, DTLS) hang their own state off `layer`
- * and free it through layer_free. */
+/* What a security layer (TLS, DTLS) does with a context: the engine calls it for the
+ * functions that need certificates, without depending on the layer. */
+struct rs_context_layer_ops {
+    const uint8_t *(*fingerprint)(ISocketContext *ctx, size_t *length);
+    void (*free)(void *layer);
+};
+
+/* Settings a context carries. Layers hang their own state off `layer`; `gen` counts
+ * changes, so a layer rebuilds what it derived (new connections only). */
 struct ISocketContext {
     IInstanceLog *log;
+    unsigned gen;
     bool dtls, srtp;
     bool client_cert_disabled;
-    uint8_t *server_cert, *client_cert;
-    size_t server_cert_len, client_cert_len;
+    bool verify_off;          /* client: do not verify the server (extension) */
+    bool require_client_cert; /* server: ask for and verify a client certificate */
+    uint8_t *server_cert, *client_cert, *trusted;
+    size_t server_cert_len, client_cert_len, trusted_len;
     char *server_host, *client_host;
     char **alpn; /* NULL-terminated copy */
+    const struct rs_context_layer_ops *layer_ops;
     void *layer;
-    void (*layer_free)(void *layer);
 };
 
 #endif

@@ -111,6 +111,21 @@ void rs_cb_recv_canceled(ISocket *s, void *buf)
         USER_CB(s, SocketRecvCanceled)(s->user, s, buf);
 }
 
+void rs_cb_upgrade_complete(ISocket *s)
+{
+    rs_callback_check(s->mux, "SocketUpgradeToTLSComplete");
+    if (USER_CB(s, SocketUpgradeToTLSComplete))
+        USER_CB(s, SocketUpgradeToTLSComplete)(s->user, s);
+}
+
+bool rs_cb_accept_alpn(ISocket *s, const char *protocol)
+{
+    rs_callback_check(s->mux, "SocketAcceptSelectedALPNProtocol");
+    if (USER_CB(s, SocketAcceptSelectedALPNProtocol))
+        return USER_CB(s, SocketAcceptSelectedALPNProtocol)(s->user, s, protocol);
+    return true;
+}
+
 /* ---- public entry points ----------------------------------------------------------- */
 
 #define API_CALL(s, expr)                                                                          \
@@ -247,6 +262,16 @@ void ISocket_SetUser(ISocket *s, USocket *user)
 {
     check_user(user, "ISocket_SetUser");
     s->user = user;
+}
+
+bool ISocket_GetPeerCertificateFingerprint(ISocket *s, uint8_t out[32])
+{
+    return s->ops->peer_fingerprint && s->ops->peer_fingerprint(s, out);
+}
+
+const char *ISocket_GetALPNProtocol(ISocket *s)
+{
+    return s->ops->alpn_protocol ? s->ops->alpn_protocol(s) : NULL;
 }
 
 void ISocket_GetStats(ISocket *s, ISocketStats *stats)

@@ -62,6 +62,7 @@ struct USocket {
 
 /* Providers. A provider may be deleted while its sockets live. */
 ISocketProvider *CreateTCPSocketProvider(void);
+ISocketProvider *CreateTLSSocketProvider(ISocketProvider *tcpSocketProvider); /* may be NULL: upgrade only */
 ISocketProvider *CreateUDPSocketProvider(void);
 ISocketProvider *CreateLocalSocketProvider(void); /* Unix stream sockets: a path or "@name" */
 void ISocketProvider_Delete(ISocketProvider *provider);
@@ -69,6 +70,9 @@ ISocketContext *ISocketProvider_CreateSocketContext(ISocketProvider *provider, I
 ISocket *ISocketProvider_CreateSocket(ISocketProvider *provider, IIoMux *iomux, USocket *user,
                                       IInstanceLog *log, bool useIPv6,
                                       ISocketContext *socketContext);
+ISocket *ISocketProvider_UpgradeToTLSSocket(ISocketProvider *provider, ISocket *fromTCPSocket,
+                                            IIoMux *iomux, USocket *user, IInstanceLog *log,
+                                            bool initServerSide, ISocketContext *socketContext);
 
 /* Contexts: shared settings; a context must outlive the sockets that use it. */
 void ISocketContext_Delete(ISocketContext *ctx);
@@ -106,6 +110,23 @@ void ISocket_SetUser(ISocket *socket, USocket *user);
  * If the socket ends first, the buffer is free again once SocketShutdown runs, or once
  * ISocket_Delete returns. */
 void ISocket_SendNoCopy(ISocket *socket, const void *buf, size_t len);
+
+/* TLS trust and verification. A TLS client verifies the server's chain against the
+ * system trust store and its host name (Connect's serverName) by default. */
+/* Trust these PEM certificates instead of the system store (clients; and servers that
+ * require client certificates). */
+void ISocketContext_SetTrustedCertificates(ISocketContext *ctx, const uint8_t *pem, size_t len);
+/* false: a client accepts any server certificate (say so explicitly: tests, pinning by
+ * fingerprint). Default true. */
+void ISocketContext_SetVerifyPeer(ISocketContext *ctx, bool verify);
+/* A server asks for a client certificate and refuses the handshake without a valid
+ * one (verified against the trusted certificates, or the system store). Default false. */
+void ISocketContext_RequireClientCertificate(ISocketContext *ctx, bool require);
+/* SHA-256 of the peer's certificate (DER) once the handshake is done: 32 bytes into
+ * out. false when there is none (no TLS, not yet connected, peer sent none). */
+bool ISocket_GetPeerCertificateFingerprint(ISocket *socket, uint8_t out[32]);
+/* The ALPN protocol the handshake settled on, or NULL. Valid while the socket lives. */
+const char *ISocket_GetALPNProtocol(ISocket *socket);
 
 /* Counters of one socket, for diagnostics. */
 typedef struct ISocketStats {

@@ -1,0 +1,851 @@
+/* TLS sockets: wolfSSL over memory I/O on top of a stream socket the TLS socket owns
+ * (the "inner" socket, usually TCP). The TLS socket talks to its inner socket only
+ * through the public ISocket API, as any application would: ciphertext arrives in
+ * the inner socket's SocketRecvResult, leaves through ISocket_Send on it.
+ *
+ * wolfSSL only runs from the loop (inner callbacks and the drive task), never inside an
+ * API call of the application, so handshake results reach the application the same way
+ * as every other event: through the socket core. One exception is SocketListenResult,
+ * which must run inside the inner listener's so that Accept can be passed on. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alpn.h"
+#include "core.h"
+#include "log_internal.h"
+#include "stream.h"
+#include "tls_context.h"
+
+
+#define RS_TLS_RX_CAP (16384 + 2048 + 5 + 256) /* the largest record, with room to spare */
+
+enum tstate {
+    T_IDLE,      /* created */
+    T_TCP,       /* waiting for the inner connect or accept */
+    T_HANDSHAKE, /* wolfSSL handshake running */
+    T_OPEN,      /* application data */
+    T_CLOSING,   /* close_notify sent, inner socket flushing */
+    T_LISTENING, /* a listener: no TLS of its own */
+    T_CLOSED,
+};
+
+/* Ciphertext sends on the inner socket, grouped by what caused them: one application
+ * Send (its SocketSendResult is owed when all its inner sends are done) or wolfSSL on
+ * its own (handshake, alerts, tickets). */
+struct group {
+    uint32_t inner;
+    bool app;
+};
+
+struct plain {
+    struct plain *next;
+    size_t len;
+    uint8_t bytes[];
+};
+
+struct tls {
+    struct rs_core core;
+    ISocket *inner;
+    USocket inner_user;
+    ISocketProvider *tcp;
+    ISocketContext *ctx;
+    WOLFSSL *ssl;
+    bool server, upgrade;
+    bool alpn_scanned; /* server: read the client's ALPN list from the ClientHello */
+    enum tstate state;
+    int qos;
+    char *server_name;
+
+    uint8_t rx[RS_TLS_RX_CAP]; /* ciphertext from the inner socket */
+    size_t rx_off, rx_len;
+    bool inner_recv; /* an inner Recv into rx is outstanding */
+
+    uint8_t *rbuf; /* the application's receive */
+    size_t rlen, rfill;
+    bool rpartial;
+    uint8_t *stash; /* plaintext of a canceled receive: served first */
+    size_t stash_len, stash_off;
+
+    struct group *groups;
+    size_t g_head, g_len, g_cap;
+    bool in_app_write;
+    struct plain *pending, *pending_tail; /* sends made before the handshake finished */
+
+    struct rs_task drive_task;
+    char alpn[256];
+    uint8_t peer_fp[32];
+    bool peer_fp_valid;
+};
+
+#define T(isock)    ((struct tls *)(isock))
+#define LOG(t, ...) IInstanceLog_Log((t)->core.base.log, LOG_TLS, __VA_ARGS__)
+
+static const struct rs_socket_ops tls_ops;
+static const struct rs_core_type tls_core_type;
+static const USocketVtbl inner_vtbl;
+static void drive(struct tls *t);
+
+/* ---- lifetime -------------------------------------------------------------------------- */
+
+static void drop_pending(struct tls *t)
+{
+    while (t->pending) {
+        struct plain *p = t->pending;
+        t->pending = p->next;
+        free(p);
+    }
+    t->pending_tail = NULL;
+}
+
+static void release_tls(struct tls *t)
+{
+    if (t->inner) {
+        ISocket *inner = t->inner;
+        t->inner = NULL;
+        ISocket_Delete(inner);
+    }
+    if (t->ssl) {
+        wolfSSL_free(t->ssl);
+        t->ssl = NULL;
+    }
+    drop_pending(t);
+    t->g_len = 0;
+    t->inner_recv = false;
+}
+
+static void end(struct tls *t, shutdownreason_t reason)
+{
+    if (t->state == T_CLOSED)
+        return;
+    t->state = T_CLOSED;
+    release_tls(t);
+    rs_task_cancel(&t->drive_task);
+    LOG(t, "tls %p closed: %s", (void *)t, SocketShutdownReasonToStr(reason));
+    rs_core_close_event(&t->core, reason);
+}
+
+static void tls_free(struct rs_core *c)
+{
+    struct tls *t = (struct tls *)c;
+    release_tls(t);
+    free(t->groups);
+    free(t->stash);
+    free(t->server_name);
+    free(t);
+}
+
+static void drive_task_run(struct rs_task *task)
+{
+    drive(rs_container_of(task, struct tls, drive_task));
+}
+
+static struct tls *tls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketContext *ctx,
+                           bool server)
+{
+    struct tls *t = calloc(1, sizeof(*t));
+    if (!t)
+        rs_fatal("TLS socket: out of memory");
+    rs_core_init(&t->core, &tls_core_type, &tls_ops, m, user, log, LOG_TLS);
+    t->core.base.is_tls = true;
+    t->inner_user.vtbl = &inner_vtbl;
+    t->ctx = ctx ? ctx : rs_tls_default_context();
+    rs_tls_context_attach(t->ctx);
+    t->server = server;
+    t->qos = -1;
+    rs_task_init(&t->drive_task, drive_task_run);
+    return t;
+}
+
+static struct tls *of_inner(USocket *u)
+{
+    return rs_container_of(u, struct tls, inner_user);
+}
+
+/* ---- wolfSSL memory I/O ---------------------------------------------------------------- */
+
+static void group_push(struct tls *t, bool app)
+{
+    if (t->g_len == t->g_cap) {
+        size_t cap = t->g_cap ? t->g_cap * 2 : 8;
+        struct group *g = malloc(cap * sizeof(*g));
+        if (!g)
+            rs_fatal("TLS socket: out of memory");
+        for (size_t i = 0; i < t->g_len; i++)
+            g[i] = t->groups[(t->g_head + i) % t->g_cap];
+        free(t->groups);
+        t->groups = g;
+        t->g_head = 0;
+        t->g_cap = cap;
+    }
+    t->groups[(t->g_head + t->g_len) % t->g_cap] = (struct group){0, app};
+    t->g_len++;
+}
+
+static struct group *group_tail(struct tls *t)
+{
+    return &t->groups[(t->g_head + t->g_len - 1) % t->g_cap];
+}
+
+/* Pops the finished groups at the head; application ones owe a SendResult. */
+static void groups_release(struct tls *t)
+{
+    while (t->g_len > 0 && t->groups[t->g_head].inner == 0) {
+        if (t->groups[t->g_head].app)
+            t->core.ready_results++;
+        t->g_head = (t->g_head + 1) % t->g_cap;
+        t->g_len--;
+    }
+    if (t->core.ready_results)
+        rs_core_event(&t->core, RS_EV_SENDS);
+}
+
+int rs_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    struct tls *t = ctx;
+    if (!t->inner || t->state == T_CLOSED)
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    if (!t->in_app_write)
+        group_push(t, false);
+    group_tail(t)->inner++;
+    ISocket_Send(t->inner, buf, (size_t)sz); /* copied by the inner socket */
+    return sz;
+}
+
+int rs_tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    struct tls *t = ctx;
+    size_t avail = t->rx_len - t->rx_off;
+    if (avail == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = avail < (size_t)sz ? avail : (size_t)sz;
+    memcpy(buf, t->rx + t->rx_off, n);
+    t->rx_off += n;
+    return (int)n;
+}
+
+void rs_tls_set_io(WOLFSSL_CTX *x)
+{
+    wolfSSL_CTX_SetIORecv(x, rs_tls_io_recv);
+    wolfSSL_CTX_SetIOSend(x, rs_tls_io_send);
+}
+
+/* wolfSSL needs more ciphertext: keep one inner receive outstanding. */
+static void want_input(struct tls *t)
+{
+    if (t->inner_recv || !t->inner)
+        return;
+    if (t->rx_off == t->rx_len) {
+        t->rx_off = t->rx_len = 0;
+    } else if (t->rx_off > 0) {
+        memmove(t->rx, t->rx + t->rx_off, t->rx_len - t->rx_off);
+        t->rx_len -= t->rx_off;
+        t->rx_off = 0;
+    }
+    t->inner_recv = true;
+    ISocket_Recv(t->inner, t->rx + t->rx_len, RS_TLS_RX_CAP - t->rx_len, true);
+}
+
+/* ---- the state machine ---------------------------------------------------------------------- */
+
+/* Certificate problems (no signer, name mismatch, expired) show up as the error itself. */
+static void log_failure(struct tls *t, const char *what, int ret)
+{
+    int err = wolfSSL_get_error(t->ssl, ret);
+    char text[WOLFSSL_MAX_ERROR_SZ];
+    wolfSSL_ERR_error_string_n((unsigned long)err, text, sizeof(text));
+    IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: %s failed: %s (%d)", (void *)t, what,
+                     text, err);
+}
+
+static bool start_ssl(struct tls *t)
+{
+    WOLFSSL_CTX *x = rs_tls_context_get(t->ctx, t->server, false);
+    t->ssl = x ? wolfSSL_new(x) : NULL;
+    if (!t->ssl) {
+        rs_log_error(t->core.base.log, LOG_TLS, "tls %p: cannot create the TLS session",
+                     (void *)t);
+        return false;
+    }
+    wolfSSL_SetIOReadCtx(t->ssl, t);
+    wolfSSL_SetIOWriteCtx(t->ssl, t);
+    if (!t->server) {
+        if (t->server_name && *t->server_name) {
+            wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, t->server_name,
+                           (unsigned short)strlen(t->server_name));
+            if (!t->ctx->verify_off)
+                wolfSSL_check_domain_name(t->ssl, t->server_name);
+        }
+        if (t->ctx->alpn) {
+            char list[512];
+            size_t o = 0;
+            for (char **p = t->ctx->alpn; *p; p++)
+                o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? "," : "", *p);
+            wolfSSL_UseALPN(t->ssl, list, (unsigned)o, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+        }
+    }
+    return true;
+}
+
+static void app_write(struct tls *t, const uint8_t *buf, size_t len)
+{
+    group_push(t, true);
+    if (len > 0) {
+        t->in_app_write = true;
+        int n = wolfSSL_write(t->ssl, buf, (int)len);
+        t->in_app_write = false;
+        if (n != (int)len) {
+            log_failure(t, "write", n);
+            end(t, SOCKET_LOST);
+            return;
+        }
+        t->core.base.stats.bytesSent += len;
+    }
+    groups_release(t);
+}
+
+static void flush_pending(struct tls *t)
+{
+    while (t->pending && t->state == T_OPEN) {
+        struct plain *p = t->pending;
+        t->pending = p->next;
+        if (!t->pending)
+            t->pending_tail = NULL;
+        app_write(t, p->bytes, p->len);
+        free(p);
+    }
+}
+
+static void begin_close(struct tls *t)
+{
+    /* Queued sends are out (they went to the inner socket, which flushes on Shutdown). */
+    t->state = T_CLOSING;
+    wolfSSL_shutdown(t->ssl); /* close_notify, through rs_tls_io_send */
+    ISocket_Shutdown(t->inner);
+}
+
+static void handshake_done(struct tls *t)
+{
+    t->state = T_OPEN;
+    WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(t->ssl);
+    if (peer) {
+        int n = 0;
+        const unsigned char *der = wolfSSL_X509_get_der(peer, &n);
+        if (der && n > 0) {
+            rs_tls_fingerprint(der, (size_t)n, t->peer_fp);
+            t->peer_fp_valid = true;
+        }
+        wolfSSL_X509_free(peer);
+    }
+    char *proto = NULL;
+    unsigned short plen = 0;
+    if (wolfSSL_ALPN_GetProtocol(t->ssl, &proto, &plen) == WOLFSSL_SUCCESS && proto &&
+        plen < sizeof(t->alpn)) {
+        memcpy(t->alpn, proto, plen);
+        t->alpn[plen] = '\0';
+    }
+    LOG(t, "tls %p: %s %s%s%s", (void *)t, wolfSSL_get_version(t->ssl),
+        wolfSSL_get_cipher_name(t->ssl), t->alpn[0] ? " alpn=" : "", t->alpn);
+    bool accepted = t->server || !t->ctx->alpn || rs_cb_accept_alpn(&t->core.base, t->alpn);
+    if (t->core.deleted)
+        return;
+    if (!accepted) {
+        IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: ALPN '%s' refused", (void *)t,
+                         t->alpn);
+        end(t, SOCKET_ALPN_SELECTION_FAILED);
+        return;
+    }
+    rs_core_event(&t->core, t->upgrade  ? RS_EV_UPGRADED
+                            : t->server ? RS_EV_ACCEPTED
+                                        : RS_EV_CONNECTED);
+    flush_pending(t);
+    if (t->state == T_OPEN && t->core.shutdown_requested)
+        begin_close(t);
+}
+
+static void serve_stash(struct tls *t)
+{
+    size_t n = t->stash_len - t->stash_off;
+    if (n > t->rlen - t->rfill)
+        n = t->rlen - t->rfill;
+    memcpy(t->rbuf + t->rfill, t->stash + t->stash_off, n);
+    t->stash_off += n;
+    t->rfill += n;
+    if (t->stash_off == t->stash_len) {
+        free(t->stash);
+        t->stash = NULL;
+        t->stash_len = t->stash_off = 0;
+    }
+}
+
+static void read_app_data(struct tls *t)
+{
+    while (t->rbuf && t->state == T_OPEN && !(t->core.pending & RS_EV_RECV_DONE)) {
+        if (t->stash)
+            serve_stash(t);
+        if (t->rfill > 0 && (t->rpartial || t->rfill == t->rlen)) {
+            t->core.base.stats.recvs++;
+            rs_core_event(&t->core, RS_EV_RECV_DONE);
+            return;
+        }
+        int n = wolfSSL_read(t->ssl, t->rbuf + t->rfill, (int)(t->rlen - t->rfill));
+        if (n > 0) {
+            t->rfill += (size_t)n;
+            t->core.base.stats.bytesReceived += (uint64_t)n;
+            continue;
+        }
+        int err = wolfSSL_get_error(t->ssl, n);
+        if (err == WOLFSSL_ERROR_WANT_READ) {
+            want_input(t);
+        } else if (err == WOLFSSL_ERROR_ZERO_RETURN) {
+            LOG(t, "tls %p: close_notify from the peer", (void *)t);
+            end(t, SOCKET_SHUTDOWN_BY_PEER);
+        } else {
+            log_failure(t, "read", n);
+            end(t, SOCKET_LOST);
+        }
+        return;
+    }
+}
+
+/* Runs wolfSSL as far as it can go. Callers are in the loop; the application may
+ * delete the socket in a callback made from here, hence the reference. */
+static void drive(struct tls *t)
+{
+    t->core.refs++;
+    if (t->state == T_HANDSHAKE && t->server && t->ctx->alpn && !t->alpn_scanned) {
+        char chosen[256];
+        enum rs_alpn_scan scan = rs_alpn_choose(t->rx + t->rx_off, t->rx_len - t->rx_off,
+                                                t->ctx->alpn, chosen, sizeof(chosen));
+        if (scan == RS_ALPN_MORE) {
+            want_input(t);
+            goto out;
+        }
+        if (scan == RS_ALPN_CHOSEN)
+            wolfSSL_UseALPN(t->ssl, chosen, (unsigned)strlen(chosen),
+                            WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+        t->alpn_scanned = true;
+    }
+    if (t->state == T_HANDSHAKE) {
+        int r = t->server ? wolfSSL_accept(t->ssl) : wolfSSL_connect(t->ssl);
+        if (r != WOLFSSL_SUCCESS) {
+            if (wolfSSL_get_error(t->ssl, r) == WOLFSSL_ERROR_WANT_READ) {
+                want_input(t);
+            } else {
+                log_failure(t, "handshake", r);
+                end(t, SOCKET_TLS_HANDSHAKE_FAILED);
+            }
+            goto out;
+        }
+        handshake_done(t);
+    }
+    if (t->state == T_OPEN && !t->core.deleted)
+        read_app_data(t);
+out:
+    rs_core_unref(&t->core);
+}
+
+static void begin_handshake(struct tls *t)
+{
+    t->state = T_HANDSHAKE;
+    if (!start_ssl(t)) {
+        end(t, SOCKET_TLS_HANDSHAKE_FAILED);
+        return;
+    }
+    drive(t);
+}
+
+/* ---- the inner socket's callbacks ------------------------------------------------------------ */
+
+static void inner_connect_complete(USocket *u, ISocket *inner)
+{
+    (void)inner;
+    begin_handshake(of_inner(u));
+}
+
+static void inner_accept_complete(USocket *u, ISocket *inner)
+{
+    struct tls *t = of_inner(u);
+    t->inner = inner;
+    if (t->qos >= 0)
+        ISocket_SetQoS(inner, (qostraffictype_t)t->qos);
+    begin_handshake(t);
+}
+
+static void inner_bind_result(USocket *u, ISocket *inner, const char *addr, uint16_t port)
+{
+    (void)inner;
+    struct tls *t = of_inner(u);
+    snprintf(t->core.bind_addr, sizeof(t->core.bind_addr), "%s", addr);
+    t->core.bind_port = port;
+    rs_core_event(&t->core, RS_EV_BIND);
+}
+
+static void inner_listen_result(USocket *u, ISocket *inner, const char *addr, uint16_t port)
+{
+    (void)inner;
+    struct tls *t = of_inner(u);
+    if (t->state != T_LISTENING)
+        return; /* not accepted: the inner listener closes it */
+    /* Accept must happen inside the inner SocketListenResult, so this one is direct. */
+    t->core.refs++;
+    t->core.base.in_listen_result = true;
+    t->core.base.accept_called = false;
+    rs_cb_listen_result(&t->core.base, addr, port);
+    t->core.base.in_listen_result = false;
+    rs_core_unref(&t->core);
+}
+
+static void inner_send_result(USocket *u, ISocket *inner)
+{
+    (void)inner;
+    struct tls *t = of_inner(u);
+    if (t->g_len == 0)
+        return;
+    t->groups[t->g_head].inner--;
+    groups_release(t);
+}
+
+static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
+{
+    (void)inner;
+    (void)buf;
+    struct tls *t = of_inner(u);
+    t->inner_recv = false;
+    t->rx_len += len;
+    drive(t);
+}
+
+static void inner_recv_canceled(USocket *u, ISocket *inner, void *buf)
+{
+    (void)inner;
+    (void)buf;
+    of_inner(u)->inner_recv = false;
+}
+
+static void inner_shutdown(USocket *u, ISocket *inner, shutdownreason_t reason)
+{
+    struct tls *t = of_inner(u);
+    if (t->inner == inner)
+        t->inner = NULL;
+    ISocket_Delete(inner);
+    switch (t->state) {
+    case T_CLOSING:
+        end(t, reason == SOCKET_SHUTDOWN_NORMAL ? SOCKET_SHUTDOWN_NORMAL : reason);
+        break;
+    case T_HANDSHAKE:
+        IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: connection ended in the handshake: %s",
+                         (void *)t, SocketShutdownReasonToStr(reason));
+        end(t, SOCKET_TLS_HANDSHAKE_FAILED);
+        break;
+    default: /* connect failures, a listener's end, a peer gone without close_notify */
+        end(t, reason);
+    }
+}
+
+static const USocketVtbl inner_vtbl = {
+    .SocketConnectComplete = inner_connect_complete,
+    .SocketBindResult = inner_bind_result,
+    .SocketListenResult = inner_listen_result,
+    .SocketAcceptComplete = inner_accept_complete,
+    .SocketShutdown = inner_shutdown,
+    .SocketSendResult = inner_send_result,
+    .SocketRecvResult = inner_recv_result,
+    .SocketRecvCanceled = inner_recv_canceled,
+};
+
+/* ---- the application's calls -------------------------------------------------------------- */
+
+static void tls_connect(ISocket *is, const char *address, const char *serverName)
+{
+    struct tls *t = T(is);
+    free(t->server_name);
+    t->server_name = serverName ? strdup(serverName) : NULL;
+    t->state = T_TCP;
+    LOG(t, "tls %p connecting to %s (server name %s)", (void *)t, address ? address : "(null)",
+        serverName ? serverName : "none");
+    ISocket_Connect(t->inner, address, NULL);
+}
+
+static void tls_bind(ISocket *is, const char *addr, uint16_t port, bool reuse)
+{
+    ISocket_BindReuse(T(is)->inner, addr, port, reuse);
+}
+
+static void tls_listen(ISocket *is)
+{
+    struct tls *t = T(is);
+    if (t->state != T_IDLE)
+        return; /* the bind failed: its SocketShutdown is on its way */
+    t->state = T_LISTENING;
+    ISocket_Listen(t->inner);
+}
+
+static void tls_accept(ISocket *is, USocket *user)
+{
+    struct tls *t = T(is);
+    if (!user) {
+        ISocket_Accept(t->inner, NULL);
+        return;
+    }
+    struct tls *c = tls_new(is->mux, user, is->log, t->ctx, true);
+    c->core.base.mode = RS_MODE_ACCEPTED;
+    c->state = T_TCP;
+    c->qos = t->qos;
+    ISocket_Accept(t->inner, &c->inner_user);
+}
+
+static void tls_shutdown(ISocket *is)
+{
+    struct tls *t = T(is);
+    if (t->core.shutdown_requested || t->state == T_CLOSED)
+        return;
+    t->core.shutdown_requested = true;
+    switch (t->state) {
+    case T_OPEN:
+        begin_close(t);
+        break;
+    case T_LISTENING:
+        ISocket_Shutdown(t->inner);
+        t->state = T_CLOSING;
+        break;
+    case T_TCP:
+    case T_HANDSHAKE:
+        if (!t->pending) {
+            end(t, SOCKET_SHUTDOWN_NORMAL);
+            break;
+        }
+        break; /* the queued sends go out once the handshake is done, then it closes */
+    default:
+        end(t, SOCKET_SHUTDOWN_NORMAL);
+    }
+}
+
+static void tls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
+{
+    (void)nocopy; /* encryption copies anyway */
+    struct tls *t = T(is);
+    if (t->state == T_LISTENING)
+        rs_socket_misuse(is, "ISocket_Send on a listening socket");
+    if (t->core.shutdown_requested || t->state == T_CLOSED || t->state == T_CLOSING)
+        return;
+    t->core.base.stats.sends++;
+    if (t->state == T_OPEN) {
+        app_write(t, buf, len);
+        return;
+    }
+    struct plain *p = malloc(sizeof(*p) + len);
+    if (!p)
+        rs_fatal("ISocket_Send: out of memory");
+    p->next = NULL;
+    p->len = len;
+    memcpy(p->bytes, buf, len);
+    if (t->pending_tail)
+        t->pending_tail->next = p;
+    else
+        t->pending = p;
+    t->pending_tail = p;
+}
+
+static void tls_recv(ISocket *is, void *buf, size_t len, bool partial)
+{
+    struct tls *t = T(is);
+    if (is->mode == RS_MODE_SERVER)
+        rs_socket_misuse(is, "ISocket_Recv after ISocket_Bind");
+    if (t->core.shutdown_requested || t->core.closed_delivered)
+        return;
+    if (t->rbuf)
+        rs_socket_misuse(is, "ISocket_Recv while another receive is outstanding");
+    t->rbuf = buf;
+    t->rlen = len;
+    t->rfill = 0;
+    t->rpartial = partial;
+    if (t->state == T_OPEN)
+        rs_defer(is->mux, &t->drive_task); /* wolfSSL runs from the loop only */
+}
+
+static void tls_recv_cancel(ISocket *is)
+{
+    struct tls *t = T(is);
+    if (!t->rbuf || t->core.closed_delivered)
+        return;
+    if (t->rfill > 0) { /* decrypted already: the next Recv gets it first */
+        size_t rest = t->stash_len - t->stash_off;
+        uint8_t *b = malloc(t->rfill + rest);
+        if (!b)
+            rs_fatal("ISocket_RecvCancel: out of memory");
+        memcpy(b, t->rbuf, t->rfill);
+        if (rest)
+            memcpy(b + t->rfill, t->stash + t->stash_off, rest);
+        free(t->stash);
+        t->stash = b;
+        t->stash_len = t->rfill + rest;
+        t->stash_off = 0;
+        t->core.base.stats.recvs -= (t->core.pending & RS_EV_RECV_DONE) ? 1 : 0;
+    }
+    t->core.pending &= ~RS_EV_RECV_DONE;
+    void *buf = t->rbuf;
+    t->rbuf = NULL;
+    rs_core_cancel_buffer(&t->core, buf);
+}
+
+static void tls_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
+{
+    struct tls *t = T(is);
+    if (t->inner) {
+        ISocket_GetLocalAddress(t->inner, out, size, port);
+        return;
+    }
+    if (size > 0)
+        out[0] = '\0';
+    if (port)
+        *port = 0;
+}
+
+static void tls_set_qos(ISocket *is, qostraffictype_t type)
+{
+    struct tls *t = T(is);
+    t->qos = (int)type;
+    if (t->inner)
+        ISocket_SetQoS(t->inner, type);
+}
+
+static void tls_destroy(ISocket *is)
+{
+    struct tls *t = T(is);
+    rs_core_delete(&t->core);
+    t->state = T_CLOSED;
+    rs_task_cancel(&t->drive_task);
+    release_tls(t);
+    rs_core_unref(&t->core);
+}
+
+static bool tls_peer_fingerprint(ISocket *is, uint8_t out[32])
+{
+    struct tls *t = T(is);
+    if (!t->peer_fp_valid)
+        return false;
+    memcpy(out, t->peer_fp, 32);
+    return true;
+}
+
+static const char *tls_alpn_protocol(ISocket *is)
+{
+    struct tls *t = T(is);
+    return t->alpn[0] ? t->alpn : NULL;
+}
+
+static const struct rs_socket_ops tls_ops = {
+    .name = "tls",
+    .connect = tls_connect,
+    .bind = tls_bind,
+    .get_local_address = tls_get_local_address,
+    .listen = tls_listen,
+    .accept = tls_accept,
+    .shutdown = tls_shutdown,
+    .send = tls_send,
+    .recv = tls_recv,
+    .recv_cancel = tls_recv_cancel,
+    .set_qos = tls_set_qos,
+    .destroy = tls_destroy,
+    .peer_fingerprint = tls_peer_fingerprint,
+    .alpn_protocol = tls_alpn_protocol,
+};
+
+/* ---- the socket core's hooks -------------------------------------------------------------- */
+
+static void deliver_recv(struct rs_core *c)
+{
+    struct tls *t = (struct tls *)c;
+    void *buf = t->rbuf;
+    t->rbuf = NULL;
+    rs_cb_recv_result(&c->base, buf, t->rfill);
+}
+
+static bool canceled_ready(struct rs_core *c)
+{
+    (void)c; /* wolfSSL writes into the buffer only while we call it */
+    return true;
+}
+
+static void *take_recv_buffer(struct rs_core *c)
+{
+    struct tls *t = (struct tls *)c;
+    void *b = t->rbuf;
+    t->rbuf = NULL;
+    return b;
+}
+
+static const struct rs_core_type tls_core_type = {
+    .deliver_listen = NULL, /* delivered inside the inner listener's, see above */
+    .deliver_recv = deliver_recv,
+    .canceled_ready = canceled_ready,
+    .take_recv_buffer = take_recv_buffer,
+    .free = tls_free,
+};
+
+/* ---- the provider ----------------------------------------------------------------------------- */
+
+struct tls_provider {
+    ISocketProvider base;
+    ISocketProvider *tcp;
+};
+
+static ISocket *tls_create_socket(ISocketProvider *p, IIoMux *m, USocket *user,
+                                  IInstanceLog *log, bool useIPv6, ISocketContext *ctx)
+{
+    struct tls_provider *tp = (struct tls_provider *)p;
+    if (!tp->tcp)
+        rs_fatal("ISocketProvider_CreateSocket on a TLS provider made for upgrades only "
+                 "(CreateTLSSocketProvider(NULL))");
+    struct tls *t = tls_new(m, user, log, ctx, false);
+    t->inner = ISocketProvider_CreateSocket(tp->tcp, m, &t->inner_user, log, useIPv6, NULL);
+    return &t->core.base;
+}
+
+static ISocket *tls_upgrade(ISocketProvider *p, ISocket *from, IIoMux *m, USocket *user,
+                            IInstanceLog *log, bool initServerSide, ISocketContext *ctx)
+{
+    (void)p;
+    if (!from || from->is_tls)
+        rs_fatal("ISocketProvider_UpgradeToTLSSocket: the socket is already a TLS socket");
+    if (from->ops != &rs_tcp_stream_ops && from->ops != &rs_local_stream_ops)
+        rs_fatal("ISocketProvider_UpgradeToTLSSocket: only stream sockets can be upgraded");
+    struct tls *t = tls_new(m, user, log, ctx, initServerSide);
+    t->upgrade = true;
+    t->core.base.mode = RS_MODE_ACCEPTED;
+    t->inner = from;
+    ISocket_SetUser(from, &t->inner_user);
+    t->state = T_HANDSHAKE;
+    if (!start_ssl(t))
+        end(t, SOCKET_TLS_HANDSHAKE_FAILED);
+    else
+        rs_defer(m, &t->drive_task); /* the client's hello goes out from the loop */
+    return &t->core.base;
+}
+
+static void tls_provider_destroy(ISocketProvider *p)
+{
+    free(p);
+}
+
+static const struct rs_provider_ops tls_provider_ops = {
+    .create_socket = tls_create_socket,
+    .upgrade = tls_upgrade,
+    .init_context = rs_tls_context_attach,
+    .destroy = tls_provider_destroy,
+};
+
+ISocketProvider *CreateTLSSocketProvider(ISocketProvider *tcpSocketProvider)
+{
+    rs_tls_init();
+    struct tls_provider *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->base.ops = &tls_provider_ops;
+    p->tcp = tcpSocketProvider;
+    return &p->base;
+}
