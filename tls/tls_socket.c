@@ -245,6 +245,11 @@ static void want_input(struct tls *t)
         t->rx_len -= t->rx_off;
         t->rx_off = 0;
     }
+    if (t->rx_len == RS_TLS_RX_CAP) { /* more than a record buffered: garbage */
+        IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: oversized record", (void *)t);
+        end(t, t->state == T_HANDSHAKE ? SOCKET_TLS_HANDSHAKE_FAILED : SOCKET_LOST);
+        return;
+    }
     t->inner_recv = true;
     ISocket_Recv(t->inner, t->rx + t->rx_len, RS_TLS_RX_CAP - t->rx_len, true);
 }
@@ -420,7 +425,8 @@ static void drive(struct tls *t)
         char chosen[256];
         enum rs_alpn_scan scan = rs_alpn_choose(t->rx + t->rx_off, t->rx_len - t->rx_off,
                                                 t->ctx->alpn, chosen, sizeof(chosen));
-        if (scan == RS_ALPN_MORE) {
+        /* A first record larger than any real one never completes: let wolfSSL judge. */
+        if (scan == RS_ALPN_MORE && t->rx_len - t->rx_off < RS_TLS_RX_CAP) {
             want_input(t);
             goto out;
         }
