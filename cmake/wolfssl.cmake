@@ -133,6 +133,7 @@ set(_wolfssl_extra_defines
   -DWOLFSSL_DTLS_MTU                 # wolfSSL_dtls_set_mtu
   -DHAVE_SERVER_RENEGOTIATION_INFO   # autotools' default: send renegotiation_info
   -DKEEP_PEER_CERT                   # the peer certificate's DER, for its fingerprint
+  -DWOLFSSL_EXTRA_ALERTS             # tell the peer why a handshake failed (bad_certificate...)
 )
 
 # wolfSSL's CMake build puts platform facts (HAVE___UINT128_T, SIZEOF_LONG,

@@ -5,6 +5,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
@@ -124,6 +125,19 @@ static bool ensure_identity(ISocketContext *c, struct tls_layer *l)
     return generate_identity(l, c->server_host, c->log);
 }
 
+/* Base64 that decodes is not yet a certificate: parse it. */
+static bool is_certificate(const uint8_t *der, int len)
+{
+    struct DecodedCert *dc = malloc(sizeof(*dc));
+    if (!dc)
+        return false;
+    wc_InitDecodedCert(dc, der, (word32)len, NULL);
+    bool ok = wc_ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0;
+    wc_FreeDecodedCert(dc);
+    free(dc);
+    return ok;
+}
+
 static const uint8_t *fingerprint(ISocketContext *c, size_t *length)
 {
     struct tls_layer *l = layer_of(c);
@@ -137,7 +151,7 @@ static const uint8_t *fingerprint(ISocketContext *c, size_t *length)
         if (pem) {
             uint8_t der[RS_DER_MAX * 2];
             int n = wc_CertPemToDer(pem, (int)pem_len, der, sizeof(der), CERT_TYPE);
-            if (n > 0) {
+            if (n > 0 && is_certificate(der, n)) {
                 rs_tls_fingerprint(der, (size_t)n, l->fp);
                 l->fp_valid = true;
             }

@@ -99,9 +99,10 @@ static void drop_pending(struct tls *t)
     t->pending_tail = NULL;
 }
 
-static void release_tls(struct tls *t)
+/* keep_inner: the inner socket is flushing an alert; its SocketShutdown deletes it. */
+static void release_tls(struct tls *t, bool keep_inner)
 {
-    if (t->inner) {
+    if (t->inner && !keep_inner) {
         ISocket *inner = t->inner;
         t->inner = NULL;
         ISocket_Delete(inner);
@@ -119,8 +120,14 @@ static void end(struct tls *t, shutdownreason_t reason)
 {
     if (t->state == T_CLOSED)
         return;
+    /* When wolfSSL gave up, its alert is queued on the inner socket: let that flush
+     * and close it (its SocketShutdown deletes it), so the peer learns why. */
+    bool alert = (reason == SOCKET_TLS_HANDSHAKE_FAILED || reason == SOCKET_LOST) && t->inner &&
+                 t->ssl;
     t->state = T_CLOSED;
-    release_tls(t);
+    if (alert)
+        ISocket_Shutdown(t->inner);
+    release_tls(t, alert);
     rs_task_cancel(&t->drive_task);
     LOG(t, "tls %p closed: %s", (void *)t, SocketShutdownReasonToStr(reason));
     rs_core_close_event(&t->core, reason);
@@ -129,7 +136,7 @@ static void end(struct tls *t, shutdownreason_t reason)
 static void tls_free(struct rs_core *c)
 {
     struct tls *t = (struct tls *)c;
-    release_tls(t);
+    release_tls(t, false);
     free(t->groups);
     free(t->stash);
     free(t->server_name);
@@ -539,6 +546,8 @@ static void inner_shutdown(USocket *u, ISocket *inner, shutdownreason_t reason)
         t->inner = NULL;
     ISocket_Delete(inner);
     switch (t->state) {
+    case T_CLOSED: /* an alert went out after we ended */
+        break;
     case T_CLOSING:
         end(t, reason == SOCKET_SHUTDOWN_NORMAL ? SOCKET_SHUTDOWN_NORMAL : reason);
         break;
@@ -547,7 +556,18 @@ static void inner_shutdown(USocket *u, ISocket *inner, shutdownreason_t reason)
                          (void *)t, SocketShutdownReasonToStr(reason));
         end(t, SOCKET_TLS_HANDSHAKE_FAILED);
         break;
-    default: /* connect failures, a listener's end, a peer gone without close_notify */
+    case T_OPEN:
+        /* No close_notify: the session was cut short (or the peer refused us after its
+         * handshake, as a TLS 1.3 server that wanted our certificate may do without an
+         * alert). Only close_notify is a clean end. */
+        if (reason == SOCKET_SHUTDOWN_BY_PEER) {
+            IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: closed without close_notify",
+                             (void *)t);
+            reason = SOCKET_LOST;
+        }
+        end(t, reason);
+        break;
+    default: /* connect failures, a listener's end */
         end(t, reason);
     }
 }
@@ -725,7 +745,7 @@ static void tls_destroy(ISocket *is)
     rs_core_delete(&t->core);
     t->state = T_CLOSED;
     rs_task_cancel(&t->drive_task);
-    release_tls(t);
+    release_tls(t, false);
     rs_core_unref(&t->core);
 }
 
