@@ -26,7 +26,7 @@
 #define RS_SEG_SIZE        16384 /* copy segment; the sends of a round coalesce here */
 #define RS_SEG_CACHE       64    /* drained segments kept per thread */
 #define RS_DIRECT_SEND_MIN 65536 /* from here a send first tries to go straight out */
-#define RS_ZC_MIN          32768 /* zero-copy only pays for large payloads */
+#define RS_ZC_MIN          65536 /* zero-copy only pays for large payloads (perf/results) */
 #define RS_ACCEPT_RETRY_MS 100   /* back-off when accept runs out of descriptors */
 
 enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
@@ -166,6 +166,12 @@ static void release_fd(struct rs_stream *s)
     if (s->fd >= 0) {
         if (s->core.inflight)
             rs_io_cancel_fd(s->core.base.mux->io, s->fd);
+        if (s->zc_issued != s->zc_done) {
+            /* Zero-copy data still queued in the socket points at the caller's pages:
+             * drop it (the peer sees a reset) so nothing is read from them after this. */
+            struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+            connect(s->fd, &unspec, sizeof(unspec));
+        }
         close(s->fd);
         s->fd = -1;
     }
@@ -628,11 +634,27 @@ static void stream_shutdown(ISocket *is)
 
 /* ---- connect --------------------------------------------------------------------------- */
 
+/* Traffic to this host's own addresses is copied by the receiving kernel anyway, so
+ * zero-copy would be pure cost: loopback, and a peer address equal to our own. */
+static bool peer_is_local(struct rs_stream *s)
+{
+    if (rs_addr_is_loopback(&s->peer.u.sa))
+        return true;
+    struct rs_sockaddr self;
+    self.len = sizeof(self.u);
+    if (getsockname(s->fd, &self.u.sa, &self.len) < 0)
+        return true;
+    IPaddr a, b;
+    uint16_t pa, pb;
+    rs_addr_to_ipaddr(&self.u.sa, &a, &pa);
+    rs_addr_to_ipaddr(&s->peer.u.sa, &b, &pb);
+    return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
 static void became_connected(struct rs_stream *s)
 {
     s->state = ST_CONNECTED;
-    s->zc_ok =
-        (s->core.base.mux->features & RS_FEAT_SEND_ZC) && !rs_addr_is_loopback(&s->peer.u.sa);
+    s->zc_ok = (s->core.base.mux->features & RS_FEAT_SEND_ZC) && !peer_is_local(s);
     for (struct seg *g = s->scur; g; g = g->next)
         if (g->cap == 0 && g->len >= RS_ZC_MIN) /* no-copy sends queued while connecting */
             g->zc = s->zc_ok;
