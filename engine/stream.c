@@ -241,6 +241,11 @@ int rs_stream_fd(const ISocket *is)
     return S(is)->fd;
 }
 
+bool rs_stream_receiving(const ISocket *is)
+{
+    return S(is)->rbuf != NULL;
+}
+
 void rs_stream_set_qos(ISocket *is, qostraffictype_t type)
 {
     struct rs_stream *s = S(is);
@@ -803,7 +808,7 @@ static void accept_complete(struct rs_op *op, int res, unsigned flags)
     }
 out:
     if (!more) {
-        if (!ITimer_IsRunning(s->accept_retry))
+        if (res != -ECANCELED && !ITimer_IsRunning(s->accept_retry))
             accept_arm(s);
         rs_core_op_end(&s->core);
     }

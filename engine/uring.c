@@ -435,7 +435,8 @@ void rs_backend_drain(struct rs_backend *b)
     if (!b->started) {
         /* Nothing reached the kernel: complete what is queued as canceled. */
         struct io_uring_sq *sq = &b->ring.sq;
-        for (unsigned i = *sq->khead; i != sq->sqe_tail; i++) {
+        unsigned end = sq->sqe_tail; /* a handler may queue more (a listener re-arming) */
+        for (unsigned i = *sq->khead; i != end; i++) {
             struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
             uint64_t ud = sqe->user_data & ~(uint64_t)RS_UDATA_CANCELED;
             io_uring_prep_nop(sqe);

@@ -3,6 +3,14 @@
  *   ringsock-echo [--port P] [--addr A] [--v6]     TCP
  *   ringsock-echo --udp [--port P] [--addr A]       UDP: each datagram goes back to its sender
  *   ringsock-echo --local PATH                      Unix stream socket (PATH or @name)
+ *   ringsock-echo --tls [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE] [--port P] ...
+ *                                                   TLS over TCP
+ *
+ * --tls: the TLS provider wrapping the TCP provider. --cert loads a PEM file holding the
+ * certificate chain and its private key; without it the engine generates a self-signed
+ * certificate. --alpn sets the server's ALPN protocols, most preferred first.
+ * --require-client-cert refuses clients without a certificate signed by a CA in CAFILE.
+ * A failed handshake closes that connection only (the reason goes to stderr).
  *
  * Prints "listening on PORT" (for --local: "listening on PATH") once bound;
  * SIGINT/SIGTERM stop it cleanly. Each
@@ -28,6 +36,8 @@ struct server {
     IIoMux *mux;
     ISocketProvider *tcp;
     IInstanceLog *log;
+    ISocketProvider *tls; /* --tls: wraps tcp */
+    ISocketContext *tls_ctx;
     ISocket *listener;
     struct conn *conns; /* every live connection, to close them on shutdown */
     bool stopping;
@@ -83,13 +93,19 @@ static void conn_accept_complete(USocket *u, ISocket *sock)
 {
     struct conn *c = container_of(u, struct conn, user);
     c->sock = sock;
+    if (c->srv->stopping) { /* a TLS handshake that finished after the signal */
+        ISocket_Shutdown(sock);
+        return;
+    }
     ISocket_Recv(sock, c->buf, BUF_SIZE, true);
 }
 
 static void conn_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
 {
     struct conn *c = container_of(u, struct conn, user);
-    (void)reason;
+    if (reason == SOCKET_TLS_HANDSHAKE_FAILED)
+        fprintf(stderr, "ringsock-echo: connection closed: %s\n",
+                SocketShutdownReasonToStr(reason));
     ISocket_Delete(sock);
     conn_unlink(c);
     struct server *s = c->srv;
@@ -204,11 +220,84 @@ static void on_shutdown_timeout(IShutdownHandler *h)
 
 static const struct IShutdownHandlerVtbl shutdown_vtbl = {on_shutdown, on_shutdown_timeout};
 
+/* ---- TLS options ---- */
+
+/* The whole file, NUL-terminated (the PEM length excludes the NUL); exits on error. */
+static uint8_t *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = NULL;
+    size_t cap = 0, n = 0;
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    for (;;) {
+        if (cap - n < 4096) {
+            cap = cap ? cap * 2 : 16384;
+            buf = realloc(buf, cap + 1);
+            if (!buf) {
+                fprintf(stderr, "ringsock-echo: out of memory\n");
+                exit(1);
+            }
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    if (ferror(f)) {
+        perror(path);
+        exit(1);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* "a,b,c" -> {"a", "b", "c", NULL}, pointing into a copy of the text. */
+static char **split_list(const char *text)
+{
+    char *copy = strdup(text);
+    size_t n = 1;
+    for (const char *p = text; *p; p++)
+        n += *p == ',';
+    char **list = calloc(n + 1, sizeof(*list));
+    if (!copy || !list) {
+        fprintf(stderr, "ringsock-echo: out of memory\n");
+        exit(1);
+    }
+    size_t i = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save))
+        list[i++] = tok;
+    return list;
+}
+
+static void free_list(char **list)
+{
+    if (list)
+        free(list[0]);
+    free(list);
+}
+
+static int usage(const char *argv0)
+{
+    fprintf(stderr,
+            "usage: %s [--udp] [--port P] [--addr A] [--v6] | --local PATH\n"
+            "       %s --tls [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE]\n"
+            "                [--port P] [--addr A] [--v6]\n",
+            argv0, argv0);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     const char *addr = NULL, *local = NULL;
+    const char *cert = NULL, *alpn = NULL, *client_ca = NULL;
     unsigned port = 0;
-    bool v6 = false, udp = false;
+    bool v6 = false, udp = false, tls = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc)
             port = (unsigned)atoi(argv[++i]);
@@ -220,12 +309,19 @@ int main(int argc, char **argv)
             udp = true;
         else if (!strcmp(argv[i], "--local") && i + 1 < argc)
             local = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--udp] [--port P] [--addr A] [--v6] | --local PATH\n",
-                    argv[0]);
-            return 2;
-        }
+        else if (!strcmp(argv[i], "--tls"))
+            tls = true;
+        else if (!strcmp(argv[i], "--cert") && i + 1 < argc)
+            cert = argv[++i];
+        else if (!strcmp(argv[i], "--alpn") && i + 1 < argc)
+            alpn = argv[++i];
+        else if (!strcmp(argv[i], "--require-client-cert") && i + 1 < argc)
+            client_ca = argv[++i];
+        else
+            return usage(argv[0]);
     }
+    if (tls ? udp || local : cert || alpn || client_ca)
+        return usage(argv[0]);
     struct server s = {
         .user.vtbl = &srv_vtbl, .udp_user.vtbl = &udp_vtbl, .shutdown.vtbl = &shutdown_vtbl};
     s.mux = IIoMux_Create();
@@ -235,6 +331,27 @@ int main(int argc, char **argv)
     s.tcp = udp     ? CreateUDPSocketProvider()
             : local ? CreateLocalSocketProvider()
                     : CreateTCPSocketProvider();
+    char **alpn_list = NULL;
+    if (tls) {
+        s.tls = CreateTLSSocketProvider(s.tcp);
+        s.tls_ctx = ISocketProvider_CreateSocketContext(s.tls, s.log);
+        size_t len;
+        if (cert) {
+            uint8_t *pem = read_file(cert, &len);
+            ISocketContext_SetServerCertificate(s.tls_ctx, pem, len, NULL); /* copied */
+            free(pem);
+        }
+        if (client_ca) {
+            uint8_t *pem = read_file(client_ca, &len);
+            ISocketContext_SetTrustedCertificates(s.tls_ctx, pem, len);
+            ISocketContext_RequireClientCertificate(s.tls_ctx, true);
+            free(pem);
+        }
+        if (alpn) {
+            alpn_list = split_list(alpn);
+            ISocketContext_SetALPNProtocols(s.tls_ctx, (const char *const *)alpn_list);
+        }
+    }
     IIoMux_RegisterShutdownHandler(s.mux, &s.shutdown);
     if (udp) {
         s.udp_buf = malloc(UDP_BUF_SIZE);
@@ -242,7 +359,8 @@ int main(int argc, char **argv)
         ISocket_BindReuse(s.listener, addr, (uint16_t)port, true);
         ISocket_Recv(s.listener, s.udp_buf, UDP_BUF_SIZE, true);
     } else {
-        s.listener = ISocketProvider_CreateSocket(s.tcp, s.mux, &s.user, s.log, v6, NULL);
+        s.listener =
+            ISocketProvider_CreateSocket(tls ? s.tls : s.tcp, s.mux, &s.user, s.log, v6, s.tls_ctx);
         if (local)
             ISocket_Bind(s.listener, local, 0);
         else
@@ -261,6 +379,11 @@ int main(int argc, char **argv)
     if (s.listener)
         ISocket_Delete(s.listener);
     free(s.udp_buf);
+    if (s.tls_ctx)
+        ISocketContext_Delete(s.tls_ctx); /* after the sockets that use it */
+    if (s.tls)
+        ISocketProvider_Delete(s.tls);
+    free_list(alpn_list);
     ISocketProvider_Delete(s.tcp);
     IInstanceLog_Delete(s.log);
     IIoMux_Delete(s.mux);

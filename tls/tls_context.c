@@ -230,6 +230,8 @@ static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, b
             if (c->require_client_cert && !c->client_cert_disabled) {
                 wolfSSL_CTX_set_verify(
                     x, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+                /* with it wolfSSL also alerts a TLS 1.2 client that sent no certificate */
+                wolfSSL_CTX_mutual_auth(x, 1);
                 if (!load_trust(x, c))
                     what = "the trusted certificates cannot be loaded";
             } else {

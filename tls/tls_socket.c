@@ -54,6 +54,8 @@ struct tls {
     WOLFSSL *ssl;
     bool server, upgrade;
     bool alpn_scanned; /* server: read the client's ALPN list from the ClientHello */
+    bool alert_flushing;          /* ended; the inner socket still sends wolfSSL's alert */
+    shutdownreason_t alert_reason; /* what SocketShutdown reports once it is out */
     enum tstate state;
     int qos;
     char *server_name;
@@ -125,11 +127,17 @@ static void end(struct tls *t, shutdownreason_t reason)
     bool alert = (reason == SOCKET_TLS_HANDSHAKE_FAILED || reason == SOCKET_LOST) && t->inner &&
                  t->ssl;
     t->state = T_CLOSED;
-    if (alert)
-        ISocket_Shutdown(t->inner);
     release_tls(t, alert);
     rs_task_cancel(&t->drive_task);
     LOG(t, "tls %p closed: %s", (void *)t, SocketShutdownReasonToStr(reason));
+    if (alert) {
+        /* SocketShutdown waits for the alert: an application that deletes the socket
+         * in that callback (most do) would otherwise drop it. */
+        t->alert_flushing = true;
+        t->alert_reason = reason;
+        ISocket_Shutdown(t->inner);
+        return;
+    }
     rs_core_close_event(&t->core, reason);
 }
 
@@ -546,7 +554,11 @@ static void inner_shutdown(USocket *u, ISocket *inner, shutdownreason_t reason)
         t->inner = NULL;
     ISocket_Delete(inner);
     switch (t->state) {
-    case T_CLOSED: /* an alert went out after we ended */
+    case T_CLOSED:
+        if (t->alert_flushing) { /* the alert is out (or the connection went first) */
+            t->alert_flushing = false;
+            rs_core_close_event(&t->core, t->alert_reason);
+        }
         break;
     case T_CLOSING:
         end(t, reason == SOCKET_SHUTDOWN_NORMAL ? SOCKET_SHUTDOWN_NORMAL : reason);
@@ -840,6 +852,9 @@ static ISocket *tls_upgrade(ISocketProvider *p, ISocket *from, IIoMux *m, USocke
         rs_fatal("ISocketProvider_UpgradeToTLSSocket: the socket is already a TLS socket");
     if (from->ops != &rs_tcp_stream_ops && from->ops != &rs_local_stream_ops)
         rs_fatal("ISocketProvider_UpgradeToTLSSocket: only stream sockets can be upgraded");
+    if (rs_stream_receiving(from))
+        rs_socket_misuse(from, "ISocketProvider_UpgradeToTLSSocket with a receive outstanding "
+                               "on the socket (cancel it first)");
     struct tls *t = tls_new(m, user, log, ctx, initServerSide);
     t->upgrade = true;
     t->core.base.mode = RS_MODE_ACCEPTED;

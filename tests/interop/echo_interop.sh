@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Interop tests of ringsock-echo with real peers (socat, sockperf) and ringsock-pingpong.
+#
+#   echo_interop.sh PATH/TO/ringsock-echo PATH/TO/ringsock-pingpong
+#
+# Starts ringsock-echo over TCP, UDP, a Unix socket path and an abstract Unix name (port 0 /
+# a fresh path, reading back "listening on ..."), checks that each echoes byte for byte, runs
+# load through it, and stops it with SIGTERM: it must exit with status 0 within 2 s.
+# Exits 77 (skipped) when socat or sockperf is not installed.
+set -euo pipefail
+
+ECHO=${1:?usage: echo_interop.sh RINGSOCK_ECHO RINGSOCK_PINGPONG}
+PINGPONG=${2:?usage: echo_interop.sh RINGSOCK_ECHO RINGSOCK_PINGPONG}
+T="timeout 20" # every command that talks to a server runs under this
+
+for tool in socat sockperf; do
+    if ! command -v "$tool" > /dev/null; then
+        echo "SKIP: $tool is not installed (apt-get install socat sockperf)"
+        exit 77
+    fi
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ringsock-interop.XXXXXX")
+pids=()
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2> /dev/null || true
+    done
+    sleep 0.1
+    for pid in "${pids[@]}"; do
+        kill -KILL "$pid" 2> /dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+step() {
+    echo "--- $*"
+}
+
+forget_pid() {
+    local keep=() p
+    for p in "${pids[@]}"; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    pids=("${keep[@]+"${keep[@]}"}")
+}
+
+# start_server NAME ARGS...: runs ringsock-echo ARGS in the background and waits for its
+# "listening on X" line; sets SERVER_PID and LISTEN (the port or the path).
+start_server() {
+    local name=$1
+    shift
+    # Created here: the background child may open them only after the first look below.
+    : > "$tmp/$name.out"
+    : > "$tmp/$name.err"
+    "$ECHO" "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
+    SERVER_PID=$!
+    pids+=("$SERVER_PID")
+    LISTEN=
+    local i
+    for ((i = 0; i < 200; i++)); do
+        LISTEN=$(sed -n 's/^listening on //p' "$tmp/$name.out" || true)
+        [ -n "$LISTEN" ] && break
+        kill -0 "$SERVER_PID" 2> /dev/null ||
+            fail "$name: ringsock-echo $* exited before listening: $(cat "$tmp/$name.err")"
+        sleep 0.05
+    done
+    [ -n "$LISTEN" ] || fail "$name: ringsock-echo $* printed no 'listening on' within 10 s"
+    echo "$name: ringsock-echo $* listening on $LISTEN (pid $SERVER_PID)"
+}
+
+# stop_server NAME PID: SIGTERM; the server must be gone within 2 s, with status 0.
+stop_server() {
+    local name=$1 pid=$2 i rc=0
+    kill -0 "$pid" 2> /dev/null || fail "$name: server died early: $(cat "$tmp/$name.err")"
+    kill -TERM "$pid"
+    for ((i = 0; i < 40; i++)); do
+        kill -0 "$pid" 2> /dev/null || break
+        sleep 0.05
+    done
+    kill -0 "$pid" 2> /dev/null && fail "$name: still running 2 s after SIGTERM"
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    [ "$rc" -eq 0 ] || fail "$name: exited with status $rc after SIGTERM: $(cat "$tmp/$name.err")"
+    echo "$name: SIGTERM -> exit status 0"
+}
+
+# Multi-line text payload of ~300 KB: numbered lines of varying length, so a lost, duplicated
+# or reordered chunk shows up in cmp.
+make_payload() {
+    local i pad=""
+    for ((i = 0; i < 60; i++)); do pad+="0123456789"; done
+    for ((i = 0; i < 3000; i++)); do
+        printf 'line %05d: the quick brown fox jumps over the lazy dog %s\n' "$i" \
+            "${pad:0:$((i % 97))}"
+    done > "$tmp/payload.txt"
+}
+
+# stream_echo NAME SOCAT_ADDRESS: sends the payload through socat, which half-closes after
+# the last byte and exits when the server closes; the echo must equal the payload.
+stream_echo() {
+    local name=$1 addr=$2
+    $T socat -t 5 - "$addr" < "$tmp/payload.txt" > "$tmp/$name.echo" ||
+        fail "$name: socat - $addr failed"
+    cmp "$tmp/payload.txt" "$tmp/$name.echo" ||
+        fail "$name: echo via socat $addr differs ($(stat -c %s "$tmp/$name.echo") of" \
+            "$(stat -c %s "$tmp/payload.txt") bytes back)"
+    echo "$name: socat $addr: $(stat -c %s "$tmp/payload.txt") bytes echoed exactly"
+}
+
+# pingpong NAME ARGS...: ringsock-pingpong must succeed (it exits 1 at the first byte that
+# differs) and complete messages; prints its summary line.
+pingpong() {
+    local name=$1
+    shift
+    $T "$PINGPONG" "$@" > "$tmp/$name.pp" 2> "$tmp/$name.pp.err" ||
+        fail "$name: ringsock-pingpong $* failed: $(cat "$tmp/$name.pp.err")"
+    grep -q 'mismatch' "$tmp/$name.pp.err" && fail "$name: $(cat "$tmp/$name.pp.err")"
+    grep -q '^msgs/s=' "$tmp/$name.pp" || fail "$name: no summary from ringsock-pingpong $*"
+    echo "$name: ringsock-pingpong $*: $(cat "$tmp/$name.pp")"
+}
+
+make_payload
+
+# ---- TCP ----
+step "TCP"
+start_server tcp --port 0
+tcp_pid=$SERVER_PID tcp_port=$LISTEN
+stream_echo tcp "TCP:127.0.0.1:$tcp_port"
+stream_echo tcp2 "TCP:127.0.0.1:$tcp_port" # the server keeps serving after a client leaves
+pingpong tcp --port "$tcp_port" --conns 10 --depth 4 --size 1000 --seconds 1 --warmup 0
+stop_server tcp "$tcp_pid"
+
+# ---- UDP ----
+step "UDP"
+start_server udp --udp --port 0
+udp_pid=$SERVER_PID udp_port=$LISTEN
+
+# udp_echo NAME BLOCK FILE LENGTHS...: socat sends FILE in datagrams of up to BLOCK bytes; the
+# bytes must come back unchanged, in datagrams of exactly LENGTHS (from socat -x's log).
+udp_echo() {
+    local name=$1 block=$2 file=$3
+    shift 3
+    $T socat -x -b "$block" -t 1 - "UDP:127.0.0.1:$udp_port" < "$file" > "$tmp/$name.echo" \
+        2> "$tmp/$name.log" || fail "$name: socat UDP:127.0.0.1:$udp_port failed"
+    cmp "$file" "$tmp/$name.echo" || fail "$name: UDP echo differs"
+    local got
+    got=$(sed -n 's/^< .*length=\([0-9]*\).*/\1/p' "$tmp/$name.log" | tr '\n' ' ')
+    [ "$got" = "$* " ] || fail "$name: echoed datagram lengths '$got', sent '$* '"
+    echo "$name: datagrams of $* bytes echoed exactly"
+}
+head -c 4321 /dev/urandom > "$tmp/udp1.bin"
+udp_echo udp-small 1000 "$tmp/udp1.bin" 1000 1000 1000 1000 321
+head -c 65507 /dev/urandom > "$tmp/udp2.bin"
+udp_echo udp-max 65536 "$tmp/udp2.bin" 65507
+printf 'x' > "$tmp/udp3.bin"
+udp_echo udp-one 16 "$tmp/udp3.bin" 1
+
+# sockperf's ping-pong client only counts replies whose header has the CLIENT flag cleared
+# (what `sockperf server` does); a plain echo returns the flag as sent, so sockperf discards
+# them and reports that nothing came back. Check its counts when it has them.
+$T sockperf pp -i 127.0.0.1 -p "$udp_port" -t 2 > "$tmp/sp-pp.out" 2>&1 ||
+    fail "sockperf pp failed: $(cat "$tmp/sp-pp.out")"
+sent=$(sed -n '/SentMessages=/{s/.*SentMessages=\([0-9]*\).*/\1/p;q}' "$tmp/sp-pp.out")
+rcvd=$(sed -n '/ReceivedMessages=/{s/.*ReceivedMessages=\([0-9]*\).*/\1/p;q}' "$tmp/sp-pp.out")
+if [ -n "$sent" ] && [ -n "$rcvd" ]; then
+    if ! { [ "$sent" -gt 0 ] && [ $((sent - rcvd)) -le 1 ] && [ $((rcvd - sent)) -le 1 ]; }; then
+        fail "sockperf pp: SentMessages=$sent ReceivedMessages=$rcvd"
+    fi
+    echo "sockperf pp: SentMessages=$sent ReceivedMessages=$rcvd"
+elif grep -q 'No messages were received' "$tmp/sp-pp.out"; then
+    echo "sockperf pp: ran 2 s; replies not counted (a plain echo keeps sockperf's CLIENT flag)"
+else
+    fail "sockperf pp: unexpected output: $(cat "$tmp/sp-pp.out")"
+fi
+
+# sockperf as a load generator: throughput (no replies wanted) and under-load.
+$T sockperf tp -i 127.0.0.1 -p "$udp_port" -t 2 -m 1472 > "$tmp/sp-tp.out" 2>&1 ||
+    fail "sockperf tp failed: $(cat "$tmp/sp-tp.out")"
+tp_sent=$(sed -n 's/.*Total of \([0-9]*\) messages sent.*/\1/p' "$tmp/sp-tp.out")
+if ! { [ -n "$tp_sent" ] && [ "$tp_sent" -gt 0 ]; }; then
+    fail "sockperf tp: $(cat "$tmp/sp-tp.out")"
+fi
+echo "sockperf tp: $tp_sent datagrams of 1472 bytes sent in 2 s"
+$T sockperf ul -i 127.0.0.1 -p "$udp_port" -t 2 --mps 20000 > "$tmp/sp-ul.out" 2>&1 ||
+    fail "sockperf ul failed: $(cat "$tmp/sp-ul.out")"
+grep -q 'Test ended' "$tmp/sp-ul.out" || fail "sockperf ul: $(cat "$tmp/sp-ul.out")"
+echo "sockperf ul: 2 s at 20000 msg/s done"
+
+# After the floods the server must still answer every datagram, exactly.
+# --timeout 1000: on a busy machine a server can stall for longer than the default 50 ms; a
+# datagram still unanswered after 1 s is lost for sure.
+pingpong udp --udp --port "$udp_port" --conns 10 --depth 4 --seconds 1 --warmup 0.2 --timeout 1000
+grep -q ' lost=0$' "$tmp/udp.pp" || fail "udp: datagrams lost: $(cat "$tmp/udp.pp")"
+udp_echo udp-after 1000 "$tmp/udp1.bin" 1000 1000 1000 1000 321
+stop_server udp "$udp_pid"
+
+# ringsock-pingpong --udp against sockperf's own server: the client speaks sockperf's header.
+step "ringsock-pingpong --udp against sockperf server"
+sp_ok=
+for ((try = 0; try < 10; try++)); do
+    sp_port=$((20000 + (RANDOM % 40000)))
+    : > "$tmp/sp-sr.out"
+    sockperf sr -i 127.0.0.1 -p "$sp_port" > "$tmp/sp-sr.out" 2>&1 &
+    sp_pid=$!
+    pids+=("$sp_pid")
+    for ((i = 0; i < 40; i++)); do
+        grep -q 'ERROR' "$tmp/sp-sr.out" && break
+        grep -q 'PORT = *'"$sp_port" "$tmp/sp-sr.out" && break
+        sleep 0.05
+    done
+    sleep 0.2
+    if kill -0 "$sp_pid" 2> /dev/null && ! grep -q 'ERROR' "$tmp/sp-sr.out"; then
+        sp_ok=1
+        break
+    fi
+    kill -KILL "$sp_pid" 2> /dev/null || true
+    wait "$sp_pid" 2> /dev/null || true
+    forget_pid "$sp_pid"
+done
+[ -n "$sp_ok" ] || fail "sockperf sr: could not start: $(cat "$tmp/sp-sr.out")"
+pingpong sockperf-sr --udp --port "$sp_port" --conns 10 --depth 4 --seconds 1 --warmup 0.2 \
+    --timeout 1000
+grep -q ' lost=0$' "$tmp/sockperf-sr.pp" || fail "sockperf-sr: $(cat "$tmp/sockperf-sr.pp")"
+kill -TERM "$sp_pid"
+wait "$sp_pid" 2> /dev/null || true
+forget_pid "$sp_pid"
+
+# ---- Unix stream sockets: a path and an abstract name ----
+step "Unix socket path"
+start_server local --local "$tmp/echo.sock"
+local_pid=$SERVER_PID
+[ "$LISTEN" = "$tmp/echo.sock" ] || fail "local: listening on '$LISTEN', want $tmp/echo.sock"
+[ -S "$tmp/echo.sock" ] || fail "local: $tmp/echo.sock is not a socket"
+stream_echo local "UNIX-CONNECT:$tmp/echo.sock"
+pingpong local --local "$tmp/echo.sock" --conns 10 --depth 4 --size 1000 --seconds 1 --warmup 0
+stop_server local "$local_pid"
+
+step "Unix abstract name"
+abstract="ringsock-interop-$$-$RANDOM"
+start_server abstract --local "@$abstract"
+abstract_pid=$SERVER_PID
+[ "$LISTEN" = "@$abstract" ] || fail "abstract: listening on '$LISTEN', want @$abstract"
+stream_echo abstract "ABSTRACT-CONNECT:$abstract"
+pingpong abstract --local "@$abstract" --conns 10 --depth 4 --size 1000 --seconds 1 --warmup 0
+stop_server abstract "$abstract_pid"
+
+echo "PASS"

@@ -1,0 +1,991 @@
+/* TLS certificates, verification, client certificates and ALPN.
+ *
+ * Every test makes its own PKI with the openssl command line in a temporary directory:
+ * a test CA (ECDSA P-256), server certificates for "localhost" signed by it (ECDSA
+ * P-256, a second one, and RSA-2048 where a test asks for it), one for a wrong name, a
+ * client certificate signed by the CA and a self-signed client certificate. They are
+ * read into memory as the SDK wants them: PEM with the chain and then the key. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct h_env env;
+static ISocketProvider *tls;
+static ISocketContext *sctx, *cctx;
+static char dir[64];
+
+struct pem {
+    uint8_t *p;
+    size_t len;
+    uint8_t fp[32]; /* openssl's SHA-256 fingerprint of the leaf */
+};
+static struct pem ca, srv, srv2, wrong, cli, selfcli, rsa;
+
+static void run_sh(const char *script)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "cd '%s' && ( %s ) >gen.log 2>&1", dir, script);
+    int rc = system(cmd);
+    if (rc != 0) {
+        char log[512];
+        snprintf(log, sizeof(log), "%s/gen.log", dir);
+        FILE *f = fopen(log, "r");
+        char text[2048] = "";
+        if (f) {
+            size_t n = fread(text, 1, sizeof(text) - 1, f);
+            text[n] = '\0';
+            fclose(f);
+        }
+        cr_assert_fail("openssl failed (%d): %s", rc, text);
+    }
+}
+
+static uint8_t *slurp(const char *name, size_t *len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n + 1);
+    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    b[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* "sha256 Fingerprint=AB:CD:..." into 32 bytes. */
+static bool parse_fingerprint(const char *text, uint8_t out[32])
+{
+    const char *p = strchr(text, '=');
+    if (!p)
+        return false;
+    p++;
+    for (int i = 0; i < 32; i++) {
+        int hi = hexval(p[0]), lo = hexval(p[1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+        p += 2;
+        if (i < 31 && *p++ != ':')
+            return false;
+    }
+    return true;
+}
+
+static void openssl_fingerprint(const char *crt, uint8_t out[32])
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "openssl x509 -in '%s/%s' -noout -fingerprint -sha256", dir, crt);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    char line[512] = "";
+    cr_assert_not_null(fgets(line, sizeof(line), f));
+    pclose(f);
+    cr_assert(parse_fingerprint(line, out), "cannot parse: %s", line);
+}
+
+static void load(struct pem *pm, const char *name)
+{
+    char file[64];
+    snprintf(file, sizeof(file), "%s.pem", name);
+    pm->p = slurp(file, &pm->len);
+    snprintf(file, sizeof(file), "%s.crt", name);
+    openssl_fingerprint(file, pm->fp);
+}
+
+#define EC "ec -pkeyopt ec_paramgen_curve:P-256"
+
+static const char gen_script[] =
+    "set -e\n"
+    "openssl req -x509 -new -newkey " EC " -nodes -keyout ca.key -out ca.crt -days 30"
+    " -subj '/CN=ringsock test CA' -addext basicConstraints=critical,CA:TRUE"
+    " -addext keyUsage=critical,keyCertSign,cRLSign\n"
+    "cp ca.crt ca.pem\n"
+    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
+    "extendedKeyUsage=serverAuth\\n' > srv.ext\n"
+    "printf 'subjectAltName=DNS:wrong.example\\nbasicConstraints=CA:FALSE\\n"
+    "extendedKeyUsage=serverAuth\\n' > wrong.ext\n"
+    "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > cli.ext\n"
+    "mk() {\n"
+    "  openssl req -new -newkey $2 -nodes -keyout $1.key -out $1.csr -subj \"/CN=$3\"\n"
+    "  openssl x509 -req -in $1.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $1.crt"
+    " -days 30 -extfile $4\n"
+    "  cat $1.crt ca.crt $1.key > $1.pem\n"
+    "}\n"
+    "mk srv '" EC "' localhost srv.ext\n"
+    "mk srv2 '" EC "' localhost srv.ext\n"
+    "mk wrong '" EC "' wrong.example wrong.ext\n"
+    "mk cli '" EC "' 'ringsock client' cli.ext\n"
+    "openssl req -x509 -new -newkey " EC " -nodes -keyout selfcli.key -out selfcli.crt"
+    " -days 30 -subj '/CN=rogue client'\n"
+    "cat selfcli.crt selfcli.key > selfcli.pem\n";
+
+static void gen_rsa(void)
+{
+    run_sh("set -e\n"
+           "openssl req -new -newkey rsa:2048 -nodes -keyout rsa.key -out rsa.csr"
+           " -subj /CN=localhost\n"
+           "openssl x509 -req -in rsa.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out rsa.crt"
+           " -days 30 -extfile srv.ext\n"
+           "cat rsa.crt ca.crt rsa.key > rsa.pem\n");
+    load(&rsa, "rsa");
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/ringsock-certs-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    run_sh(gen_script);
+    load(&ca, "ca");
+    load(&srv, "srv");
+    load(&srv2, "srv2");
+    load(&wrong, "wrong");
+    load(&cli, "cli");
+    load(&selfcli, "selfcli");
+    h_env_init(&env);
+    tls = CreateTLSSocketProvider(env.tcp);
+    sctx = ISocketProvider_CreateSocketContext(tls, env.log);
+    cctx = ISocketProvider_CreateSocketContext(tls, env.log);
+}
+
+static void teardown(void)
+{
+    ISocketContext_Delete(sctx);
+    ISocketContext_Delete(cctx);
+    ISocketProvider_Delete(tls);
+    struct pem *all[] = {&ca, &srv, &srv2, &wrong, &cli, &selfcli, &rsa};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        free(all[i]->p);
+        memset(all[i], 0, sizeof(*all[i]));
+    }
+    h_env_fini(&env);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+TestSuite(tls_certs, .init = setup, .fini = teardown, .timeout = 30);
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static char addr_buf[64];
+static const char *addr_of(uint16_t port)
+{
+    snprintf(addr_buf, sizeof(addr_buf), "127.0.0.1:%u", port);
+    return addr_buf;
+}
+
+/* A TLS listener whose connections echo, and are deleted when they end. */
+static uint16_t tls_listen(struct h_sock *l)
+{
+    l->echo = true;
+    l->delete_on_shutdown = true;
+    CALL(l->sock = ISocketProvider_CreateSocket(tls, env.mux, &l->user, env.log, false, sctx));
+    cr_assert_not_null(l->sock);
+    CALL(ISocket_Bind(l->sock, "127.0.0.1", 0));
+    CALL(ISocket_Listen(l->sock));
+    char a[64];
+    uint16_t port = 0;
+    CALL(ISocket_GetLocalAddress(l->sock, a, sizeof(a), &port));
+    cr_assert_neq(port, 0);
+    return port;
+}
+
+static ISocket *tls_client(struct h_sock *c, uint16_t port, const char *name)
+{
+    CALL(c->sock = ISocketProvider_CreateSocket(tls, env.mux, &c->user, env.log, false, cctx));
+    cr_assert_not_null(c->sock);
+    CALL(ISocket_Connect(c->sock, addr_of(port), name));
+    return c->sock;
+}
+
+static bool settled(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct h_sock *l = arg;
+    for (size_t i = 0; i < l->naccepted; i++)
+        if (!h_count(l->accepted[i], H_ACCEPT_COMPLETE) && !h_has_shutdown(l->accepted[i]))
+            return false;
+    return true;
+}
+
+static void free_listener(struct h_sock *l)
+{
+    cr_assert(h_run_until(&env, settled, l, 3000), "a connection is stuck in its handshake");
+    h_sock_free(l);
+}
+
+/* Connects a client, waits for the handshake's outcome. Returns true if connected. */
+static bool connect_client(struct h_sock *c, uint16_t port, const char *name)
+{
+    tls_client(c, port, name);
+    struct h_sock *hs = c;
+    for (int i = 0; i < 300; i++) {
+        if (h_count(hs, H_CONNECT_COMPLETE) || h_has_shutdown(hs))
+            break;
+        h_run_for(&env, 10);
+    }
+    return h_count(hs, H_CONNECT_COMPLETE) > 0;
+}
+
+/* An echo round trip on a connected client. */
+static void assert_echo(struct h_sock *c, const char *msg)
+{
+    size_t n = strlen(msg) + 1;
+    static char in[256];
+    size_t before = h_count(c, H_RECV_RESULT);
+    CALL(ISocket_Send(c->sock, msg, n));
+    CALL(ISocket_Recv(c->sock, in, n, false));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, before + 1, 3000), "%s", h_dump(c));
+    cr_assert_str_eq(in, msg);
+}
+
+static void assert_handshake_failed(struct h_sock *c)
+{
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 3000), "%s", h_dump(c));
+    cr_assert_eq(h_count(c, H_CONNECT_COMPLETE), 0, "connected anyway: %s", h_dump(c));
+    cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_TLS_HANDSHAKE_FAILED, "%s", h_dump(c));
+}
+
+/* The server side of connection n (1-based) failed its handshake. */
+static bool accepted_n(struct h_env *e, void *arg)
+{
+    struct h_sock *l = arg;
+    return l->naccepted >= (size_t)(uintptr_t)l->ctx && settled(e, arg);
+}
+
+static void assert_server_side_failed(struct h_sock *l, size_t n)
+{
+    l->ctx = (void *)(uintptr_t)n;
+    cr_assert(h_run_until(&env, accepted_n, l, 3000), "%s", h_dump(l));
+    cr_assert_geq(l->naccepted, n, "%s", h_dump(l));
+    struct h_sock *ch = l->accepted[n - 1];
+    cr_assert(h_has_shutdown(ch), "%s", h_dump(ch));
+    cr_assert_eq(h_count(ch, H_ACCEPT_COMPLETE), 0, "the server accepted it: %s", h_dump(ch));
+    cr_assert_eq(h_last(ch, H_SHUTDOWN)->reason, SOCKET_TLS_HANDSHAKE_FAILED, "%s", h_dump(ch));
+}
+
+static const uint8_t *ctx_fp(ISocketContext *c)
+{
+    size_t len = 99;
+    const uint8_t *fp = ISocketContext_GetCertificateFingerprint(c, &len);
+    cr_assert_not_null(fp);
+    cr_assert_eq(len, 32);
+    return fp;
+}
+
+static void assert_peer_fp(struct h_sock *c, const uint8_t want[32])
+{
+    uint8_t fp[32];
+    cr_assert(ISocket_GetPeerCertificateFingerprint(c->sock, fp), "no peer certificate");
+    cr_assert_arr_eq(fp, want, 32);
+}
+
+/* ---- fingerprints ------------------------------------------------------------------------- */
+
+/* openssl s_client against the server, fingerprint of what it got; run while the loop
+ * serves the connection. */
+struct sclient {
+    FILE *f;
+    int fd;
+    char out[65536];
+    size_t n;
+    bool eof;
+};
+
+/* Reads what the tool printed (past a full buffer: drops the rest, never mistakes a
+ * zero-length read for the end); true once it closed its output. */
+static bool sclient_done(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct sclient *s = arg;
+    for (;;) {
+        char spill[4096];
+        size_t room = sizeof(s->out) - 1 - s->n;
+        ssize_t r = room ? read(s->fd, s->out + s->n, room) : read(s->fd, spill, sizeof(spill));
+        if (r > 0) {
+            if (room) {
+                s->n += (size_t)r;
+                s->out[s->n] = '\0';
+            }
+            continue;
+        }
+        if (r == 0)
+            s->eof = true;
+        break;
+    }
+    return s->eof;
+}
+
+Test(tls_certs, generated_certificate_fingerprint)
+{
+    ISocketContext_SetVerifyPeer(cctx, false);
+    uint8_t fp[32];
+    memcpy(fp, ctx_fp(sctx), 32);
+    cr_assert_arr_eq(ctx_fp(sctx), fp, 32, "the generated certificate stays");
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c1 = h_sock_new(&env), *c2 = h_sock_new(&env);
+    cr_assert(connect_client(c1, port, "localhost"), "%s", h_dump(c1));
+    cr_assert(connect_client(c2, port, NULL), "%s", h_dump(c2));
+    assert_peer_fp(c1, fp);
+    assert_peer_fp(c2, fp);
+    cr_assert_arr_eq(ctx_fp(sctx), fp, 32);
+
+    /* And what OpenSSL sees. */
+    static struct sclient s;
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 5 openssl s_client -connect 127.0.0.1:%u -servername localhost "
+             "</dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+             port);
+    s.f = popen(cmd, "r");
+    cr_assert_not_null(s.f);
+    s.fd = fileno(s.f);
+    fcntl(s.fd, F_SETFL, fcntl(s.fd, F_GETFL) | O_NONBLOCK);
+    cr_assert(h_run_until(&env, sclient_done, &s, 4000), "s_client: %s", s.out);
+    pclose(s.f);
+    uint8_t ofp[32];
+    cr_assert(parse_fingerprint(s.out, ofp), "openssl printed: %s", s.out);
+    cr_assert_arr_eq(ofp, fp, 32, "openssl sees another certificate");
+    h_sock_free(c1);
+    h_sock_free(c2);
+    free_listener(l);
+}
+
+Test(tls_certs, set_server_certificate_fingerprint_matches_openssl)
+{
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    cr_assert_arr_eq(ctx_fp(sctx), srv.fp, 32);
+    ISocketContext_SetVerifyPeer(cctx, false);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    assert_peer_fp(c, srv.fp);
+    assert_echo(c, "ecdsa");
+    uint8_t none[32];
+    struct h_sock *ch = l->accepted[0];
+    cr_assert_not(ISocket_GetPeerCertificateFingerprint(ch->sock, none),
+                  "the client sent no certificate");
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, rsa_server_certificate_verified)
+{
+    gen_rsa();
+    ISocketContext_SetServerCertificate(sctx, rsa.p, rsa.len, "localhost");
+    cr_assert_arr_eq(ctx_fp(sctx), rsa.fp, 32);
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    assert_peer_fp(c, rsa.fp);
+    assert_echo(c, "rsa");
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, new_certificate_applies_to_new_connections_only)
+{
+    ISocketContext_SetVerifyPeer(cctx, false);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    uint8_t gen_fp[32];
+    memcpy(gen_fp, ctx_fp(sctx), 32);
+
+    struct h_sock *c1 = h_sock_new(&env);
+    cr_assert(connect_client(c1, port, "localhost"), "%s", h_dump(c1));
+    assert_peer_fp(c1, gen_fp);
+
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    cr_assert_arr_eq(ctx_fp(sctx), srv.fp, 32);
+    assert_echo(c1, "old connection, old certificate");
+    struct h_sock *c2 = h_sock_new(&env);
+    cr_assert(connect_client(c2, port, "localhost"), "%s", h_dump(c2));
+    assert_peer_fp(c2, srv.fp);
+
+    ISocketContext_SetServerCertificate(sctx, srv2.p, srv2.len, "localhost");
+    cr_assert_arr_eq(ctx_fp(sctx), srv2.fp, 32);
+    struct h_sock *c3 = h_sock_new(&env);
+    cr_assert(connect_client(c3, port, "localhost"), "%s", h_dump(c3));
+    assert_peer_fp(c3, srv2.fp);
+    assert_echo(c1, "first still works");
+    assert_echo(c2, "second still works");
+    assert_echo(c3, "third works");
+    assert_peer_fp(c1, gen_fp);
+    assert_peer_fp(c2, srv.fp);
+    h_sock_free(c1);
+    h_sock_free(c2);
+    h_sock_free(c3);
+    free_listener(l);
+}
+
+/* A PEM that holds no usable certificate: no fingerprint, handshakes fail (logged), and a
+ * good certificate set afterwards fixes the next connections. */
+Test(tls_certs, unusable_server_certificate)
+{
+    IInstanceLog_SetLogFlags(env.log, LOG_TLS);
+    static const char junk[] = "this is not PEM at all\n";
+    ISocketContext_SetServerCertificate(sctx, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
+    size_t len = 99;
+    cr_assert_null(ISocketContext_GetCertificateFingerprint(sctx, &len));
+    cr_assert_eq(len, 0);
+    ISocketContext_SetVerifyPeer(cctx, false);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    assert_handshake_failed(c);
+    assert_server_side_failed(l, 1);
+    cr_assert(h_log_contains(&env, "server context"), "the reason is logged");
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    struct h_sock *c2 = h_sock_new(&env);
+    cr_assert(connect_client(c2, port, "localhost"), "%s", h_dump(c2));
+    assert_peer_fp(c2, srv.fp);
+    h_sock_free(c);
+    h_sock_free(c2);
+    free_listener(l);
+}
+
+/* A certificate block whose contents are not a certificate (a corrupted file): there is
+ * no local certificate, so there is no fingerprint to advertise either. */
+Test(tls_certs, corrupt_certificate_has_no_fingerprint)
+{
+    static const char junk[] = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
+                               "-----END CERTIFICATE-----\n";
+    ISocketContext_SetServerCertificate(sctx, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
+    size_t len = 99;
+    const uint8_t *fp = ISocketContext_GetCertificateFingerprint(sctx, &len);
+    cr_assert(fp == NULL && len == 0,
+              "a fingerprint (%zu bytes) of something that is no certificate", len);
+}
+
+/* ---- server verification -------------------------------------------------------------------- */
+
+Test(tls_certs, default_verification_rejects_self_signed_server)
+{
+    if (!getenv("RINGSOCK_LOG")) {
+        /* Without LOG_TLS nothing about it is logged. */
+        struct h_sock *l = h_sock_new(&env);
+        uint16_t port = tls_listen(l);
+        struct h_sock *c = h_sock_new(&env);
+        tls_client(c, port, "localhost");
+        assert_handshake_failed(c);
+        cr_assert_not(h_log_contains(&env, "handshake failed"));
+        assert_server_side_failed(l, 1);
+        h_sock_free(c);
+        free_listener(l);
+    }
+    IInstanceLog_SetLogFlags(env.log, LOG_TLS);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    assert_handshake_failed(c);
+    cr_assert(h_log_contains(&env, "handshake failed"), "no reason logged under LOG_TLS");
+    assert_server_side_failed(l, 1);
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, default_verification_rejects_untrusted_ca)
+{
+    IInstanceLog_SetLogFlags(env.log, LOG_TLS);
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    assert_handshake_failed(c);
+    cr_assert(h_log_contains(&env, "handshake failed"));
+    assert_server_side_failed(l, 1);
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, trusted_ca_and_server_name_pass)
+{
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    assert_peer_fp(c, srv.fp);
+    assert_echo(c, "verified");
+    CALL(ISocket_Shutdown(c->sock));
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 3000));
+    cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_NORMAL);
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, wrong_server_name_fails)
+{
+    IInstanceLog_SetLogFlags(env.log, LOG_TLS);
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "wrong.example");
+    assert_handshake_failed(c);
+    cr_assert(h_log_contains(&env, "handshake failed"));
+    assert_server_side_failed(l, 1);
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, certificate_for_another_name_fails)
+{
+    ISocketContext_SetServerCertificate(sctx, wrong.p, wrong.len, "wrong.example");
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    assert_handshake_failed(c);
+    /* The same certificate is fine for its own name. */
+    struct h_sock *c2 = h_sock_new(&env);
+    cr_assert(connect_client(c2, port, "wrong.example"), "%s", h_dump(c2));
+    assert_peer_fp(c2, wrong.fp);
+    h_sock_free(c);
+    h_sock_free(c2);
+    free_listener(l);
+}
+
+Test(tls_certs, verify_peer_false_accepts_any_certificate)
+{
+    ISocketContext_SetServerCertificate(sctx, wrong.p, wrong.len, "wrong.example");
+    ISocketContext_SetVerifyPeer(cctx, false);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    assert_peer_fp(c, wrong.fp);
+    assert_echo(c, "unverified");
+    /* And back on: the next connection is verified again (no trust: fails). */
+    ISocketContext_SetVerifyPeer(cctx, true);
+    struct h_sock *c2 = h_sock_new(&env);
+    tls_client(c2, port, "localhost");
+    assert_handshake_failed(c2);
+    assert_echo(c, "the first one is unaffected");
+    h_sock_free(c);
+    h_sock_free(c2);
+    free_listener(l);
+}
+
+/* ---- client certificates ---------------------------------------------------------------- */
+
+static void requiring_server(void)
+{
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    ISocketContext_SetTrustedCertificates(sctx, ca.p, ca.len);
+    ISocketContext_RequireClientCertificate(sctx, true);
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+}
+
+/* A client the server refuses. The server side fails its handshake. The client fails
+ * its handshake too where it can tell (TLS 1.2); in TLS 1.3 the client finishes its side
+ * of the handshake before the server has looked at its certificate, so it may have seen
+ * SocketConnectComplete, but the end must then still say that something went wrong (the
+ * server's alert: TLS_HANDSHAKE_FAILED or LOST), never look like a clean close. */
+struct refusal {
+    bool connected;
+    shutdownreason_t reason;
+    char dump[512];
+};
+static struct refusal refusal;
+
+/* Waits for both ends; the client's outcome is checked by check_refusal, after the test
+ * has freed its sockets (so a failure here does not also show up as leaks). */
+static void await_refusal(struct h_sock *l, size_t n, struct h_sock *c)
+{
+    assert_server_side_failed(l, n);
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 3000), "%s", h_dump(c));
+    refusal.connected = h_count(c, H_CONNECT_COMPLETE) > 0;
+    refusal.reason = h_last(c, H_SHUTDOWN)->reason;
+    snprintf(refusal.dump, sizeof(refusal.dump), "%s", h_dump(c));
+}
+
+static void check_refusal(void)
+{
+    shutdownreason_t r = refusal.reason;
+    if (!refusal.connected)
+        cr_assert_eq(r, SOCKET_TLS_HANDSHAKE_FAILED, "%s", refusal.dump);
+    else
+        cr_assert(r == SOCKET_TLS_HANDSHAKE_FAILED || r == SOCKET_LOST,
+                  "the refused client sees a clean close: %s", refusal.dump);
+}
+
+Test(tls_certs, required_client_certificate_missing_fails_both_ends)
+{
+    requiring_server();
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    static uint8_t b[64]; /* a receive outstanding, so the client notices what comes */
+    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
+    await_refusal(l, 1, c);
+    h_sock_free(c);
+    free_listener(l);
+    check_refusal();
+}
+
+Test(tls_certs, required_client_certificate_signed_by_ca_passes)
+{
+    requiring_server();
+    ISocketContext_SetClientCertificate(cctx, cli.p, cli.len, "ringsock client");
+    cr_assert_arr_eq(ctx_fp(cctx), cli.fp, 32, "a client context's own certificate");
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    assert_echo(c, "mutual");
+    assert_peer_fp(c, srv.fp);
+    struct h_sock *ch = h_wait_accepted(&env, l, 1, 3000);
+    cr_assert_not_null(ch);
+    assert_peer_fp(ch, cli.fp); /* the server side sees the client's certificate */
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, client_certificate_from_untrusted_issuer_fails)
+{
+    requiring_server();
+    ISocketContext_SetClientCertificate(cctx, selfcli.p, selfcli.len, "rogue client");
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    static uint8_t b[64];
+    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
+    await_refusal(l, 1, c);
+    h_sock_free(c);
+    free_listener(l);
+    check_refusal();
+}
+
+Test(tls_certs, disable_client_certificate_sends_none)
+{
+    requiring_server();
+    ISocketContext_SetClientCertificate(cctx, cli.p, cli.len, "ringsock client");
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c1 = h_sock_new(&env);
+    cr_assert(connect_client(c1, port, "localhost"), "with the certificate: %s", h_dump(c1));
+    ISocketContext_DisableClientCertificate(cctx);
+    struct h_sock *c2 = h_sock_new(&env);
+    tls_client(c2, port, "localhost");
+    static uint8_t b[64];
+    CALL(ISocket_Recv(c2->sock, b, sizeof(b), true));
+    await_refusal(l, 2, c2);
+    assert_echo(c1, "the connection made before is unaffected");
+    h_sock_free(c1);
+    h_sock_free(c2);
+    free_listener(l);
+    check_refusal();
+}
+
+/* A server that does not ask gets no client certificate, even if the client has one. */
+Test(tls_certs, client_certificate_not_requested)
+{
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+    ISocketContext_SetClientCertificate(cctx, cli.p, cli.len, NULL);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    struct h_sock *ch = h_wait_accepted(&env, l, 1, 3000);
+    uint8_t fp[32];
+    cr_assert_not(ISocket_GetPeerCertificateFingerprint(ch->sock, fp));
+    h_sock_free(c);
+    free_listener(l);
+}
+
+/* ---- ALPN ------------------------------------------------------------------------------------ */
+
+struct alpn_rec {
+    size_t calls;
+    bool null_arg;
+    char proto[64];
+    bool answer;
+    bool before_connect;
+};
+
+static USocketVtbl alpn_vtbl;
+
+static bool alpn_cb(USocket *u, ISocket *s, const char *protocol)
+{
+    cr_assert_eq(h_in_api, 0, "SocketAcceptSelectedALPNProtocol inside an API call");
+    struct h_sock *hs = h_container_of(u, struct h_sock, user);
+    cr_assert_eq(s, hs->sock);
+    struct alpn_rec *r = hs->ctx;
+    r->calls++;
+    r->null_arg = protocol == NULL;
+    snprintf(r->proto, sizeof(r->proto), "%s", protocol ? protocol : "");
+    r->before_connect = h_count(hs, H_CONNECT_COMPLETE) == 0;
+    return r->answer;
+}
+
+static struct h_sock *alpn_client(struct alpn_rec *r)
+{
+    struct h_sock *hs = h_sock_new(&env);
+    if (!alpn_vtbl.SocketShutdown) {
+        alpn_vtbl = *hs->user.vtbl;
+        alpn_vtbl.SocketAcceptSelectedALPNProtocol = alpn_cb;
+    }
+    hs->user.vtbl = &alpn_vtbl;
+    hs->ctx = r;
+    return hs;
+}
+
+static void alpn_setup(const char *const *server, const char *const *client)
+{
+    ISocketContext_SetVerifyPeer(cctx, false);
+    if (server)
+        ISocketContext_SetALPNProtocols(sctx, server);
+    if (client)
+        ISocketContext_SetALPNProcotols(cctx, client); /* the SDK's spelling */
+}
+
+static const char *const h2_http11[] = {"h2", "http/1.1", NULL};
+static const char *const http11_h2[] = {"http/1.1", "h2", NULL};
+
+Test(tls_certs, alpn_server_preference)
+{
+    alpn_setup(h2_http11, http11_h2);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct alpn_rec r = {.answer = true};
+    struct h_sock *c = alpn_client(&r);
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    cr_assert_eq(r.calls, 1);
+    cr_assert_str_eq(r.proto, "h2");
+    cr_assert(r.before_connect, "asked before SocketConnectComplete");
+    cr_assert_str_eq(ISocket_GetALPNProtocol(c->sock), "h2");
+    struct h_sock *ch = h_wait_accepted(&env, l, 1, 3000);
+    cr_assert_not_null(ch);
+    cr_assert_not_null(ISocket_GetALPNProtocol(ch->sock));
+    cr_assert_str_eq(ISocket_GetALPNProtocol(ch->sock), "h2");
+    assert_echo(c, "h2");
+
+    /* A client offering only the server's second choice gets it. */
+    static const char *const only_http11[] = {"http/1.1", NULL};
+    ISocketContext_SetALPNProtocols(cctx, only_http11);
+    struct alpn_rec r2 = {.answer = true};
+    struct h_sock *c2 = alpn_client(&r2);
+    cr_assert(connect_client(c2, port, "localhost"), "%s", h_dump(c2));
+    cr_assert_str_eq(ISocket_GetALPNProtocol(c2->sock), "http/1.1");
+    cr_assert_str_eq(r2.proto, "http/1.1");
+    ch = h_wait_accepted(&env, l, 2, 3000);
+    cr_assert_str_eq(ISocket_GetALPNProtocol(ch->sock), "http/1.1");
+    h_sock_free(c);
+    h_sock_free(c2);
+    free_listener(l);
+}
+
+Test(tls_certs, alpn_refused_by_client)
+{
+    IInstanceLog_SetLogFlags(env.log, LOG_TLS);
+    alpn_setup(h2_http11, http11_h2);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct alpn_rec r = {.answer = false};
+    struct h_sock *c = alpn_client(&r);
+    static uint8_t b[16];
+    tls_client(c, port, "localhost");
+    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
+    CALL(ISocket_Send(c->sock, "never", 5));
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 3000), "%s", h_dump(c));
+    cr_assert_eq(r.calls, 1);
+    cr_assert_str_eq(r.proto, "h2");
+    cr_assert_eq(h_count(c, H_CONNECT_COMPLETE), 0, "%s", h_dump(c));
+    cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_ALPN_SELECTION_FAILED, "%s", h_dump(c));
+    cr_assert_eq(h_count(c, H_SEND_RESULT), 0, "%s", h_dump(c));
+    cr_assert_eq(c->ev[c->nev - 2].kind, H_RECV_CANCELED, "%s", h_dump(c));
+    cr_assert(h_log_contains(&env, "ALPN"), "the refusal is logged");
+    h_run_for(&env, 20);
+    cr_assert_eq(c->ev[c->nev - 1].kind, H_SHUTDOWN);
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, alpn_null_vtbl_entry_accepts)
+{
+    alpn_setup(h2_http11, http11_h2);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env); /* the harness's vtbl has no ALPN entry */
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    cr_assert_str_eq(ISocket_GetALPNProtocol(c->sock), "h2");
+    assert_echo(c, "default accepts");
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, alpn_no_overlap_no_protocol)
+{
+    static const char *const spdy[] = {"spdy/3.1", NULL};
+    alpn_setup(h2_http11, spdy);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct alpn_rec r = {.answer = true};
+    struct h_sock *c = alpn_client(&r);
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    cr_assert_null(ISocket_GetALPNProtocol(c->sock));
+    struct h_sock *ch = h_wait_accepted(&env, l, 1, 3000);
+    cr_assert_null(ISocket_GetALPNProtocol(ch->sock));
+    assert_echo(c, "no protocol, still works");
+    /* The client is still asked, with "" for "none" (README). */
+    cr_assert_eq(r.calls, 1);
+    cr_assert_not(r.null_arg);
+    cr_assert_str_eq(r.proto, "");
+    h_sock_free(c);
+    free_listener(l);
+}
+
+Test(tls_certs, alpn_on_one_side_only)
+{
+    alpn_setup(h2_http11, NULL);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
+    cr_assert_null(ISocket_GetALPNProtocol(c->sock));
+    cr_assert_null(ISocket_GetALPNProtocol(h_wait_accepted(&env, l, 1, 3000)->sock));
+    assert_echo(c, "server only");
+    free_listener(l);
+
+    ISocketContext_SetALPNProtocols(sctx, NULL);
+    ISocketContext_SetALPNProtocols(cctx, http11_h2);
+    l = h_sock_new(&env);
+    port = tls_listen(l);
+    struct alpn_rec r = {.answer = true};
+    struct h_sock *c2 = alpn_client(&r);
+    cr_assert(connect_client(c2, port, "localhost"), "%s", h_dump(c2));
+    cr_assert_null(ISocket_GetALPNProtocol(c2->sock));
+    assert_echo(c2, "client only");
+    h_sock_free(c);
+    h_sock_free(c2);
+    free_listener(l);
+}
+
+/* ---- alerts: a refused handshake tells the peer why (checked with OpenSSL's tools) ------ */
+
+static void async_open(struct sclient *s, const char *cmd)
+{
+    memset(s, 0, sizeof(*s));
+    s->f = popen(cmd, "r");
+    cr_assert_not_null(s->f);
+    s->fd = fileno(s->f);
+    fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* The lines of a tool's output that tell how the connection ended. */
+static const char *error_lines(const char *out)
+{
+    static char buf[2][2048];
+    static int which;
+    char *b = buf[which++ & 1];
+    size_t o = 0;
+    b[0] = '\0';
+    for (const char *p = out; *p && o < sizeof(buf[0]) - 256;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char line[512];
+        snprintf(line, sizeof(line), "%.*s", (int)(len < 511 ? len : 511), p);
+        if (strstr(line, "error") || strstr(line, "alert") || strstr(line, "closed"))
+            o += (size_t)snprintf(b + o, sizeof(buf[0]) - o, "%s\n", line);
+        p += len + (nl ? 1 : 0);
+    }
+    return b;
+}
+
+/* The server refuses a client without a certificate: OpenSSL's client must get an alert
+ * (certificate_required in TLS 1.3, handshake_failure or similar in TLS 1.2), not just
+ * the end of the TCP stream. */
+Test(tls_certs, refused_client_gets_an_alert)
+{
+    requiring_server();
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    bool alerted[2];
+    static char outs[2][65536];
+    for (int v = 2; v <= 3; v++) {
+        static struct sclient s;
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd),
+                 /* -ign_eof: s_client waits for the server's answer */
+                 "timeout 5 openssl s_client -tls1_%d -connect 127.0.0.1:%u"
+                 " -CAfile '%s/ca.crt' -servername localhost -ign_eof </dev/null 2>&1",
+                 v, port, dir);
+        async_open(&s, cmd);
+        cr_assert(h_run_until(&env, sclient_done, &s, 6000), "s_client did not finish");
+        pclose(s.f);
+        assert_server_side_failed(l, (size_t)v - 1);
+        alerted[v - 2] = strstr(s.out, "alert") != NULL;
+        snprintf(outs[v - 2], sizeof(outs[0]), "%s", s.out);
+    }
+    free_listener(l);
+    cr_assert(alerted[0] && alerted[1],
+              "no alert reached OpenSSL: TLS 1.2 %s, TLS 1.3 %s\n--- TLS 1.2:\n%s--- TLS 1.3:\n%s",
+              alerted[0] ? "yes" : "no", alerted[1] ? "yes" : "no", error_lines(outs[0]),
+              error_lines(outs[1]));
+}
+
+/* The client refuses the server's certificate: OpenSSL's server must get an alert. */
+Test(tls_certs, refusing_client_sends_an_alert)
+{
+    uint16_t port;
+    int probe = h_raw_listen("127.0.0.1", &port);
+    close(probe); /* a free port for s_server (a small race, fine on loopback) */
+    static struct sclient s;
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             /* stdin stays open a while: at its end s_server stops reporting */
+             "sleep 1 | timeout 5 openssl s_server -accept 127.0.0.1:%u -naccept 1"
+             " -cert '%s/srv.crt' -key '%s/srv.key' 2>&1",
+             port, dir, dir);
+    async_open(&s, cmd);
+    for (int i = 0; i < 300 && !strstr(s.out, "ACCEPT") && !s.eof; i++) {
+        usleep(10000);
+        sclient_done(&env, &s);
+    }
+    cr_assert(strstr(s.out, "ACCEPT"), "s_server did not start: %s", s.out);
+    struct h_sock *c = h_sock_new(&env); /* default verification: the CA is unknown */
+    tls_client(c, port, "localhost");
+    assert_handshake_failed(c);
+    cr_assert(h_run_until(&env, sclient_done, &s, 6000), "s_server did not finish: %s", s.out);
+    pclose(s.f);
+    h_sock_free(c);
+    cr_assert(strstr(s.out, "alert"), "no alert reached OpenSSL:\n%s", s.out);
+}
