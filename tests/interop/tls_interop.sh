@@ -222,15 +222,18 @@ s_client_echo() {
     echo "$name: openssl s_client $*: $PAYLOAD_SIZE bytes echoed exactly"
 }
 
-# s_client_refused NAME PORT ARGS...: s_client must fail and get no byte back.
+# s_client_refused NAME PORT ALERT ARGS...: s_client must fail and get no byte back; unless
+# ALERT is -, its error must be the alert the server sent (s_client's words: "alert ALERT").
 s_client_refused() {
-    local name=$1 port=$2
-    shift 2
+    local name=$1 port=$2 alert=$3
+    shift 3
     run_fed "$name" payload.bin \
         $T openssl s_client -connect "127.0.0.1:$port" -quiet -no_ign_eof -nocommands "$@"
     [ "$RC" -ne 0 ] || fail "$name: openssl s_client $* succeeded"
     [ "$RC" -ne 124 ] || fail "$name: openssl s_client $* hung"
     [ ! -s "$name.echo" ] || fail "$name: $(stat -c %s "$name.echo") bytes came back"
+    [ "$alert" = - ] || grep -q "alert $alert" "$name.cerr" ||
+        fail "$name: s_client got no '$alert' alert: $(grep -m1 'error:' "$name.cerr" || cat "$name.cerr")"
     echo "$name: openssl s_client $*: refused (status $RC): $(grep -m1 -o 'error:[^:]*:[^:]*:[^:]*:[^:]*' \
         "$name.cerr" || echo 'no error text')"
 }
@@ -292,10 +295,13 @@ mtls_pid=$SERVER_PID mtls_port=$PORT
 WITH_CERT=(-cert client.crt -key client.key -cert_chain int.pem)
 s_client_echo mtls12 "$mtls_port" -tls1_2 "${WITH_CERT[@]}" "${VERIFY[@]}"
 s_client_echo mtls13 "$mtls_port" -tls1_3 "${WITH_CERT[@]}" "${VERIFY[@]}"
-s_client_refused mtls12-none "$mtls_port" -tls1_2 "${VERIFY[@]}"
-s_client_refused mtls13-none "$mtls_port" -tls1_3 "${VERIFY[@]}"
-s_client_refused mtls13-untrusted "$mtls_port" -tls1_3 -cert self.crt -key self.key "${VERIFY[@]}"
-s_client_refused mtls12-untrusted "$mtls_port" -tls1_2 -cert self.crt -key self.key "${VERIFY[@]}"
+# The server tells the client why (wolfSSL's alerts): no certificate, or one from an unknown CA.
+s_client_refused mtls12-none "$mtls_port" "handshake failure" -tls1_2 "${VERIFY[@]}"
+s_client_refused mtls13-none "$mtls_port" "certificate required" -tls1_3 "${VERIFY[@]}"
+s_client_refused mtls13-untrusted "$mtls_port" "unknown ca" -tls1_3 -cert self.crt -key self.key \
+    "${VERIFY[@]}"
+s_client_refused mtls12-untrusted "$mtls_port" "unknown ca" -tls1_2 -cert self.crt -key self.key \
+    "${VERIFY[@]}"
 # The failures show on the server, which goes on serving.
 for ((i = 0; i < 40; i++)); do
     [ "$(handshake_failures mtls)" -ge 4 ] && break
@@ -317,7 +323,7 @@ $T openssl s_client -connect "127.0.0.1:$self_port" < /dev/null > selfsigned.inf
     fail "selfsigned: $(cat selfsigned.info)"
 grep -q 'O *= *ringsock self-signed' selfsigned.info ||
     fail "selfsigned: unexpected certificate: $(grep -m2 'subject\|s:' selfsigned.info)"
-s_client_refused selfsigned-verify "$self_port" -tls1_3 -verify_return_error
+s_client_refused selfsigned-verify "$self_port" - -tls1_3 -verify_return_error
 gnutls_echo gnutls-insecure "$self_port" --insecure
 stop_server selfsigned "$self_pid"
 
@@ -352,19 +358,34 @@ run_client noalpn 0 --connect "$ss" --servername localhost --cafile ca.pem --sen
 grep -qx 'alpn: none' noalpn.cout || fail "noalpn: $(cat noalpn.cout)"
 echo "alpn: h2 when only h2 is offered, none when none is"
 
-# expect_refused NAME ARGS...: exit status 1 with the handshake failure as the reason.
+# expect_refused NAME SERVER ALERT ARGS...: exit status 1 with the handshake failure as the
+# reason; unless ALERT is -, the s_server named SERVER (its log SERVER.err) must then report
+# that alert from ringsock (OpenSSL's words: "alert ALERT"): ringsock tells the server why.
 expect_refused() {
-    local name=$1
-    shift
+    local name=$1 server=$2 alert=$3 before i
+    shift 3
+    before=$(grep -c "alert $alert" "$server.err" || true)
     run_client "$name" 1 "$@"
     grep -qx 'ringsock-tls-client: SOCKET_TLS_HANDSHAKE_FAILED' "$name.cerr" ||
         fail "$name: want SOCKET_TLS_HANDSHAKE_FAILED: $(cat "$name.cerr")"
     ! grep -q '^connected' "$name.cout" || fail "$name: connected: $(cat "$name.cout")"
-    echo "$name: status 1, SOCKET_TLS_HANDSHAKE_FAILED"
+    if [ "$alert" != - ]; then
+        for ((i = 0; i < 40; i++)); do
+            [ "$(grep -c "alert $alert" "$server.err" || true)" -gt "$before" ] && break
+            sleep 0.05
+        done
+        [ "$(grep -c "alert $alert" "$server.err" || true)" -gt "$before" ] ||
+            fail "$name: s_server got no '$alert' alert: $(tail -2 "$server.err")"
+        echo "$name: status 1, SOCKET_TLS_HANDSHAKE_FAILED; s_server got alert $alert"
+    else
+        echo "$name: status 1, SOCKET_TLS_HANDSHAKE_FAILED"
+    fi
 }
-expect_refused wrong-name --connect "$ss" --servername wrong.example --cafile ca.pem --send x
-expect_refused untrusted-ca --connect "$ss" --servername localhost --cafile self.crt --send x
-expect_refused system-store --connect "$ss" --servername localhost --send x
+expect_refused wrong-name s_server "bad certificate" --connect "$ss" --servername wrong.example \
+    --cafile ca.pem --send x
+expect_refused untrusted-ca s_server "unknown ca" --connect "$ss" --servername localhost \
+    --cafile self.crt --send x
+expect_refused system-store s_server "unknown ca" --connect "$ss" --servername localhost --send x
 run_client no-verify 0 --connect "$ss" --servername wrong.example --no-verify --send "abc"
 grep -qx 'cba' no-verify.cout || fail "no-verify: $(cat no-verify.cout)"
 echo "no-verify: wrong name accepted with --no-verify"
@@ -374,7 +395,8 @@ stop_peer "$ss_pid"
 step "ringsock-tls-client against s_server with a self-signed certificate"
 start_s_server s_self -cert self.crt -key self.key -rev
 self_ss=127.0.0.1:$PORT
-expect_refused self-signed --connect "$self_ss" --servername localhost --cafile ca.pem --send x
+expect_refused self-signed s_self "unknown ca" --connect "$self_ss" --servername localhost \
+    --cafile ca.pem --send x
 run_client self-pinned 0 --connect "$self_ss" --servername localhost --cafile self.crt --send y
 grep -qx "peer fingerprint: $(fingerprint self.crt)" self-pinned.cout ||
     fail "self-pinned: $(cat self-pinned.cout)"
@@ -389,7 +411,7 @@ run_client sni 0 --connect "$sni" --servername localhost --cafile ca.pem --send 
 grep -qx "peer fingerprint: $(fingerprint sni.crt)" sni.cout ||
     fail "sni: s_server did not switch on the SNI: $(cat sni.cout)"
 grep -qx 'ins' sni.cout || fail "sni: $(cat sni.cout)"
-expect_refused sni-other --connect "$sni" --servername other.example --no-verify --send x
+expect_refused sni-other s_sni - --connect "$sni" --servername other.example --no-verify --send x
 run_client sni-none 0 --connect "$sni" --no-verify --send "z"
 grep -qx "peer fingerprint: $(fingerprint self.crt)" sni-none.cout ||
     fail "sni-none: without SNI s_server should keep its default certificate: $(cat sni-none.cout)"
