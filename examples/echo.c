@@ -2,6 +2,7 @@
  *
  *   ringsock-echo [--port P] [--addr A] [--v6]     TCP
  *   ringsock-echo --udp [--port P] [--addr A]       UDP: each datagram goes back to its sender
+ *                 [--sockperf]                      (answering sockperf's client as its server does)
  *   ringsock-echo --local PATH                      Unix stream socket (PATH or @name)
  *   ringsock-echo --tls [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE] [--port P] ...
  *                                                   TLS over TCP
@@ -181,10 +182,16 @@ static const USocketVtbl srv_vtbl = {
 
 #define UDP_BUF_SIZE 65536
 
+static bool sockperf_replies; /* --sockperf */
+
 static void udp_recv_from(USocket *u, ISocket *sock, void *buf, size_t len, IPaddr src,
                           uint16_t port)
 {
     (void)u;
+    /* sockperf's client counts a reply only with the CLIENT flag of its 14-byte header
+     * cleared (big-endian flags at offset 8), as its own server does. */
+    if (sockperf_replies && len >= 14)
+        ((uint8_t *)buf)[9] &= (uint8_t)~1u;
     ISocket_SendTo(sock, buf, len, src, port); /* copied: the buffer is free again */
     ISocket_Recv(sock, buf, UDP_BUF_SIZE, true);
 }
@@ -285,7 +292,7 @@ static void free_list(char **list)
 static int usage(const char *argv0)
 {
     fprintf(stderr,
-            "usage: %s [--udp] [--port P] [--addr A] [--v6] | --local PATH\n"
+            "usage: %s [--udp [--sockperf]] [--port P] [--addr A] [--v6] | --local PATH\n"
             "       %s --tls [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE]\n"
             "                [--port P] [--addr A] [--v6]\n",
             argv0, argv0);
@@ -307,6 +314,8 @@ int main(int argc, char **argv)
             v6 = true;
         else if (!strcmp(argv[i], "--udp"))
             udp = true;
+        else if (!strcmp(argv[i], "--sockperf"))
+            sockperf_replies = true;
         else if (!strcmp(argv[i], "--local") && i + 1 < argc)
             local = argv[++i];
         else if (!strcmp(argv[i], "--tls"))

@@ -1504,3 +1504,25 @@ Test(tls, starttls_upgrade_both_sides_exact_bytes)
     free_listener(l);
     ISocketProvider_Delete(st.up);
 }
+
+/* A client that connects and never says hello holds nothing for long: the handshake
+ * times out, the child ends with TLS_HANDSHAKE_FAILED and its descriptor is closed. */
+Test(tls, stalled_handshake_times_out)
+{
+    setenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS", "200", 1);
+    struct h_sock *l = h_sock_new(&env);
+    l->delete_on_shutdown = true;
+    uint16_t port = tls_listen(l);
+    int fd = h_raw_connect("127.0.0.1", port);
+    h_run_for(&env, 100);
+    cr_assert_eq(l->naccepted, 1);
+    struct h_sock *child = l->accepted[0];
+    cr_assert_eq(h_count(child, H_SHUTDOWN), 0, "ended before the timeout: %s", h_dump(child));
+    cr_assert(h_wait_count(&env, child, H_SHUTDOWN, 1, 2000), "%s", h_dump(child));
+    cr_assert_eq(h_last(child, H_SHUTDOWN)->reason, SOCKET_TLS_HANDSHAKE_FAILED);
+    char b;
+    cr_assert_eq(h_raw_read_n(fd, &b, 1, 1000), 0, "the connection is closed");
+    close(fd);
+    h_sock_free(l);
+    unsetenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
+}

@@ -20,6 +20,7 @@
 
 
 #define RS_TLS_RX_CAP (16384 + 2048 + 5 + 256) /* the largest record, with room to spare */
+#define RS_TLS_HANDSHAKE_TIMEOUT_MS 10000 /* a peer that stalls its handshake holds nothing */
 
 enum tstate {
     T_IDLE,      /* created */
@@ -76,6 +77,7 @@ struct tls {
     struct plain *pending, *pending_tail; /* sends made before the handshake finished */
 
     struct rs_task drive_task;
+    ITimer *handshake_timer;
     char alpn[256];
     uint8_t peer_fp[32];
     bool peer_fp_valid;
@@ -129,6 +131,7 @@ static void end(struct tls *t, shutdownreason_t reason)
     t->state = T_CLOSED;
     release_tls(t, alert);
     rs_task_cancel(&t->drive_task);
+    ITimer_Cancel(t->handshake_timer);
     LOG(t, "tls %p closed: %s", (void *)t, SocketShutdownReasonToStr(reason));
     if (alert) {
         /* SocketShutdown waits for the alert: an application that deletes the socket
@@ -145,6 +148,7 @@ static void tls_free(struct rs_core *c)
 {
     struct tls *t = (struct tls *)c;
     release_tls(t, false);
+    ITimer_Delete(t->handshake_timer);
     free(t->groups);
     free(t->stash);
     free(t->server_name);
@@ -350,6 +354,7 @@ static void begin_close(struct tls *t)
 static void handshake_done(struct tls *t)
 {
     t->state = T_OPEN;
+    ITimer_Cancel(t->handshake_timer);
     WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(t->ssl);
     if (peer) {
         int n = 0;
@@ -469,9 +474,29 @@ out:
     rs_core_unref(&t->core);
 }
 
+static void handshake_timed_out(ITimer *timer, void *arg)
+{
+    (void)timer;
+    struct tls *t = arg;
+    IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: handshake timed out", (void *)t);
+    end(t, SOCKET_TLS_HANDSHAKE_FAILED);
+}
+
+static void arm_handshake_timer(struct tls *t)
+{
+    if (!t->handshake_timer)
+        t->handshake_timer =
+            rs_timer_create_internal(t->core.base.mux, handshake_timed_out, t);
+    /* RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS changes it (tests, diagnostics) */
+    const char *env = getenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
+    unsigned ms = env && atoi(env) > 0 ? (unsigned)atoi(env) : RS_TLS_HANDSHAKE_TIMEOUT_MS;
+    ITimer_Start(t->handshake_timer, ms);
+}
+
 static void begin_handshake(struct tls *t)
 {
     t->state = T_HANDSHAKE;
+    arm_handshake_timer(t);
     if (!start_ssl(t)) {
         end(t, SOCKET_TLS_HANDSHAKE_FAILED);
         return;
@@ -757,6 +782,8 @@ static void tls_destroy(ISocket *is)
     rs_core_delete(&t->core);
     t->state = T_CLOSED;
     rs_task_cancel(&t->drive_task);
+    ITimer_Delete(t->handshake_timer);
+    t->handshake_timer = NULL;
     release_tls(t, false);
     rs_core_unref(&t->core);
 }
@@ -861,6 +888,7 @@ static ISocket *tls_upgrade(ISocketProvider *p, ISocket *from, IIoMux *m, USocke
     t->inner = from;
     ISocket_SetUser(from, &t->inner_user);
     t->state = T_HANDSHAKE;
+    arm_handshake_timer(t);
     if (!start_ssl(t))
         end(t, SOCKET_TLS_HANDSHAKE_FAILED);
     else
