@@ -195,6 +195,23 @@ if(RINGSOCK_WOLFSSL_AESNI)
   set(_wolfssl_aesni_options -DWOLFSSL_AESNI=yes)
 endif()
 
+# P-256 (and RSA) in wolfSSL's single-precision x86_64 assembly: about ten times the
+# portable code's ECDH and ECDSA speed, so handshakes per core go up as much. 5.5.4's
+# CMake compiles the sources (WOLFSSL_SP*) but sets none of the macros, so they go in
+# here, for the C files (and options.h) and for the assembly alike, as autotools'
+# --enable-sp --enable-sp-asm would.
+option(RINGSOCK_WOLFSSL_SP_ASM "Build wolfSSL's x86_64 SP assembly for P-256/RSA"
+       ${_wolfssl_aesni_default})
+set(_wolfssl_sp_options -DWOLFSSL_SP=no)
+set(_wolfssl_asm_flags "")
+if(RINGSOCK_WOLFSSL_SP_ASM)
+  set(_wolfssl_sp_defines -DWOLFSSL_HAVE_SP_ECC -DWOLFSSL_HAVE_SP_RSA -DWOLFSSL_SP_ASM
+      -DWOLFSSL_SP_X86_64_ASM -DWOLFSSL_SP_X86_64 -DWOLFSSL_X86_64_BUILD)
+  list(APPEND _wolfssl_extra_defines ${_wolfssl_sp_defines})
+  string(REPLACE ";" " " _wolfssl_asm_flags "${_wolfssl_sp_defines}")
+  set(_wolfssl_sp_options -DWOLFSSL_SP=yes -DWOLFSSL_SP_ASM=yes -DWOLFSSL_SP_X86_64_ASM=yes)
+endif()
+
 string(REPLACE ";" " " _wolfssl_c_flags "${_wolfssl_extra_defines}")
 
 set(_wolfssl_options
@@ -252,6 +269,7 @@ set(_wolfssl_options
   -DWOLFSSL_OPENSSLEXTRA=no
   -DWOLFSSL_HARDEN=yes
   ${_wolfssl_aesni_options}
+  ${_wolfssl_sp_options}
 )
 
 # The compiler must be the same one ringsock uses.
@@ -313,6 +331,7 @@ if(_wolfssl_build)
       ${_wolfssl_toolchain_args}
       ${_wolfssl_options}
       "-DCMAKE_C_FLAGS=${_wolfssl_c_flags}"
+      "-DCMAKE_ASM_FLAGS=${_wolfssl_asm_flags}"
       "-DCMAKE_INSTALL_PREFIX=${_wolfssl_local_prefix}"
       -DCMAKE_INSTALL_LIBDIR=lib
       -DCMAKE_INSTALL_INCLUDEDIR=include
