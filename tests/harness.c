@@ -397,8 +397,16 @@ const char *h_dump(const struct h_sock *hs)
 
 uint16_t h_listen(struct h_env *env, struct h_sock *listener, const char *addr)
 {
+    return h_listen_on(env, env->tcp, NULL, listener, addr);
+}
+
+uint16_t h_listen_on(struct h_env *env, ISocketProvider *provider, ISocketContext *ctx,
+                     struct h_sock *listener, const char *addr)
+{
     bool v6 = addr && strchr(addr, ':');
-    h_tcp_socket(env, listener, v6);
+    CALL(listener->sock =
+             ISocketProvider_CreateSocket(provider, env->mux, &listener->user, env->log, v6, ctx));
+    cr_assert_not_null(listener->sock);
     CALL(ISocket_Bind(listener->sock, addr, 0));
     CALL(ISocket_Listen(listener->sock));
     char a[64];
@@ -406,6 +414,23 @@ uint16_t h_listen(struct h_env *env, struct h_sock *listener, const char *addr)
     CALL(ISocket_GetLocalAddress(listener->sock, a, sizeof(a), &port));
     cr_assert_neq(port, 0, "listener has no port");
     return port;
+}
+
+ISocket *h_connect_on(struct h_env *env, ISocketProvider *provider, ISocketContext *ctx,
+                      struct h_sock *client, uint16_t port, const char *serverName)
+{
+    CALL(client->sock =
+             ISocketProvider_CreateSocket(provider, env->mux, &client->user, env->log, false, ctx));
+    cr_assert_not_null(client->sock);
+    CALL(ISocket_Connect(client->sock, h_addr(port), serverName));
+    return client->sock;
+}
+
+const char *h_addr(uint16_t port)
+{
+    static char buf[32];
+    snprintf(buf, sizeof(buf), "127.0.0.1:%u", port);
+    return buf;
 }
 
 /* ---- raw sockets ------------------------------------------------------------------------ */

@@ -119,6 +119,14 @@ const char *h_dump(const struct h_sock *hs);
 /* A listening ringsock TCP server on 127.0.0.1 (or [::1]) whose connections are
  * h_socks with the given reaction flags. Returns the port. */
 uint16_t h_listen(struct h_env *env, struct h_sock *listener, const char *addr);
+/* The same on any provider (TLS, local...) with a context. */
+uint16_t h_listen_on(struct h_env *env, ISocketProvider *provider, ISocketContext *ctx,
+                     struct h_sock *listener, const char *addr);
+/* A client of that provider connecting to 127.0.0.1:port. */
+ISocket *h_connect_on(struct h_env *env, ISocketProvider *provider, ISocketContext *ctx,
+                      struct h_sock *client, uint16_t port, const char *serverName);
+/* "127.0.0.1:port" (a static buffer: use it before the next call). */
+const char *h_addr(uint16_t port);
 
 /* Raw kernel sockets, for peers that must misbehave. */
 int h_raw_connect(const char *ip, uint16_t port); /* blocking connect, returns fd */

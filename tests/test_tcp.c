@@ -20,13 +20,6 @@ static void teardown(void)
 
 TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 30);
 
-static char port_addr[64];
-static const char *addr_of(uint16_t port)
-{
-    snprintf(port_addr, sizeof(port_addr), "127.0.0.1:%u", port);
-    return port_addr;
-}
-
 Test(tcp, bind_reports_address_and_port)
 {
     struct h_sock *l = h_sock_new(&env);
@@ -73,7 +66,7 @@ Test(tcp, echo_roundtrip_exact_bytes_and_order)
     uint16_t port = h_listen(&env, l, "127.0.0.1");
     struct h_sock *c = h_sock_new(&env);
     h_tcp_socket(&env, c, false);
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     /* Sending before ConnectComplete is allowed; the buffer is reusable at once. */
     char msg[32];
     strcpy(msg, "hello ");
@@ -101,7 +94,7 @@ Test(tcp, partial_recv_returns_what_is_there)
     uint16_t port = h_listen(&env, l, "127.0.0.1");
     struct h_sock *c = h_sock_new(&env);
     h_tcp_socket(&env, c, false);
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     struct h_sock *a = h_wait_accepted(&env, l, 1, 2000);
     cr_assert_not_null(a);
     CALL(ISocket_Send(a->sock, "abc", 3));
@@ -122,7 +115,7 @@ Test(tcp, shutdown_flushes_sends_then_normal)
     uint16_t port = h_listen(&env, l, "127.0.0.1");
     struct h_sock *c = h_sock_new(&env);
     h_tcp_socket(&env, c, false);
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     size_t total = 0;
     static uint8_t big[3 << 20];
     h_fill(big, sizeof(big), 7);

@@ -33,13 +33,6 @@ TestSuite(tcp_errors, .init = setup, .fini = teardown, .timeout = 30);
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static char port_addr[64];
-static const char *addr_of(uint16_t port)
-{
-    snprintf(port_addr, sizeof(port_addr), "127.0.0.1:%u", port);
-    return port_addr;
-}
-
 static void expect_events(const struct h_sock *hs, const enum h_kind *k, size_t n)
 {
     cr_assert_eq(hs->nev, n, "expected %zu events, got: %s", n, h_dump(hs));
@@ -98,7 +91,7 @@ static int connect_to_raw(struct h_sock *c)
     uint16_t port;
     int lfd = h_raw_listen("127.0.0.1", &port);
     h_tcp_socket(&env, c, false);
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 2000), "%s", h_dump(c));
     int fd = raw_accept(lfd);
     close(lfd);
@@ -163,7 +156,7 @@ Test(tcp_errors, connect_refused_drops_sends_returns_recv_buffer)
     struct h_sock *c = h_sock_new(&env);
     h_tcp_socket(&env, c, false);
     static uint8_t in[64];
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     CALL(ISocket_Send(c->sock, "queued 1", 8));
     CALL(ISocket_Send(c->sock, "queued 2", 8));
     CALL(ISocket_Recv(c->sock, in, sizeof(in), false));
@@ -391,7 +384,7 @@ Test(tcp_errors, accept_null_rejects)
         struct h_sock *c = h_sock_new(&env);
         h_tcp_socket(&env, c, false);
         static uint8_t in[16];
-        CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+        CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
         CALL(ISocket_Recv(c->sock, in, sizeof(in), true));
         cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 2000), "%s", h_dump(c));
         EXPECT_EVENTS(c, H_CONNECT_COMPLETE, H_RECV_CANCELED, H_SHUTDOWN);
@@ -526,7 +519,7 @@ Test(tcp_errors, delete_inside_shutdown)
     struct h_sock *c = h_sock_new(&env);
     c->delete_on_shutdown = true;
     h_tcp_socket(&env, c, false);
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     CALL(ISocket_Send(c->sock, "dropped", 7));
     CALL(ISocket_Recv(c->sock, c->echo_buf, 64, true));
     cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 2000), "%s", h_dump(c));
@@ -721,7 +714,7 @@ Test(tcp_errors, delete_with_connect_in_flight)
     struct h_sock *c = h_sock_new(&env);
     h_tcp_socket(&env, c, false);
     uint8_t *in = malloc(64);
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     CALL(ISocket_Send(c->sock, "queued", 6));
     CALL(ISocket_Recv(c->sock, in, 64, false));
     h_run_for(&env, 50);
@@ -775,7 +768,7 @@ Test(tcp_errors, sends_after_shutdown_are_ignored_while_flushing)
     h_fill(big, BIG, 9);
     static uint8_t in[16];
     /* Still connecting: the data is queued, so Shutdown has to wait for it. */
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     CALL(ISocket_Send(c->sock, big, BIG));
     CALL(ISocket_Shutdown(c->sock));
     CALL(ISocket_Send(c->sock, "late", 4));
@@ -900,7 +893,7 @@ Test(tcp_errors, qos_voice_sets_dscp_ef)
     int lfd = h_raw_listen("127.0.0.1", &port);
     h_tcp_socket(&env, d, false);
     CALL(ISocket_SetQoS(d->sock, QOS_VOICE));
-    CALL(ISocket_Connect(d->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(d->sock, h_addr(port), NULL));
     cr_assert(h_wait_count(&env, d, H_CONNECT_COMPLETE, 1, 2000), "%s", h_dump(d));
     cr_assert_eq(tos_of(d->sock, IPPROTO_IP, IP_TOS), 46 << 2);
     close(lfd);
@@ -968,7 +961,7 @@ Test(tcp_errors, log_tcp_reports_refusal_and_dumps_traffic)
     uint16_t port = refusing_port(&hold);
     struct h_sock *c = h_sock_new(&env);
     h_tcp_socket(&env, c, false);
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 2000), "%s", h_dump(c));
     cr_assert(h_log_contains(&env, "refused"), "refusal not logged (last: %s)",
               env.log_lines[(env.nlog + 63) % 64]);
@@ -980,7 +973,7 @@ Test(tcp_errors, log_tcp_reports_refusal_and_dumps_traffic)
     uint16_t lport = h_listen(&env, l, "127.0.0.1");
     struct h_sock *d = h_sock_new(&env);
     h_tcp_socket(&env, d, false);
-    CALL(ISocket_Connect(d->sock, addr_of(lport), NULL));
+    CALL(ISocket_Connect(d->sock, h_addr(lport), NULL));
     CALL(ISocket_Send(d->sock, "hello ringsock", 14));
     static uint8_t in[14];
     CALL(ISocket_Recv(d->sock, in, sizeof(in), false));
@@ -1001,7 +994,7 @@ Test(tcp_errors, log_flags_zero_logs_nothing_for_ordinary_failures)
     h_tcp_socket(&env, c, false);
     h_tcp_socket(&env, bad, false);
     h_tcp_socket(&env, inuse, false);
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     CALL(ISocket_Connect(bad->sock, "localhost:80", NULL));
     struct h_sock *l = h_sock_new(&env);
     l->echo = true;
@@ -1014,7 +1007,7 @@ Test(tcp_errors, log_flags_zero_logs_nothing_for_ordinary_failures)
     /* Traffic, then a peer reset. */
     struct h_sock *d = h_sock_new(&env);
     h_tcp_socket(&env, d, false);
-    CALL(ISocket_Connect(d->sock, addr_of(lport), NULL));
+    CALL(ISocket_Connect(d->sock, h_addr(lport), NULL));
     CALL(ISocket_Send(d->sock, "hello", 5));
     static uint8_t in[5];
     CALL(ISocket_Recv(d->sock, in, sizeof(in), false));

@@ -27,13 +27,6 @@ static void teardown(void)
 
 TestSuite(tcp_stress, .init = setup, .fini = teardown, .timeout = 60);
 
-static char port_addr[64];
-static const char *addr_of(uint16_t port)
-{
-    snprintf(port_addr, sizeof(port_addr), "127.0.0.1:%u", port);
-    return port_addr;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -310,7 +303,7 @@ Test(tcp_stress, full_duplex_random_sizes_exact_bytes)
     double t0 = now_s();
     CALL(pp[0].sock =
              ISocketProvider_CreateSocket(env.tcp, env.mux, &pp[0].user, env.log, false, NULL));
-    CALL(ISocket_Connect(pp[0].sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(pp[0].sock, h_addr(port), NULL));
     /* Sends and the receive may be queued before the connection is up. */
     peer_recv_next(&pp[0]);
     peer_pump(&pp[0]);
@@ -498,7 +491,7 @@ Test(tcp_stress, send_results_in_order_with_nocopy)
     uint16_t port = listener_start(&l);
     l.next_user = &rx.user;
     CALL(tx.sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &tx.user, env.log, false, NULL));
-    CALL(ISocket_Connect(tx.sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(tx.sock, h_addr(port), NULL));
 
     uint8_t *scratch = malloc(1048576);
     cr_assert_not_null(scratch);
@@ -654,7 +647,7 @@ Test(tcp_stress, thousands_of_concurrent_echo_connections)
     l->collect = true;
     l->delete_on_shutdown = true;
     uint16_t port = h_listen(&env, l, "127.0.0.1");
-    const char *addr = addr_of(port);
+    const char *addr = h_addr(port);
 
     struct eclient *cl = calloc(n, sizeof(*cl));
     cr_assert_not_null(cl);
@@ -751,7 +744,7 @@ Test(tcp_stress, stats_count_bytes_exactly)
     CALL(ISocket_GetStats(c->sock, &st));
     cr_assert(st.bytesSent == 0 && st.bytesReceived == 0 && st.sends == 0 && st.recvs == 0);
 
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     struct h_sock *a = h_wait_accepted(&env, l, 1, 2000);
     cr_assert_not_null(a);
     cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 2000));
@@ -806,7 +799,7 @@ Test(tcp_stress, stats_count_bytes_of_canceled_receive)
     uint16_t port = h_listen(&env, l, "127.0.0.1");
     struct h_sock *c = h_sock_new(&env);
     h_tcp_socket(&env, c, false);
-    CALL(ISocket_Connect(c->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     struct h_sock *a = h_wait_accepted(&env, l, 1, 2000);
     cr_assert_not_null(a);
     cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 2000));

@@ -41,32 +41,14 @@ static void teardown(void)
 
 TestSuite(tls, .init = setup, .fini = teardown, .timeout = 30);
 
-static char addr_buf[64];
-static const char *addr_of(uint16_t port)
-{
-    snprintf(addr_buf, sizeof(addr_buf), "127.0.0.1:%u", port);
-    return addr_buf;
-}
-
 static uint16_t tls_listen(struct h_sock *l)
 {
-    CALL(l->sock = ISocketProvider_CreateSocket(tls, env.mux, &l->user, env.log, false, sctx));
-    cr_assert_not_null(l->sock);
-    CALL(ISocket_Bind(l->sock, "127.0.0.1", 0));
-    CALL(ISocket_Listen(l->sock));
-    char a[64];
-    uint16_t port = 0;
-    CALL(ISocket_GetLocalAddress(l->sock, a, sizeof(a), &port));
-    cr_assert_neq(port, 0);
-    return port;
+    return h_listen_on(&env, tls, sctx, l, "127.0.0.1");
 }
 
 static ISocket *tls_client(struct h_sock *c, uint16_t port, const char *name)
 {
-    CALL(c->sock = ISocketProvider_CreateSocket(tls, env.mux, &c->user, env.log, false, cctx));
-    cr_assert_not_null(c->sock);
-    CALL(ISocket_Connect(c->sock, addr_of(port), name));
-    return c->sock;
+    return h_connect_on(&env, tls, cctx, c, port, name);
 }
 
 static double now_s(void)
@@ -469,7 +451,7 @@ Test(tls, full_duplex_16mib_random_sizes_exact_bytes, .timeout = 30)
     double t0 = now_s();
     CALL(pp[0].sock =
              ISocketProvider_CreateSocket(tls, env.mux, &pp[0].user, env.log, false, cctx));
-    CALL(ISocket_Connect(pp[0].sock, addr_of(port), "localhost"));
+    CALL(ISocket_Connect(pp[0].sock, h_addr(port), "localhost"));
     /* Receive and sends (0-byte ones among them) before the handshake is done. */
     peer_recv_next(&pp[0]);
     peer_pump(&pp[0]);
@@ -1443,7 +1425,7 @@ Test(tls, starttls_upgrade_both_sides_exact_bytes)
     st.cli_tcp = h_sock_new(&env);
     st.cli_tcp->on_event = cli_tcp_event;
     h_tcp_socket(&env, st.cli_tcp, false);
-    CALL(ISocket_Connect(st.cli_tcp->sock, addr_of(port), NULL));
+    CALL(ISocket_Connect(st.cli_tcp->sock, h_addr(port), NULL));
     st.srv_tcp = h_wait_accepted(&env, l, 1, 3000);
     cr_assert_not_null(st.srv_tcp);
     /* Accept already ran its callback; hook in for what follows. */

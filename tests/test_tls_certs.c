@@ -191,35 +191,17 @@ TestSuite(tls_certs, .init = setup, .fini = teardown, .timeout = 30);
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static char addr_buf[64];
-static const char *addr_of(uint16_t port)
-{
-    snprintf(addr_buf, sizeof(addr_buf), "127.0.0.1:%u", port);
-    return addr_buf;
-}
-
 /* A TLS listener whose connections echo, and are deleted when they end. */
 static uint16_t tls_listen(struct h_sock *l)
 {
     l->echo = true;
     l->delete_on_shutdown = true;
-    CALL(l->sock = ISocketProvider_CreateSocket(tls, env.mux, &l->user, env.log, false, sctx));
-    cr_assert_not_null(l->sock);
-    CALL(ISocket_Bind(l->sock, "127.0.0.1", 0));
-    CALL(ISocket_Listen(l->sock));
-    char a[64];
-    uint16_t port = 0;
-    CALL(ISocket_GetLocalAddress(l->sock, a, sizeof(a), &port));
-    cr_assert_neq(port, 0);
-    return port;
+    return h_listen_on(&env, tls, sctx, l, "127.0.0.1");
 }
 
 static ISocket *tls_client(struct h_sock *c, uint16_t port, const char *name)
 {
-    CALL(c->sock = ISocketProvider_CreateSocket(tls, env.mux, &c->user, env.log, false, cctx));
-    cr_assert_not_null(c->sock);
-    CALL(ISocket_Connect(c->sock, addr_of(port), name));
-    return c->sock;
+    return h_connect_on(&env, tls, cctx, c, port, name);
 }
 
 static bool settled(struct h_env *e, void *arg)
