@@ -128,6 +128,10 @@ ISocket *h_connect_on(struct h_env *env, ISocketProvider *provider, ISocketConte
 /* "127.0.0.1:port" (a static buffer: use it before the next call). */
 const char *h_addr(uint16_t port);
 
+/* Runs scenario in a forked child with stderr in a pipe and asserts that the child dies
+ * of SIGABRT with needle in its output (the child must build its own IIoMux). */
+void h_expect_abort(void (*scenario)(void), const char *needle);
+
 /* Raw kernel sockets, for peers that must misbehave. */
 int h_raw_connect(const char *ip, uint16_t port); /* blocking connect, returns fd */
 int h_raw_listen(const char *ip, uint16_t *port); /* listening fd on an ephemeral port */

@@ -45,51 +45,11 @@ static void connect_hs(void)
         cr_assert_fail("no ConnectComplete: %s", h_dump(hs));
 }
 
-#define STDERR_MAX 8192
-
-/* Runs scenario in a child; asserts it aborts with needle on stderr. Then runs it here. */
+/* Checks the abort and its message in a child, then runs the scenario here so that
+ * Criterion's .signal = SIGABRT sees it too. */
 static void expect_abort(void (*scenario)(void), const char *needle)
 {
-    int p[2];
-    cr_assert_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(p[0]);
-        dup2(p[1], STDERR_FILENO);
-        close(p[1]);
-        scenario();
-        fprintf(stderr, "scenario returned without aborting\n");
-        _exit(0);
-    }
-    close(p[1]);
-    static char out[STDERR_MAX];
-    size_t n = 0;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        struct pollfd pf = {.fd = p[0], .events = POLLIN};
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long left = 20000 - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
-            kill(pid, SIGKILL);
-            break;
-        }
-        ssize_t r = read(p[0], out + n, sizeof(out) - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        if (n == sizeof(out) - 1)
-            break;
-    }
-    out[n] = '\0';
-    close(p[0]);
-    int status = 0;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-              "child did not abort (status %#x); stderr:\n%s", status, out);
-    cr_assert(strstr(out, needle), "abort message lacks \"%s\"; stderr:\n%s", needle, out);
+    h_expect_abort(scenario, needle);
     scenario();
     cr_log_error("scenario returned without aborting");
 }

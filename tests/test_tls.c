@@ -1217,47 +1217,6 @@ Test(tls, client_gets_close_from_raw_server)
 
 /* ---- misuse that aborts ---------------------------------------------------------------------- */
 
-/* Runs scenario in a forked child with stderr in a pipe: it must die of SIGABRT with
- * needle in its output. (The child builds its own loop: it must not use the parent's.) */
-static void expect_abort(void (*scenario)(void), const char *needle)
-{
-    int p[2];
-    cr_assert_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(p[0]);
-        dup2(p[1], STDERR_FILENO);
-        close(p[1]);
-        scenario();
-        fprintf(stderr, "scenario returned without aborting\n");
-        _exit(0);
-    }
-    close(p[1]);
-    static char out[8192];
-    size_t n = 0;
-    double end = now_s() + 10;
-    for (;;) {
-        struct pollfd pf = {.fd = p[0], .events = POLLIN};
-        int left = (int)((end - now_s()) * 1000);
-        if (left <= 0 || poll(&pf, 1, left) <= 0) {
-            kill(pid, SIGKILL);
-            break;
-        }
-        ssize_t r = read(p[0], out + n, sizeof(out) - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    out[n] = '\0';
-    close(p[0]);
-    int st = 0;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "the child did not abort: %s", out);
-    cr_assert(strstr(out, needle), "no '%s' in: %s", needle, out);
-}
-
 static void scenario_create_on_upgrade_only_provider(void)
 {
     IIoMux *m = IIoMux_Create();
@@ -1268,7 +1227,7 @@ static void scenario_create_on_upgrade_only_provider(void)
 
 Test(tls, create_socket_on_upgrade_only_provider_aborts)
 {
-    expect_abort(scenario_create_on_upgrade_only_provider, "upgrades only");
+    h_expect_abort(scenario_create_on_upgrade_only_provider, "upgrades only");
 }
 
 static void scenario_upgrade_tls_socket(void)
@@ -1284,7 +1243,7 @@ static void scenario_upgrade_tls_socket(void)
 
 Test(tls, upgrade_of_a_tls_socket_aborts)
 {
-    expect_abort(scenario_upgrade_tls_socket, "already a TLS socket");
+    h_expect_abort(scenario_upgrade_tls_socket, "already a TLS socket");
 }
 
 static void scenario_upgrade_on_tcp_provider(void)
@@ -1298,7 +1257,7 @@ static void scenario_upgrade_on_tcp_provider(void)
 
 Test(tls, upgrade_on_a_provider_that_is_not_tls_aborts)
 {
-    expect_abort(scenario_upgrade_on_tcp_provider, "not TLS");
+    h_expect_abort(scenario_upgrade_on_tcp_provider, "not TLS");
 }
 
 /* The same, seen by Criterion itself. */
