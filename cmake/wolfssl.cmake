@@ -104,6 +104,47 @@ if(NOT EXISTS "${_wolfssl_src}/CMakeLists.txt" OR NOT EXISTS "${_wolfssl_src}/sr
   message(FATAL_ERROR "RINGSOCK_WOLFSSL_SOURCE=${_wolfssl_src} is not a wolfSSL source tree")
 endif()
 
+# Our patches (cmake/wolfssl-patches/*.patch, each says why) go onto a copy of the
+# source in the cache, named by the patches' hash: the fetched tree stays as Debian
+# ships it. The copy is made once, to a temp dir and renamed, like the build cache.
+file(GLOB _wolfssl_patches "${CMAKE_CURRENT_LIST_DIR}/wolfssl-patches/*.patch")
+list(SORT _wolfssl_patches)
+if(_wolfssl_patches)
+  set(_patch_text "")
+  foreach(_p ${_wolfssl_patches})
+    file(READ "${_p}" _t)
+    string(APPEND _patch_text "${_t}")
+  endforeach()
+  string(SHA256 _patch_hash "${_wolfssl_src}\n${_patch_text}")
+  string(SUBSTRING "${_patch_hash}" 0 16 _patch_hash)
+  get_filename_component(_src_name "${_wolfssl_src}" NAME)
+  set(_patched "${RINGSOCK_CACHE_DIR}/wolfssl-patched/${_src_name}-${_patch_hash}")
+  if(NOT EXISTS "${_patched}/.ringsock-complete")
+    find_program(RINGSOCK_PATCH patch REQUIRED)
+    string(RANDOM LENGTH 8 _rnd)
+    set(_tmp "${_patched}.tmp-${_rnd}")
+    file(REMOVE_RECURSE "${_tmp}")
+    file(MAKE_DIRECTORY "${_tmp}")
+    file(COPY "${_wolfssl_src}/" DESTINATION "${_tmp}")
+    foreach(_p ${_wolfssl_patches})
+      execute_process(COMMAND ${RINGSOCK_PATCH} -p1 --forward --input "${_p}"
+                      WORKING_DIRECTORY "${_tmp}" RESULT_VARIABLE _rc OUTPUT_VARIABLE _out
+                      ERROR_VARIABLE _out)
+      if(NOT _rc EQUAL 0)
+        file(REMOVE_RECURSE "${_tmp}")
+        message(FATAL_ERROR "wolfSSL: ${_p} does not apply to ${_wolfssl_src}:\n${_out}")
+      endif()
+    endforeach()
+    file(WRITE "${_tmp}/.ringsock-complete" "${_patch_hash}\n")
+    file(RENAME "${_tmp}" "${_patched}" RESULT _rc)
+    if(NOT _rc EQUAL 0)
+      file(REMOVE_RECURSE "${_tmp}") # another build tree made it first
+    endif()
+  endif()
+  message(STATUS "wolfSSL: patched source ${_patched}")
+  set(_wolfssl_src "${_patched}")
+endif()
+
 # Version: Debian's (from debian/changelog) if it is a Debian source package,
 # else upstream's from its project() line.
 set(_wolfssl_version "")

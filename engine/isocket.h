@@ -28,9 +28,10 @@ struct rs_socket_ops {
     void (*recv_cancel)(ISocket *s);
     void (*set_qos)(ISocket *s, qostraffictype_t type);
     void (*destroy)(ISocket *s); /* ISocket_Delete */
-    /* Optional (TLS): */
+    /* Optional (TLS, DTLS): */
     bool (*peer_fingerprint)(ISocket *s, uint8_t out[32]);
     const char *(*alpn_protocol)(ISocket *s);
+    const char *(*srtp_profile)(ISocket *s);
 };
 
 struct ISocket {

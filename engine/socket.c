@@ -274,6 +274,11 @@ const char *ISocket_GetALPNProtocol(ISocket *s)
     return s->ops->alpn_protocol ? s->ops->alpn_protocol(s) : NULL;
 }
 
+const char *ISocket_GetSRTPProfile(ISocket *s)
+{
+    return s->ops->srtp_profile ? s->ops->srtp_profile(s) : NULL;
+}
+
 void ISocket_GetStats(ISocket *s, ISocketStats *stats)
 {
     *stats = s->stats;

@@ -12,9 +12,9 @@
 
 #include "core.h"
 #include "log_internal.h"
-#include "provider.h"
 #include "sockaddr.h"
 #include "sockopt.h"
+#include "udp.h"
 
 #define RS_UDP_SENDS_IN_FLIGHT 64
 #define RS_UDP_QUEUE_MAX       1024 /* datagrams kept for an application that is not receiving */
@@ -680,11 +680,8 @@ static const struct rs_core_type udp_core_type = {
     .free = udp_free,
 };
 
-static ISocket *udp_create_socket(ISocketProvider *p, IIoMux *iomux, USocket *user,
-                                  IInstanceLog *log, bool useIPv6, ISocketContext *ctx)
+ISocket *rs_udp_create_socket(IIoMux *iomux, USocket *user, IInstanceLog *log, bool useIPv6)
 {
-    (void)p;
-    (void)ctx;
     struct udp *u = calloc(1, sizeof(*u));
     if (!u)
         rs_fatal("ISocketProvider_CreateSocket: out of memory");
@@ -694,14 +691,4 @@ static ISocket *udp_create_socket(ISocketProvider *p, IIoMux *iomux, USocket *us
     u->qos = -1;
     rs_task_init(&u->flush_task, flush_task_run);
     return &u->core.base;
-}
-
-static const struct rs_provider_ops udp_provider_ops = {
-    .create_socket = udp_create_socket,
-    .destroy = rs_provider_free,
-};
-
-ISocketProvider *CreateUDPSocketProvider(void)
-{
-    return rs_provider_new(&udp_provider_ops);
 }

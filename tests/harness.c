@@ -83,7 +83,7 @@ void h_env_init(struct h_env *env)
     env->mux = IIoMux_Create();
     cr_assert_not_null(env->mux, "IIoMux_Create failed");
     env->tcp = CreateTCPSocketProvider();
-    env->log = IInstanceLog_Create("test", 0);
+    env->log = IInstanceLog_Create("test", LOG_DTLS);
     IInstanceLog_SetSink(env->log, log_sink, env);
     env->watchdog_user.vtbl = &watchdog_vtbl;
     env->poll_user.vtbl = &poll_vtbl;

@@ -195,6 +195,13 @@ static bool load_trust(WOLFSSL_CTX *x, ISocketContext *c)
     return wolfSSL_CTX_load_system_CA_certs(x) == WOLFSSL_SUCCESS;
 }
 
+static int accept_any(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    (void)preverify;
+    (void)store;
+    return 1;
+}
+
 static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, bool dtls)
 {
     WOLFSSL_METHOD *m;
@@ -216,7 +223,8 @@ static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, b
         else if (wolfSSL_CTX_use_PrivateKey_buffer(x, pem, (long)pem_len,
                                                    WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
             what = "the private key in the PEM cannot be used";
-    } else if (server) {
+    } else if (server || (dtls && !c->client_cert_disabled)) {
+        /* DTLS peers (WebRTC) identify both ends by certificate fingerprint */
         if (!ensure_identity(c, l))
             what = "no certificate";
         else if (wolfSSL_CTX_use_certificate_buffer(x, l->cert_der, l->cert_len,
@@ -225,7 +233,19 @@ static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, b
                                                    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
             what = "the generated certificate cannot be used";
     }
-    if (!what) {
+    if (!what && dtls && !c->trusted) {
+        /* Self-signed peers, checked by fingerprint: ask for the client's certificate
+         * (accepted as it is) and do not verify the server's chain. */
+        if (server)
+            wolfSSL_CTX_set_verify(x,
+                                   WOLFSSL_VERIFY_PEER |
+                                       (c->require_client_cert && !c->client_cert_disabled
+                                            ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                            : 0),
+                                   accept_any);
+        else
+            wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_NONE, NULL);
+    } else if (!what) {
         if (server) {
             if (c->require_client_cert && !c->client_cert_disabled) {
                 wolfSSL_CTX_set_verify(

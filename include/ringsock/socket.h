@@ -128,13 +128,19 @@ bool ISocket_GetPeerCertificateFingerprint(ISocket *socket, uint8_t out[32]);
 /* The ALPN protocol the handshake settled on, or NULL. Valid while the socket lives. */
 const char *ISocket_GetALPNProtocol(ISocket *socket);
 
+/* DTLS-SRTP: the SRTP protection profile the handshake settled on
+ * ("SRTP_AES128_CM_SHA1_80", "SRTP_AEAD_AES_128_GCM", ...), or NULL before it is done
+ * and on sockets without SRTP. Valid while the socket lives. */
+const char *ISocket_GetSRTPProfile(ISocket *socket);
+
 /* Counters of one socket, for diagnostics. */
 typedef struct ISocketStats {
     uint64_t bytesSent, bytesReceived;
     uint64_t sends, recvs;  /* calls completed: SendResults and RecvResults */
     uint64_t zeroCopySends; /* kernel sends made with IORING_OP_SEND_ZC */
     uint64_t truncated;     /* UDP: datagrams cut to the receive buffer */
-    uint64_t dropped;       /* UDP: datagrams dropped because the application did not receive */
+    uint64_t dropped;       /* UDP: datagrams dropped because the application did not receive;
+                               DTLS-SRTP: also packets that failed authentication or replay */
 } ISocketStats;
 void ISocket_GetStats(ISocket *socket, ISocketStats *stats);
 
