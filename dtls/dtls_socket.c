@@ -19,10 +19,13 @@
 #define RS_DTLS_MTU 1400                   /* handshake flights are cut to this */
 #define RS_DTLS_RTX_MAX_S 8                /* retransmit at least this often (seconds) */
 
-/* Offered by clients, chosen by servers: client's order first (wolfSSL's server takes the
- * first of the client's list it supports). */
-static const char srtp_profiles[] =
+/* SRTP profiles. A server takes the first of the client's list it supports. A client
+ * offers two: wolfSSL 5.5.4 writes a malformed use_srtp extension for more than two
+ * (TLSX_UseSRTP_Write repeats the list), and it lists them by id, so its peers see
+ * AES128_CM_SHA1_80 first. */
+static const char srtp_server_profiles[] =
     "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80:SRTP_AEAD_AES_256_GCM:SRTP_AES128_CM_SHA1_32";
+static const char srtp_client_profiles[] = "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80";
 
 #define D(isock)    ((struct dtls *)(isock))
 #define LOG(d, ...) IInstanceLog_Log((d)->core.base.log, LOG_DTLS, __VA_ARGS__)
@@ -229,9 +232,11 @@ static bool start_ssl(struct dtls *d, const char *server_name)
     wolfSSL_dtls_set_using_nonblock(d->ssl, 1); /* WANT_READ, not a timeout, when idle */
     wolfSSL_dtls_set_mtu(d->ssl, RS_DTLS_MTU);
     wolfSSL_dtls_set_timeout_max(d->ssl, RS_DTLS_RTX_MAX_S);
+    wolfSSL_KeepArrays(d->ssl); /* the exporter needs the master secret */
     if (d->use_srtp) {
-        wolfSSL_KeepArrays(d->ssl); /* the exporter needs the master secret */
-        if (wolfSSL_set_tlsext_use_srtp(d->ssl, srtp_profiles) != WOLFSSL_SUCCESS)
+        if (wolfSSL_set_tlsext_use_srtp(d->ssl, d->server ? srtp_server_profiles
+                                                       : srtp_client_profiles) !=
+            WOLFSSL_SUCCESS)
             return false;
     }
     if (d->server)
@@ -278,7 +283,6 @@ static bool start_srtp(struct dtls *d)
         olen == len)
         d->srtp = rs_srtp_new((uint16_t)prof->id, km, len, !d->server, err, sizeof(err));
     memset(km, 0, sizeof(km));
-    wolfSSL_FreeArrays(d->ssl);
     if (!d->srtp) {
         rs_log_error(d->core.base.log, LOG_DTLS, "dtls %p: SRTP with %s: %s", (void *)d,
                      prof->name, err[0] ? err : "no keying material");
@@ -721,6 +725,16 @@ static const char *dtls_srtp_profile(ISocket *is)
     return d->srtp ? rs_srtp_profile_name(d->srtp_profile) : NULL;
 }
 
+static bool dtls_export(ISocket *is, const char *label, const uint8_t *context,
+                        size_t context_len, uint8_t *out, size_t len)
+{
+    struct dtls *d = D(is);
+    if (d->state != D_OPEN || !d->ssl)
+        return false;
+    return wolfSSL_export_keying_material(d->ssl, out, len, label, strlen(label), context,
+                                          context_len, context != NULL) == WOLFSSL_SUCCESS;
+}
+
 static const struct rs_socket_ops dtls_ops = {
     .name = "dtls",
     .connect = dtls_connect,
@@ -737,6 +751,7 @@ static const struct rs_socket_ops dtls_ops = {
     .destroy = dtls_destroy,
     .peer_fingerprint = dtls_peer_fingerprint,
     .srtp_profile = dtls_srtp_profile,
+    .export_keying_material = dtls_export,
 };
 
 /* ---- the socket core's hooks -------------------------------------------------------------- */

@@ -32,6 +32,8 @@ struct rs_socket_ops {
     bool (*peer_fingerprint)(ISocket *s, uint8_t out[32]);
     const char *(*alpn_protocol)(ISocket *s);
     const char *(*srtp_profile)(ISocket *s);
+    bool (*export_keying_material)(ISocket *s, const char *label, const uint8_t *context,
+                                   size_t context_len, uint8_t *out, size_t len);
 };
 
 struct ISocket {

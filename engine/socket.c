@@ -279,6 +279,13 @@ const char *ISocket_GetSRTPProfile(ISocket *s)
     return s->ops->srtp_profile ? s->ops->srtp_profile(s) : NULL;
 }
 
+bool ISocket_ExportKeyingMaterial(ISocket *s, const char *label, const uint8_t *context,
+                                  size_t contextLen, uint8_t *out, size_t len)
+{
+    return label && out && s->ops->export_keying_material &&
+           s->ops->export_keying_material(s, label, context, contextLen, out, len);
+}
+
 void ISocket_GetStats(ISocket *s, ISocketStats *stats)
 {
     *stats = s->stats;

@@ -116,3 +116,89 @@ Test(dtls, echo_messages_exact_bytes_and_fingerprints)
     h_sock_free(c);
     free_listener(l);
 }
+
+/* ---- SRTP ------------------------------------------------------------------------------ */
+
+/* An RTP packet: version 2, payload type pt, sequence seq, ssrc, then payload bytes. */
+static size_t rtp_packet(uint8_t *p, uint8_t pt, uint16_t seq, uint32_t ssrc, size_t payload,
+                         uint32_t seed)
+{
+    p[0] = 0x80;
+    p[1] = pt;
+    p[2] = (uint8_t)(seq >> 8);
+    p[3] = (uint8_t)seq;
+    memset(p + 4, 0, 4); /* timestamp */
+    p[8] = (uint8_t)(ssrc >> 24);
+    p[9] = (uint8_t)(ssrc >> 16);
+    p[10] = (uint8_t)(ssrc >> 8);
+    p[11] = (uint8_t)ssrc;
+    h_fill(p + 12, payload, seed);
+    return 12 + payload;
+}
+
+/* An RTCP receiver report with no blocks: 8 bytes. */
+static size_t rtcp_packet(uint8_t *p, uint32_t ssrc)
+{
+    p[0] = 0x80;
+    p[1] = 201;
+    p[2] = 0;
+    p[3] = 1;
+    p[4] = (uint8_t)(ssrc >> 24);
+    p[5] = (uint8_t)(ssrc >> 16);
+    p[6] = (uint8_t)(ssrc >> 8);
+    p[7] = (uint8_t)ssrc;
+    return 8;
+}
+
+static bool both_connected(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct h_sock **s = arg;
+    return h_count(s[0], H_CONNECT_COMPLETE) == 1 && s[1]->naccepted == 1 &&
+           h_count(s[1]->accepted[0], H_ACCEPT_COMPLETE) == 1;
+}
+
+Test(dtls, srtp_both_ways_exact_bytes_same_keys)
+{
+    enable(true);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = dtls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    dtls_client(c, port);
+    struct h_sock *pair[2] = {c, l};
+    cr_assert(h_run_until(&env, both_connected, pair, 5000), "%s\n%s", h_dump(c), logs());
+    struct h_sock *s = l->accepted[0];
+    const char *pc = ISocket_GetSRTPProfile(c->sock);
+    const char *ps = ISocket_GetSRTPProfile(s->sock);
+    cr_assert_not_null(pc);
+    cr_assert_str_eq(pc, ps);
+
+    /* the keys both ends derived are the same 2 * (key + salt) bytes */
+    uint8_t kc[88], ks[88];
+    cr_assert(ISocket_ExportKeyingMaterial(c->sock, "EXTRACTOR-dtls_srtp", NULL, 0, kc, 60));
+    cr_assert(ISocket_ExportKeyingMaterial(s->sock, "EXTRACTOR-dtls_srtp", NULL, 0, ks, 60));
+    cr_assert_arr_eq(kc, ks, 60);
+
+    /* client -> server and back: RTP of several sizes, RTCP */
+    static uint8_t out[1500], in[1500];
+    struct h_sock *from[2] = {c, s}, *to[2] = {s, c};
+    for (int dir = 0; dir < 2; dir++) {
+        for (int i = 0; i < 6; i++) {
+            size_t n = i == 5 ? rtcp_packet(out, 0x1234) :
+                                rtp_packet(out, 111, (uint16_t)(100 + i), 0xabcdef01u + (uint32_t)dir,
+                                           (size_t)(i * 240), (uint32_t)(dir * 10 + i));
+            CALL(ISocket_Recv(to[dir]->sock, in, sizeof(in), false));
+            CALL(ISocket_Send(from[dir]->sock, out, n));
+            cr_assert(h_wait_count(&env, to[dir], H_RECV_RESULT, (size_t)i + 1, 3000), "%s\n%s",
+                      h_dump(to[dir]), logs());
+            cr_assert_eq(h_last(to[dir], H_RECV_RESULT)->len, n, "dir %d packet %d", dir, i);
+            cr_assert_arr_eq(in, out, n, "dir %d packet %d differs", dir, i);
+        }
+        cr_assert(h_wait_count(&env, from[dir], H_SEND_RESULT, 6, 2000));
+    }
+    ISocketStats st;
+    ISocket_GetStats(s->sock, &st);
+    cr_assert_eq(st.dropped, 0);
+    h_sock_free(c);
+    h_sock_free(l);
+}

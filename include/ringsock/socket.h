@@ -133,6 +133,13 @@ const char *ISocket_GetALPNProtocol(ISocket *socket);
  * and on sockets without SRTP. Valid while the socket lives. */
 const char *ISocket_GetSRTPProfile(ISocket *socket);
 
+/* DTLS: RFC 5705 keying material exporter, once the handshake is done (SocketConnectComplete
+ * or SocketAcceptComplete): len bytes for label (and an optional context) into out. With
+ * label "EXTRACTOR-dtls_srtp" and no context it gives the SRTP keys (RFC 5764 4.2).
+ * false before the handshake, on other socket types, or on error. */
+bool ISocket_ExportKeyingMaterial(ISocket *socket, const char *label, const uint8_t *context,
+                                  size_t contextLen, uint8_t *out, size_t len);
+
 /* Counters of one socket, for diagnostics. */
 typedef struct ISocketStats {
     uint64_t bytesSent, bytesReceived;
