@@ -39,7 +39,7 @@ struct dtls_port {
     USocket udp_user;
     bool client;
     bool udp_closed;
-    bool receiving; /* a Recv into rx is outstanding */
+    bool receiving;     /* a Recv into rx is outstanding */
     struct dtls *owner; /* the client, or the server's listener; NULL once it is gone */
 
     struct dtls **table; /* associations by peer; chained through dtls->hnext */
@@ -113,8 +113,8 @@ struct dtls {
 
     const uint8_t *in; /* the datagram wolfSSL reads next */
     size_t in_len;
-    bool in_app_write; /* datagrams written now belong to an application Send */
-    unsigned written;  /* datagrams written during the current wolfSSL call */
+    bool in_app_write;  /* datagrams written now belong to an application Send */
+    unsigned written;   /* datagrams written during the current wolfSSL call */
     unsigned sends_out; /* datagrams the UDP socket has not reported yet */
 
     struct rs_srtp *srtp;

@@ -21,11 +21,11 @@ enum {
 
 enum rs_srtp_status {
     RS_SRTP_OK,
-    RS_SRTP_AUTH_FAIL,   /* tag does not verify: tampered, wrong key */
-    RS_SRTP_REPLAY,      /* seen already, or too old for the replay window */
-    RS_SRTP_MALFORMED,   /* too short or not RTP/RTCP */
-    RS_SRTP_NO_ROOM,     /* protect: the buffer cannot take the overhead */
-    RS_SRTP_ERROR,       /* anything else libsrtp2 reports */
+    RS_SRTP_AUTH_FAIL, /* tag does not verify: tampered, wrong key */
+    RS_SRTP_REPLAY,    /* seen already, or too old for the replay window */
+    RS_SRTP_MALFORMED, /* too short or not RTP/RTCP */
+    RS_SRTP_NO_ROOM,   /* protect: the buffer cannot take the overhead */
+    RS_SRTP_ERROR,     /* anything else libsrtp2 reports */
 };
 
 /* What the first byte of a datagram says it is (RFC 7983). */
@@ -43,8 +43,8 @@ size_t rs_srtp_keying_length(uint16_t profile);
 /* Sessions for one DTLS association. material is the exporter output, laid out as
  * client key | server key | client salt | server salt (RFC 5764 4.2); the client sends
  * with the client's key. NULL on error, with the reason in err. */
-struct rs_srtp *rs_srtp_new(uint16_t profile, const uint8_t *material, size_t len,
-                            bool is_client, char *err, size_t err_size);
+struct rs_srtp *rs_srtp_new(uint16_t profile, const uint8_t *material, size_t len, bool is_client,
+                            char *err, size_t err_size);
 void rs_srtp_free(struct rs_srtp *s);
 
 /* Protects an RTP or RTCP packet (told apart by rs_rtp_is_rtcp) in place. cap is the
