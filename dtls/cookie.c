@@ -98,6 +98,12 @@ bool rs_cookie_check(struct dtls_port *p, const struct rs_peer *from, const uint
     bool good = p->cookie_good;
     bool clean = !good && wolfSSL_get_error(ssl, r) == WOLFSSL_ERROR_WANT_READ;
     p->cookie_in = NULL;
+    if (!good && !clean) {
+        char a[64];
+        IPaddr_ToString(&from->addr, a, sizeof(a));
+        IInstanceLog_Log(p->log, LOG_DTLS, "dtls port %p: bad ClientHello from %s:%u (%d)",
+                         (void *)p, a, from->port, wolfSSL_get_error(ssl, r));
+    }
     if (!clean) { /* it went past the cookie (or choked on the hello): start afresh */
         wolfSSL_free(ssl);
         p->cookie_ssl = NULL;

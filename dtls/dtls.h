@@ -117,9 +117,16 @@ struct dtls {
     unsigned written;   /* datagrams written during the current wolfSSL call */
     unsigned sends_out; /* datagrams the UDP socket has not reported yet */
 
+    struct dmsg *flight, *flight_tail; /* a server's last flight, until the client shows
+                                          it has it (see resend_flight) */
+    bool capture_flight;
+    uint8_t held_alert[64]; /* see io_send */
+    size_t held_alert_len;
+
     struct rs_srtp *srtp;
     uint16_t srtp_profile;
     uint64_t srtp_dropped;
+    unsigned srtp_drop_kinds; /* the rs_srtp_status kinds logged already (bits) */
 
     uint8_t *rbuf; /* the application's receive */
     size_t rlen, rgot;

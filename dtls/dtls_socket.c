@@ -14,10 +14,10 @@
 #include "log_internal.h"
 #include "tls_context.h"
 
-#define RS_DTLS_QUEUE_MAX 1024
+#define RS_DTLS_QUEUE_MAX            1024
 #define RS_DTLS_HANDSHAKE_TIMEOUT_MS 30000 /* a handshake that takes longer has failed */
-#define RS_DTLS_MTU 1400                   /* handshake flights are cut to this */
-#define RS_DTLS_RTX_MAX_S 8                /* retransmit at least this often (seconds) */
+#define RS_DTLS_MTU                  1400  /* handshake flights are cut to this */
+#define RS_DTLS_RTX_MAX_S            8     /* retransmit at least this often (seconds) */
 
 /* SRTP profiles. A server takes the first of the client's list it supports. A client
  * offers two: wolfSSL 5.5.4 writes a malformed use_srtp extension for more than two
@@ -33,6 +33,7 @@ static const char srtp_client_profiles[] = "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM
 static const struct rs_socket_ops dtls_ops;
 static const struct rs_core_type dtls_core_type;
 static void drive(struct dtls *d);
+static void send_held_alert(struct dtls *d);
 
 /* ---- lifetime -------------------------------------------------------------------------- */
 
@@ -44,6 +45,21 @@ static void free_list(struct dmsg **head, struct dmsg **tail)
         free(m);
     }
     *tail = NULL;
+}
+
+static void append(struct dmsg **head, struct dmsg **tail, const uint8_t *buf, size_t len)
+{
+    struct dmsg *m = malloc(sizeof(*m) + len);
+    if (!m)
+        rs_fatal("DTLS socket: out of memory");
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->bytes, buf, len);
+    if (*tail)
+        (*tail)->next = m;
+    else
+        *head = m;
+    *tail = m;
 }
 
 /* Everything an ended socket no longer needs; the port reference stays until free. */
@@ -67,6 +83,7 @@ static void release(struct dtls *d)
         d->srtp = NULL;
     }
     free_list(&d->pending, &d->pending_tail);
+    free_list(&d->flight, &d->flight_tail);
 }
 
 static void end(struct dtls *d, shutdownreason_t reason)
@@ -116,6 +133,17 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     struct dtls *d = ctx;
     if (!d->port || d->state == D_CLOSED)
         return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    if (d->state == D_HANDSHAKE && sz > 0 && sz <= (int)sizeof(d->held_alert) &&
+        (uint8_t)buf[0] == 21) {
+        /* An alert in the handshake is held until we know whether the handshake failed:
+         * wolfSSL (with its extra alerts) also sends a fatal one for a record that arrives
+         * out of order over a lossy path, and then carries on, as DTLS must. */
+        memcpy(d->held_alert, buf, (size_t)sz);
+        d->held_alert_len = (size_t)sz;
+        return sz;
+    }
+    if (d->capture_flight)
+        append(&d->flight, &d->flight_tail, (const uint8_t *)buf, (size_t)sz);
     /* One application message is one record in one datagram: that one owes the result. */
     bool app = d->in_app_write && d->written == 0;
     d->written++;
@@ -199,9 +227,15 @@ static void rtx_fired(ITimer *t, void *arg)
     struct dtls *d = arg;
     if (d->state != D_HANDSHAKE)
         return;
-    /* resends the last flight and doubles the timeout */
-    if (wolfSSL_dtls_got_timeout(d->ssl) != WOLFSSL_SUCCESS) {
+    /* Resends the last flight and doubles the timeout, up to our cap; from there on it
+     * resends at the cap. (wolfSSL's own maximum would fail the handshake instead, long
+     * before our handshake timeout on a lossy path.) */
+    bool ok = wolfSSL_dtls_get_current_timeout(d->ssl) >= RS_DTLS_RTX_MAX_S
+                  ? wolfSSL_dtls_retransmit(d->ssl) == 0 /* 0: success, here */
+                  : wolfSSL_dtls_got_timeout(d->ssl) == WOLFSSL_SUCCESS;
+    if (!ok) {
         log_failure(d, "retransmission", WOLFSSL_FATAL_ERROR);
+        send_held_alert(d);
         end(d, SOCKET_TLS_HANDSHAKE_FAILED);
         return;
     }
@@ -231,12 +265,10 @@ static bool start_ssl(struct dtls *d, const char *server_name)
     wolfSSL_SetIOWriteCtx(d->ssl, d);
     wolfSSL_dtls_set_using_nonblock(d->ssl, 1); /* WANT_READ, not a timeout, when idle */
     wolfSSL_dtls_set_mtu(d->ssl, RS_DTLS_MTU);
-    wolfSSL_dtls_set_timeout_max(d->ssl, RS_DTLS_RTX_MAX_S);
     wolfSSL_KeepArrays(d->ssl); /* the exporter needs the master secret */
     if (d->use_srtp) {
-        if (wolfSSL_set_tlsext_use_srtp(d->ssl, d->server ? srtp_server_profiles
-                                                       : srtp_client_profiles) !=
-            WOLFSSL_SUCCESS)
+        if (wolfSSL_set_tlsext_use_srtp(
+                d->ssl, d->server ? srtp_server_profiles : srtp_client_profiles) != WOLFSSL_SUCCESS)
             return false;
     }
     if (d->server)
@@ -284,8 +316,8 @@ static bool start_srtp(struct dtls *d)
         d->srtp = rs_srtp_new((uint16_t)prof->id, km, len, !d->server, err, sizeof(err));
     memset(km, 0, sizeof(km));
     if (!d->srtp) {
-        rs_log_error(d->core.base.log, LOG_DTLS, "dtls %p: SRTP with %s: %s", (void *)d,
-                     prof->name, err[0] ? err : "no keying material");
+        rs_log_error(d->core.base.log, LOG_DTLS, "dtls %p: SRTP with %s: %s", (void *)d, prof->name,
+                     err[0] ? err : "no keying material");
         return false;
     }
     d->srtp_profile = (uint16_t)prof->id;
@@ -343,6 +375,7 @@ static void read_records(struct dtls *d)
     while (d->state == D_OPEN || d->state == D_CLOSING) {
         int n = wolfSSL_read(d->ssl, plain, (int)sizeof(d->port->plain));
         if (n > 0) {
+            free_list(&d->flight, &d->flight_tail); /* the peer is done: it sends data */
             if (d->state == D_OPEN)
                 deliver_message(d, plain, (size_t)n);
             continue;
@@ -361,18 +394,33 @@ static void read_records(struct dtls *d)
     }
 }
 
+/* The handshake failed: the peer should learn why. */
+static void send_held_alert(struct dtls *d)
+{
+    if (d->held_alert_len > 0 && d->port)
+        rs_port_send(d->port, &d->peer, d->held_alert, d->held_alert_len, NULL, false);
+    d->held_alert_len = 0;
+}
+
 /* Runs wolfSSL on d->in (or on nothing: a start). The application may delete the socket
  * in a callback made from here, hence the reference. */
 static void drive(struct dtls *d)
 {
     d->core.refs++;
     if (d->state == D_HANDSHAKE) {
+        d->held_alert_len = 0;
+        free_list(&d->flight, &d->flight_tail);
+        d->capture_flight = d->server;
         int r = d->server ? wolfSSL_accept(d->ssl) : wolfSSL_connect(d->ssl);
+        d->capture_flight = false;
+        if (r != WOLFSSL_SUCCESS)
+            free_list(&d->flight, &d->flight_tail);
         if (r != WOLFSSL_SUCCESS) {
             if (wolfSSL_get_error(d->ssl, r) == WOLFSSL_ERROR_WANT_READ) {
-                arm_rtx(d);
+                arm_rtx(d); /* and an alert it sent on the way is dropped */
             } else {
                 log_failure(d, "handshake", r);
+                send_held_alert(d);
                 end(d, SOCKET_TLS_HANDSHAKE_FAILED);
             }
             goto out;
@@ -386,7 +434,8 @@ out:
     rs_core_unref(&d->core);
 }
 
-/* ---- what the port calls ---------------------------------------------------------------------- */
+/* ---- what the port calls ----------------------------------------------------------------------
+ */
 
 static void srtp_in(struct dtls *d, uint8_t *buf, size_t len)
 {
@@ -397,13 +446,42 @@ static void srtp_in(struct dtls *d, uint8_t *buf, size_t len)
     enum rs_srtp_status st = rs_srtp_unprotect(d->srtp, buf, &len);
     if (st != RS_SRTP_OK) {
         /* the first of a kind, then every 1000th: a flood must not flood the log */
-        if (d->srtp_dropped++ % 1000 == 0)
+        unsigned kind = 1u << st;
+        if (!(d->srtp_drop_kinds & kind) || d->srtp_dropped % 1000 == 0)
             LOG(d, "dtls %p: SRTP packet dropped: %s (%llu so far)", (void *)d,
-                rs_srtp_status_str(st), (unsigned long long)d->srtp_dropped);
+                rs_srtp_status_str(st), (unsigned long long)d->srtp_dropped + 1);
+        d->srtp_drop_kinds |= kind;
+        d->srtp_dropped++;
         d->core.base.stats.dropped++;
         return;
     }
+    free_list(&d->flight, &d->flight_tail); /* the peer is done: it sends media */
     deliver_message(d, buf, len);
+}
+
+/* True if the datagram holds a handshake record of an epoch above 0: the client's
+ * Finished, sent again because it did not get ours. */
+static bool has_encrypted_handshake(const uint8_t *p, size_t len)
+{
+    while (len >= 13) {
+        size_t rl = 13 + ((size_t)p[11] << 8 | p[12]);
+        if (p[0] == 22 && (p[3] | p[4]) != 0)
+            return true;
+        if (rl > len)
+            break;
+        p += rl;
+        len -= rl;
+    }
+    return false;
+}
+
+/* A server whose last flight (ChangeCipherSpec, Finished) was lost hears the client's
+ * flight again; wolfSSL 5.5.4 drops that without answering once its handshake is done,
+ * and the client would time out. So the server answers it with the flight it kept. */
+static void resend_flight(struct dtls *d)
+{
+    for (struct dmsg *m = d->flight; m; m = m->next)
+        rs_port_send(d->port, &d->peer, m->bytes, m->len, NULL, false);
 }
 
 void rs_dtls_datagram(struct dtls *d, uint8_t *buf, size_t len)
@@ -412,6 +490,8 @@ void rs_dtls_datagram(struct dtls *d, uint8_t *buf, size_t len)
     case RS_DEMUX_DTLS:
         if (d->state != D_HANDSHAKE && d->state != D_OPEN && d->state != D_CLOSING)
             return;
+        if (d->state == D_OPEN && d->flight && has_encrypted_handshake(buf, len))
+            resend_flight(d);
         d->in = buf;
         d->in_len = len;
         drive(d);
@@ -427,8 +507,7 @@ void rs_dtls_datagram(struct dtls *d, uint8_t *buf, size_t len)
     }
 }
 
-void rs_dtls_new_peer(struct dtls *l, const struct rs_peer *peer, const uint8_t *hello,
-                      size_t len)
+void rs_dtls_new_peer(struct dtls *l, const struct rs_peer *peer, const uint8_t *hello, size_t len)
 {
     char addr[64];
     IPaddr_ToString(&peer->addr, addr, sizeof(addr));
@@ -725,8 +804,8 @@ static const char *dtls_srtp_profile(ISocket *is)
     return d->srtp ? rs_srtp_profile_name(d->srtp_profile) : NULL;
 }
 
-static bool dtls_export(ISocket *is, const char *label, const uint8_t *context,
-                        size_t context_len, uint8_t *out, size_t len)
+static bool dtls_export(ISocket *is, const char *label, const uint8_t *context, size_t context_len,
+                        uint8_t *out, size_t len)
 {
     struct dtls *d = D(is);
     if (d->state != D_OPEN || !d->ssl)

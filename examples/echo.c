@@ -6,12 +6,22 @@
  *   ringsock-echo --local PATH                      Unix stream socket (PATH or @name)
  *   ringsock-echo --tls [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE] [--port P] ...
  *                                                   TLS over TCP
+ *   ringsock-echo --dtls [--srtp] [--cert PEM] [--port P] [--addr A] [--v6]
+ *                                                   DTLS 1.2 over UDP
  *
  * --tls: the TLS provider wrapping the TCP provider. --cert loads a PEM file holding the
  * certificate chain and its private key; without it the engine generates a self-signed
  * certificate. --alpn sets the server's ALPN protocols, most preferred first.
  * --require-client-cert refuses clients without a certificate signed by a CA in CAFILE.
  * A failed handshake closes that connection only (the reason goes to stderr).
+ *
+ * --dtls: the UDP provider with a DTLS context (ISocketContext_EnableDTLS): every peer that
+ * returns a cookie is accepted and gets its own socket; each message comes back as one
+ * message. --srtp: DTLS-SRTP: each received RTP/RTCP packet arrives unprotected and is sent
+ * back protected with this end's keys, and each association prints its profile and keys
+ * ("srtp profile=NAME keymat=HEX": RFC 5705 "EXTRACTOR-dtls_srtp"). --cert as for --tls;
+ * either way the certificate's fingerprint is printed at start as
+ * "fingerprint sha-256 AA:BB:..." (as in SDP).
  *
  * Prints "listening on PORT" (for --local: "listening on PATH") once bound;
  * SIGINT/SIGTERM stop it cleanly. Each
@@ -37,10 +47,11 @@ struct server {
     IIoMux *mux;
     ISocketProvider *tcp;
     IInstanceLog *log;
-    ISocketProvider *tls; /* --tls: wraps tcp */
-    ISocketContext *tls_ctx;
+    ISocketProvider *tls;    /* --tls: wraps tcp */
+    ISocketContext *tls_ctx; /* --tls, --dtls */
     ISocket *listener;
     struct conn *conns; /* every live connection, to close them on shutdown */
+    bool srtp;          /* --dtls --srtp */
     bool stopping;
 };
 
@@ -90,6 +101,23 @@ static void conn_send_result(USocket *u, ISocket *sock)
     }
 }
 
+/* --srtp: "srtp profile=NAME keymat=HEX", the keys (RFC 5764 4.2) an association derived. */
+static void print_srtp_keys(ISocket *sock)
+{
+    const char *profile = ISocket_GetSRTPProfile(sock);
+    size_t len = !profile                              ? 0
+                 : strstr(profile, "AEAD_AES_256_GCM") ? 2 * (32 + 12)
+                 : strstr(profile, "AEAD_AES_128_GCM") ? 2 * (16 + 12)
+                                                       : 2 * (16 + 14);
+    uint8_t keys[2 * (32 + 12)];
+    printf("srtp profile=%s keymat=", profile ? profile : "none");
+    if (len && ISocket_ExportKeyingMaterial(sock, "EXTRACTOR-dtls_srtp", NULL, 0, keys, len))
+        for (size_t i = 0; i < len; i++)
+            printf("%02x", keys[i]);
+    putchar('\n');
+    fflush(stdout);
+}
+
 static void conn_accept_complete(USocket *u, ISocket *sock)
 {
     struct conn *c = container_of(u, struct conn, user);
@@ -98,6 +126,8 @@ static void conn_accept_complete(USocket *u, ISocket *sock)
         ISocket_Shutdown(sock);
         return;
     }
+    if (c->srv->srtp)
+        print_srtp_keys(sock);
     ISocket_Recv(sock, c->buf, BUF_SIZE, true);
 }
 
@@ -289,13 +319,30 @@ static void free_list(char **list)
     free(list);
 }
 
+/* "fingerprint sha-256 AA:BB:...": the context's certificate, as SDP writes it (RFC 8122). */
+static bool print_fingerprint(ISocketContext *ctx)
+{
+    size_t len = 0;
+    const uint8_t *fp = ISocketContext_GetCertificateFingerprint(ctx, &len);
+    if (!fp || len == 0) {
+        fprintf(stderr, "ringsock-echo: no certificate\n");
+        return false;
+    }
+    printf("fingerprint sha-256 ");
+    for (size_t i = 0; i < len; i++)
+        printf("%02X%s", fp[i], i + 1 < len ? ":" : "\n");
+    fflush(stdout);
+    return true;
+}
+
 static int usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--udp [--sockperf]] [--port P] [--addr A] [--v6] | --local PATH\n"
             "       %s --tls [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE]\n"
-            "                [--port P] [--addr A] [--v6]\n",
-            argv0, argv0);
+            "                [--port P] [--addr A] [--v6]\n"
+            "       %s --dtls [--srtp] [--cert PEM] [--port P] [--addr A] [--v6]\n",
+            argv0, argv0, argv0);
     return 2;
 }
 
@@ -304,7 +351,7 @@ int main(int argc, char **argv)
     const char *addr = NULL, *local = NULL;
     const char *cert = NULL, *alpn = NULL, *client_ca = NULL;
     unsigned port = 0;
-    bool v6 = false, udp = false, tls = false;
+    bool v6 = false, udp = false, tls = false, dtls = false, srtp = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc)
             port = (unsigned)atoi(argv[++i]);
@@ -320,6 +367,10 @@ int main(int argc, char **argv)
             local = argv[++i];
         else if (!strcmp(argv[i], "--tls"))
             tls = true;
+        else if (!strcmp(argv[i], "--dtls"))
+            dtls = true;
+        else if (!strcmp(argv[i], "--srtp"))
+            srtp = true;
         else if (!strcmp(argv[i], "--cert") && i + 1 < argc)
             cert = argv[++i];
         else if (!strcmp(argv[i], "--alpn") && i + 1 < argc)
@@ -329,7 +380,9 @@ int main(int argc, char **argv)
         else
             return usage(argv[0]);
     }
-    if (tls ? udp || local : cert || alpn || client_ca)
+    if (dtls ? tls || udp || local || sockperf_replies || alpn || client_ca : srtp)
+        return usage(argv[0]);
+    if (!dtls && (tls ? udp || local : cert || alpn || client_ca))
         return usage(argv[0]);
     struct server s = {
         .user.vtbl = &srv_vtbl, .udp_user.vtbl = &udp_vtbl, .shutdown.vtbl = &shutdown_vtbl};
@@ -337,10 +390,21 @@ int main(int argc, char **argv)
     if (!s.mux)
         return 1;
     s.log = IInstanceLog_Create("ringsock-echo", 0);
-    s.tcp = udp     ? CreateUDPSocketProvider()
-            : local ? CreateLocalSocketProvider()
-                    : CreateTCPSocketProvider();
+    s.tcp = udp || dtls ? CreateUDPSocketProvider()
+            : local     ? CreateLocalSocketProvider()
+                        : CreateTCPSocketProvider();
     char **alpn_list = NULL;
+    if (dtls) {
+        s.tls_ctx = ISocketProvider_CreateSocketContext(s.tcp, s.log);
+        ISocketContext_EnableDTLS(s.tls_ctx, srtp);
+        s.srtp = srtp;
+        if (cert) {
+            size_t len;
+            uint8_t *pem = read_file(cert, &len);
+            ISocketContext_SetServerCertificate(s.tls_ctx, pem, len, NULL); /* copied */
+            free(pem);
+        }
+    }
     if (tls) {
         s.tls = CreateTLSSocketProvider(s.tcp);
         s.tls_ctx = ISocketProvider_CreateSocketContext(s.tls, s.log);
@@ -370,6 +434,8 @@ int main(int argc, char **argv)
     } else {
         s.listener =
             ISocketProvider_CreateSocket(tls ? s.tls : s.tcp, s.mux, &s.user, s.log, v6, s.tls_ctx);
+        if (dtls && !print_fingerprint(s.tls_ctx))
+            return 1;
         if (local)
             ISocket_Bind(s.listener, local, 0);
         else

@@ -184,9 +184,10 @@ Test(dtls, srtp_both_ways_exact_bytes_same_keys)
     struct h_sock *from[2] = {c, s}, *to[2] = {s, c};
     for (int dir = 0; dir < 2; dir++) {
         for (int i = 0; i < 6; i++) {
-            size_t n = i == 5 ? rtcp_packet(out, 0x1234) :
-                                rtp_packet(out, 111, (uint16_t)(100 + i), 0xabcdef01u + (uint32_t)dir,
-                                           (size_t)(i * 240), (uint32_t)(dir * 10 + i));
+            size_t n = i == 5
+                           ? rtcp_packet(out, 0x1234)
+                           : rtp_packet(out, 111, (uint16_t)(100 + i), 0xabcdef01u + (uint32_t)dir,
+                                        (size_t)(i * 240), (uint32_t)(dir * 10 + i));
             CALL(ISocket_Recv(to[dir]->sock, in, sizeof(in), false));
             CALL(ISocket_Send(from[dir]->sock, out, n));
             cr_assert(h_wait_count(&env, to[dir], H_RECV_RESULT, (size_t)i + 1, 3000), "%s\n%s",
