@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Interop tests of ringsock-echo with real peers (socat, sockperf) and ringsock-pingpong.
+# Interop tests of ringsock-echo with real peers (socat, sockperf) and ringsock-load.
 #
-#   echo_interop.sh PATH/TO/ringsock-echo PATH/TO/ringsock-pingpong
+#   echo_interop.sh PATH/TO/ringsock-echo PATH/TO/ringsock-load
 #
 # Starts ringsock-echo over TCP, UDP, a Unix socket path and an abstract Unix name (port 0 /
 # a fresh path, reading back "listening on ..."), checks that each echoes byte for byte, runs
@@ -10,8 +10,8 @@
 # Exits 77 (skipped) when socat or sockperf is not installed.
 set -euo pipefail
 
-ECHO=${1:?usage: echo_interop.sh RINGSOCK_ECHO RINGSOCK_PINGPONG}
-PINGPONG=${2:?usage: echo_interop.sh RINGSOCK_ECHO RINGSOCK_PINGPONG}
+ECHO=${1:?usage: echo_interop.sh RINGSOCK_ECHO RINGSOCK_LOAD}
+LOAD=${2:?usage: echo_interop.sh RINGSOCK_ECHO RINGSOCK_LOAD}
 T="timeout 20" # every command that talks to a server runs under this
 
 for tool in socat sockperf; do
@@ -117,16 +117,16 @@ stream_echo() {
     echo "$name: socat $addr: $(stat -c %s "$tmp/payload.txt") bytes echoed exactly"
 }
 
-# pingpong NAME ARGS...: ringsock-pingpong must succeed (it exits 1 at the first byte that
+# pingpong NAME ARGS...: ringsock-load must succeed (it exits 1 at the first byte that
 # differs) and complete messages; prints its summary line.
 pingpong() {
     local name=$1
     shift
-    $T "$PINGPONG" "$@" > "$tmp/$name.pp" 2> "$tmp/$name.pp.err" ||
-        fail "$name: ringsock-pingpong $* failed: $(cat "$tmp/$name.pp.err")"
+    $T "$LOAD" "$@" > "$tmp/$name.pp" 2> "$tmp/$name.pp.err" ||
+        fail "$name: ringsock-load $* failed: $(cat "$tmp/$name.pp.err")"
     grep -q 'mismatch' "$tmp/$name.pp.err" && fail "$name: $(cat "$tmp/$name.pp.err")"
-    grep -q '^msgs/s=' "$tmp/$name.pp" || fail "$name: no summary from ringsock-pingpong $*"
-    echo "$name: ringsock-pingpong $*: $(cat "$tmp/$name.pp")"
+    grep -q '^msgs/s=' "$tmp/$name.pp" || fail "$name: no summary from ringsock-load $*"
+    echo "$name: ringsock-load $*: $(cat "$tmp/$name.pp")"
 }
 
 make_payload
@@ -201,8 +201,8 @@ grep -q ' lost=0$' "$tmp/udp.pp" || fail "udp: datagrams lost: $(cat "$tmp/udp.p
 udp_echo udp-after 1000 "$tmp/udp1.bin" 1000 1000 1000 1000 321
 stop_server udp "$udp_pid"
 
-# ringsock-pingpong --udp against sockperf's own server: the client speaks sockperf's header.
-step "ringsock-pingpong --udp against sockperf server"
+# ringsock-load --udp against sockperf's own server: the client speaks sockperf's header.
+step "ringsock-load --udp against sockperf server"
 sp_ok=
 for ((try = 0; try < 10; try++)); do
     sp_port=$((20000 + (RANDOM % 40000)))
