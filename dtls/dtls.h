@@ -72,6 +72,9 @@ void rs_port_remove(struct dtls_port *p, struct dtls *d);
 void rs_port_send(struct dtls_port *p, const struct rs_peer *to, const void *buf, size_t len,
                   struct dtls *owner, bool app);
 
+/* Drops d from the datagrams awaiting results (d is being deleted). */
+void rs_port_forget(struct dtls_port *p, struct dtls *d);
+
 /* cookie.c: answers a ClientHello without a valid cookie with a HelloVerifyRequest and
  * keeps nothing. True when the ClientHello carries a valid cookie. */
 bool rs_cookie_check(struct dtls_port *p, const struct rs_peer *from, const uint8_t *dgram,

@@ -786,6 +786,10 @@ static void dtls_destroy(ISocket *is)
     d->state = D_CLOSED;
     release(d);
     d->rbuf = NULL;
+    /* Results still owed for its datagrams are nobody's now: the socket goes at once, and
+     * with the last user so does the port (an IIoMux deleted next leaks nothing). */
+    if (d->port)
+        rs_port_forget(d->port, d);
     rs_core_unref(&d->core);
 }
 

@@ -168,6 +168,18 @@ void rs_port_send(struct dtls_port *p, const struct rs_peer *to, const void *buf
         ISocket_SendTo(p->udp, buf, len, to->addr, to->port);
 }
 
+void rs_port_forget(struct dtls_port *p, struct dtls *d)
+{
+    for (size_t i = 0; i < p->s_len; i++) {
+        struct rs_send_owner *e = &p->sends[(p->s_head + i) % p->s_cap];
+        if (e->d != d)
+            continue;
+        e->d = NULL;
+        d->sends_out--;
+        rs_core_unref(&d->core); /* never the last: the caller holds the application's */
+    }
+}
+
 /* ---- receiving ---------------------------------------------------------------------------- */
 
 static void want_datagram(struct dtls_port *p)
