@@ -45,8 +45,7 @@ struct dtls_port {
     struct dtls **table; /* associations by peer; chained through dtls->hnext */
     size_t table_size, table_len;
 
-    uint8_t rx[RS_DTLS_DGRAM_MAX];    /* the datagram being handled */
-    uint8_t plain[RS_DTLS_DGRAM_MAX]; /* what a record decrypts to */
+    uint8_t rx[RS_DTLS_DGRAM_MAX]; /* the datagram being handled */
 
     struct rs_send_owner *sends; /* ring of datagrams the UDP socket still owes results for */
     size_t s_head, s_len, s_cap;

@@ -371,9 +371,10 @@ static void handshake_done(struct dtls *d)
 
 static void read_records(struct dtls *d)
 {
-    uint8_t *plain = d->port->plain;
+    /* Decrypted records are copied out at once: one buffer per loop thread serves all. */
+    static _Thread_local uint8_t plain[RS_DTLS_DGRAM_MAX];
     while (d->state == D_OPEN || d->state == D_CLOSING) {
-        int n = wolfSSL_read(d->ssl, plain, (int)sizeof(d->port->plain));
+        int n = wolfSSL_read(d->ssl, plain, (int)sizeof(plain));
         if (n > 0) {
             free_list(&d->flight, &d->flight_tail); /* the peer is done: it sends data */
             if (d->state == D_OPEN)
