@@ -53,6 +53,17 @@ bool h_log_contains(struct h_env *env, const char *needle)
     return false;
 }
 
+const char *h_logs(struct h_env *env)
+{
+    static char out[64 * 260];
+    size_t o = 0;
+    unsigned first = env->nlog > 64 ? env->nlog - 64 : 0;
+    for (unsigned i = first; i < env->nlog && o < sizeof(out) - 260; i++)
+        o += (size_t)snprintf(out + o, sizeof(out) - o, "%s\n", env->log_lines[i % 64]);
+    out[o] = 0;
+    return out;
+}
+
 static void check_cond(struct h_env *env)
 {
     if (env->cond && env->cond(env, env->cond_arg))

@@ -99,6 +99,9 @@ bool h_run_until(struct h_env *env, bool (*cond)(struct h_env *, void *), void *
 void h_run_for(struct h_env *env, unsigned ms);
 /* True if a log line contains needle. */
 bool h_log_contains(struct h_env *env, const char *needle);
+/* The last 64 log lines, oldest first, as one string for failure messages (a static buffer:
+ * use it before the next call). */
+const char *h_logs(struct h_env *env);
 
 struct h_sock *h_sock_new(struct h_env *env);
 void h_sock_free(struct h_sock *hs); /* deletes its ISocket if still there */

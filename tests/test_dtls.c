@@ -2,7 +2,7 @@
  * both ways, SendResult accounting, one socket per peer on a shared port, SRTP
  * protect/unprotect with byte-for-byte checks, shutdown with close_notify, and the
  * failure paths: no server, garbage, replayed and tampered SRTP, rejected peers. */
-#include "harness.h"
+#include "dtls_env.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,60 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static struct h_env env;
-static ISocketProvider *udp;
-static ISocketContext *sctx, *cctx;
-
-static void setup(void)
-{
-    h_env_init(&env);
-    udp = CreateUDPSocketProvider();
-    sctx = ISocketProvider_CreateSocketContext(udp, env.log);
-    cctx = ISocketProvider_CreateSocketContext(udp, env.log);
-}
-
-static void teardown(void)
-{
-    ISocketContext_Delete(sctx);
-    ISocketContext_Delete(cctx);
-    ISocketProvider_Delete(udp);
-    h_env_fini(&env);
-}
-
-TestSuite(dtls, .init = setup, .fini = teardown, .timeout = 60);
-
-static void enable(bool srtp)
-{
-    ISocketContext_EnableDTLS(sctx, srtp);
-    ISocketContext_EnableDTLS(cctx, srtp);
-}
-
-static uint16_t dtls_listen(struct h_sock *l)
-{
-    return h_listen_on(&env, udp, sctx, l, "127.0.0.1");
-}
-
-static ISocket *dtls_client(struct h_sock *c, uint16_t port)
-{
-    return h_connect_on(&env, udp, cctx, c, port, NULL);
-}
-
-/* The last log lines, for failure messages. */
-static const char *logs(void)
-{
-    static char out[64 * 260];
-    size_t o = 0;
-    unsigned first = env.nlog > 64 ? env.nlog - 64 : 0;
-    for (unsigned i = first; i < env.nlog && o < sizeof(out) - 260; i++)
-        o += (size_t)snprintf(out + o, sizeof(out) - o, "%s\n", env.log_lines[i % 64]);
-    out[o] = 0;
-    return out;
-}
-
-static void free_listener(struct h_sock *l)
-{
-    h_sock_free(l); /* and the sockets it accepted */
-}
+TestSuite(dtls, .init = dtls_env_init, .fini = dtls_env_fini, .timeout = 60);
 
 Test(dtls, echo_messages_exact_bytes_and_fingerprints)
 {
@@ -82,7 +29,7 @@ Test(dtls, echo_messages_exact_bytes_and_fingerprints)
     static char in[256];
     CALL(ISocket_Recv(c->sock, in, sizeof(in), false));
     cr_assert_eq(c->nev, 0);
-    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 5000), "%s\n%s", h_dump(c), logs());
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 5000), "%s\n%s", h_dump(c), h_logs(&env));
     cr_assert_eq(c->ev[0].kind, H_CONNECT_COMPLETE, "%s", h_dump(c));
     cr_assert_eq(h_last(c, H_RECV_RESULT)->len, sizeof(m1));
     cr_assert_arr_eq(in, m1, sizeof(m1));
@@ -114,7 +61,7 @@ Test(dtls, echo_messages_exact_bytes_and_fingerprints)
               h_dump(l->accepted[0]));
     cr_assert_eq(h_last(l->accepted[0], H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_BY_PEER);
     h_sock_free(c);
-    free_listener(l);
+    h_sock_free(l); /* and the sockets it accepted */
 }
 
 /* ---- SRTP ------------------------------------------------------------------------------ */
@@ -166,7 +113,7 @@ Test(dtls, srtp_both_ways_exact_bytes_same_keys)
     struct h_sock *c = h_sock_new(&env);
     dtls_client(c, port);
     struct h_sock *pair[2] = {c, l};
-    cr_assert(h_run_until(&env, both_connected, pair, 5000), "%s\n%s", h_dump(c), logs());
+    cr_assert(h_run_until(&env, both_connected, pair, 5000), "%s\n%s", h_dump(c), h_logs(&env));
     struct h_sock *s = l->accepted[0];
     const char *pc = ISocket_GetSRTPProfile(c->sock);
     const char *ps = ISocket_GetSRTPProfile(s->sock);
@@ -191,7 +138,7 @@ Test(dtls, srtp_both_ways_exact_bytes_same_keys)
             CALL(ISocket_Recv(to[dir]->sock, in, sizeof(in), false));
             CALL(ISocket_Send(from[dir]->sock, out, n));
             cr_assert(h_wait_count(&env, to[dir], H_RECV_RESULT, (size_t)i + 1, 3000), "%s\n%s",
-                      h_dump(to[dir]), logs());
+                      h_dump(to[dir]), h_logs(&env));
             cr_assert_eq(h_last(to[dir], H_RECV_RESULT)->len, n, "dir %d packet %d", dir, i);
             cr_assert_arr_eq(in, out, n, "dir %d packet %d differs", dir, i);
         }

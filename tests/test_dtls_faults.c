@@ -4,7 +4,7 @@
  * record inside an association, handshake timeouts, invalid addresses, Delete during the
  * handshake, Shutdown of the bound socket while an association lives, rejected peers, and
  * the order of the callbacks. Raw kernel UDP sockets play the misbehaving peers. */
-#include "harness.h"
+#include "dtls_env.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,61 +19,19 @@
 
 #undef h_addr /* <netdb.h>'s, in the way of the harness's */
 
-static struct h_env env;
-static ISocketProvider *udp;
-static ISocketContext *sctx, *cctx;
-
 static void setup(void)
 {
     unsetenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
-    h_env_init(&env);
-    udp = CreateUDPSocketProvider();
-    sctx = ISocketProvider_CreateSocketContext(udp, env.log);
-    cctx = ISocketProvider_CreateSocketContext(udp, env.log);
+    dtls_env_init();
 }
 
-static void teardown(void)
-{
-    ISocketContext_Delete(sctx);
-    ISocketContext_Delete(cctx);
-    ISocketProvider_Delete(udp);
-    h_env_fini(&env);
-}
-
-TestSuite(dtls_faults, .init = setup, .fini = teardown, .timeout = 120);
-
-static void enable(bool srtp)
-{
-    ISocketContext_EnableDTLS(sctx, srtp);
-    ISocketContext_EnableDTLS(cctx, srtp);
-}
-
-static uint16_t dtls_listen(struct h_sock *l)
-{
-    return h_listen_on(&env, udp, sctx, l, "127.0.0.1");
-}
-
-static ISocket *dtls_client(struct h_sock *c, uint16_t port)
-{
-    return h_connect_on(&env, udp, cctx, c, port, NULL);
-}
+TestSuite(dtls_faults, .init = setup, .fini = dtls_env_fini, .timeout = 120);
 
 /* The associations on a server's port (internals: what the API cannot show). */
 static size_t associations(struct h_sock *l)
 {
     struct dtls *d = (struct dtls *)l->sock;
     return d->port ? d->port->table_len : 0;
-}
-
-static const char *logs(void)
-{
-    static char out[64 * 260];
-    size_t o = 0;
-    unsigned first = env.nlog > 64 ? env.nlog - 64 : 0;
-    for (unsigned i = first; i < env.nlog && o < sizeof(out) - 260; i++)
-        o += (size_t)snprintf(out + o, sizeof(out) - o, "%s\n", env.log_lines[i % 64]);
-    out[o] = 0;
-    return out;
 }
 
 static double now_ms(void)
@@ -131,7 +89,7 @@ static size_t capture_client_hello(uint8_t *out, size_t cap)
     struct h_sock *c = h_sock_new(&env);
     dtls_client(c, port);
     struct rwait w = {fd, out, cap, -1};
-    cr_assert(h_run_until(&env, got_datagram, &w, 3000), "no ClientHello\n%s", logs());
+    cr_assert(h_run_until(&env, got_datagram, &w, 3000), "no ClientHello\n%s", h_logs(&env));
     size_t nev = c->nev;
     h_sock_free(c); /* Delete with the handshake in flight */
     h_run_for(&env, 50);
@@ -190,13 +148,13 @@ static void real_client_echoes(uint16_t port, struct h_sock *l, unsigned within_
     double t0 = now_ms();
     struct h_sock *pair[2] = {c, l};
     cr_assert(h_run_until(&env, connected, pair, within_ms), "no handshake within %u ms\n%s\n%s",
-              within_ms, h_dump(c), logs());
+              within_ms, h_dump(c), h_logs(&env));
     double took = now_ms() - t0;
     static uint8_t msg[200], in[256]; /* RTP: a message with and without SRTP */
     size_t n = rtp_packet(msg, 7, 100);
     CALL(ISocket_Recv(c->sock, in, sizeof(in), false));
     CALL(ISocket_Send(c->sock, msg, n));
-    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 3000), "%s\n%s", h_dump(c), logs());
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 3000), "%s\n%s", h_dump(c), h_logs(&env));
     cr_assert_eq(h_last(c, H_RECV_RESULT)->len, n);
     cr_assert_arr_eq(in, msg, n);
     cr_log_info("real client: handshake in %.1f ms", took);
@@ -345,7 +303,7 @@ Test(dtls_faults, client_hello_flood_keeps_no_state_and_answers_each_sender)
             f.from = b, f.to = b + FLOOD_BATCH, f.want = round + 1;
             cr_assert(h_run_until(&env, flood_replied, &f, 3000),
                       "round %u batch %zu: not every sender got its HelloVerifyRequest\n%s", round,
-                      b, logs());
+                      b, h_logs(&env));
         }
     }
     double took = now_ms() - t0;
@@ -475,7 +433,7 @@ Test(dtls_faults, replayed_and_tampered_srtp_dropped_bad_epoch_ignored)
     struct h_sock *c = h_sock_new(&env);
     dtls_client(c, front_port);
     struct h_sock *pair[2] = {c, l};
-    cr_assert(relay_run(&r, connected, pair, 5000), "%s\n%s", h_dump(c), logs());
+    cr_assert(relay_run(&r, connected, pair, 5000), "%s\n%s", h_dump(c), h_logs(&env));
     struct h_sock *s = l->accepted[0];
 
     static uint8_t out[1500], in[1500];
@@ -484,7 +442,7 @@ Test(dtls_faults, replayed_and_tampered_srtp_dropped_bad_epoch_ignored)
     CALL(ISocket_Recv(s->sock, in, sizeof(in), false));
     CALL(ISocket_Send(c->sock, out, n));
     struct wait_n w = {s, H_RECV_RESULT, 1};
-    cr_assert(relay_run(&r, has_n, &w, 3000), "%s\n%s", h_dump(s), logs());
+    cr_assert(relay_run(&r, has_n, &w, 3000), "%s\n%s", h_dump(s), h_logs(&env));
     cr_assert_eq(h_last(s, H_RECV_RESULT)->len, n);
     cr_assert_arr_eq(in, out, n);
     cr_assert(r.last_len > n, "the relay saw no protected packet");
@@ -499,7 +457,7 @@ Test(dtls_faults, replayed_and_tampered_srtp_dropped_bad_epoch_ignored)
     ISocket_GetStats(s->sock, &st1);
     cr_assert_eq(h_count(s, H_RECV_RESULT), 1, "a replayed packet was delivered\n%s", h_dump(s));
     cr_assert_eq(st1.dropped, st0.dropped + 1);
-    cr_assert(h_log_contains(&env, "replayed"), "%s", logs());
+    cr_assert(h_log_contains(&env, "replayed"), "%s", h_logs(&env));
 
     /* tampered: the relay holds the next packet, flips a bit of its tag, sends that; the
      * original still goes through afterwards (the forgery did not burn its index) */
@@ -517,7 +475,8 @@ Test(dtls_faults, replayed_and_tampered_srtp_dropped_bad_epoch_ignored)
     ISocket_GetStats(s->sock, &st2);
     cr_assert_eq(h_count(s, H_RECV_RESULT), 1, "a tampered packet was delivered");
     cr_assert_eq(st2.dropped, st1.dropped + 1);
-    cr_assert(h_log_contains(&env, "SRTP packet dropped: authentication failed"), "%s", logs());
+    cr_assert(h_log_contains(&env, "SRTP packet dropped: authentication failed"), "%s",
+              h_logs(&env));
     /* a record in an epoch the association never had, and garbage DTLS: ignored */
     uint8_t bad[64] = {23, 0xfe, 0xfd, 0, 9, 0, 0, 0, 0, 0, 1, 0, 40};
     h_fill(bad + 13, 40, 99);
@@ -526,7 +485,7 @@ Test(dtls_faults, replayed_and_tampered_srtp_dropped_bad_epoch_ignored)
     send(r.back, bad, 20, 0);
     send(r.back, r.held, r.held_len, 0);
     w.n = 2;
-    cr_assert(relay_run(&r, has_n, &w, 3000), "%s\n%s", h_dump(s), logs());
+    cr_assert(relay_run(&r, has_n, &w, 3000), "%s\n%s", h_dump(s), h_logs(&env));
     cr_assert_eq(h_last(s, H_RECV_RESULT)->len, n);
     cr_assert_arr_eq(in, out, n);
     cr_assert(!h_has_shutdown(s) && !h_has_shutdown(c), "%s\n%s", h_dump(s), h_dump(c));
@@ -537,7 +496,7 @@ Test(dtls_faults, replayed_and_tampered_srtp_dropped_bad_epoch_ignored)
     CALL(ISocket_Recv(c->sock, in, sizeof(in), false));
     CALL(ISocket_Send(s->sock, out, n));
     struct wait_n wc = {c, H_RECV_RESULT, 1};
-    cr_assert(relay_run(&r, has_n, &wc, 3000), "%s\n%s", h_dump(c), logs());
+    cr_assert(relay_run(&r, has_n, &wc, 3000), "%s\n%s", h_dump(c), h_logs(&env));
     cr_assert_arr_eq(in, out, n);
     close(r.front);
     close(r.back);
@@ -555,7 +514,7 @@ static void client_fails(const char *addr, shutdownreason_t want, unsigned withi
     double t0 = now_ms();
     CALL(ISocket_Connect(c->sock, addr, NULL));
     cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, within_ms), "%s: %s\n%s", addr, h_dump(c),
-              logs());
+              h_logs(&env));
     double took = now_ms() - t0;
     cr_assert_eq(c->nev, 1, "%s", h_dump(c));
     cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, want, "%s: %s", addr,
@@ -630,7 +589,7 @@ Test(dtls_faults, delete_accepted_socket_during_handshake)
     uint16_t port = dtls_listen(l);
     struct h_sock *c = h_sock_new(&env);
     dtls_client(c, port);
-    cr_assert(h_run_until(&env, got_grabbed, NULL, 3000), "%s\n%s", h_dump(l), logs());
+    cr_assert(h_run_until(&env, got_grabbed, NULL, 3000), "%s\n%s", h_dump(l), h_logs(&env));
     struct h_sock *a = l->accepted[0];
     cr_assert_eq(a->nev, 0);
     CALL(ISocket_Delete(grabbed)); /* the server's flight is out; the client's is coming */
@@ -660,7 +619,7 @@ Test(dtls_faults, delete_client_during_handshake)
     static const char early[] = "sent before the handshake";
     CALL(ISocket_Send(c->sock, early, sizeof(early))); /* held: freed with the socket */
     struct wait_n w = {l, H_LISTEN_RESULT, 1};
-    cr_assert(h_run_until(&env, has_n, &w, 3000), "%s\n%s", h_dump(l), logs());
+    cr_assert(h_run_until(&env, has_n, &w, 3000), "%s\n%s", h_dump(l), h_logs(&env));
     cr_assert_eq(c->nev, 0);
     CALL(ISocket_Delete(c->sock));
     c->sock = NULL;
@@ -688,7 +647,7 @@ Test(dtls_faults, shutdown_listener_association_keeps_echoing)
     struct h_sock *c = h_sock_new(&env);
     dtls_client(c, port);
     struct h_sock *pair[2] = {c, l};
-    cr_assert(h_run_until(&env, connected, pair, 5000), "%s\n%s", h_dump(c), logs());
+    cr_assert(h_run_until(&env, connected, pair, 5000), "%s\n%s", h_dump(c), h_logs(&env));
     CALL(ISocket_Shutdown(l->sock));
     cr_assert(h_wait_count(&env, l, H_SHUTDOWN, 1, 2000), "%s", h_dump(l));
     cr_assert_eq(h_last(l, H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_NORMAL);
@@ -697,7 +656,8 @@ Test(dtls_faults, shutdown_listener_association_keeps_echoing)
         size_t n = rtp_packet(out, (uint16_t)(10 + i), 50u * i);
         CALL(ISocket_Recv(c->sock, in, sizeof(in), false));
         CALL(ISocket_Send(c->sock, out, n));
-        cr_assert(h_wait_count(&env, c, H_RECV_RESULT, i + 1u, 3000), "%s\n%s", h_dump(c), logs());
+        cr_assert(h_wait_count(&env, c, H_RECV_RESULT, i + 1u, 3000), "%s\n%s", h_dump(c),
+                  h_logs(&env));
         cr_assert_eq(h_last(c, H_RECV_RESULT)->len, n);
         cr_assert_arr_eq(in, out, n);
     }
@@ -722,7 +682,7 @@ Test(dtls_faults, rejected_peer_gets_no_association)
     uint16_t port = dtls_listen(l);
     struct h_sock *c = h_sock_new(&env);
     dtls_client(c, port);
-    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 4000), "%s\n%s", h_dump(c), logs());
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 4000), "%s\n%s", h_dump(c), h_logs(&env));
     cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_TLS_HANDSHAKE_FAILED);
     cr_assert_geq(h_count(l, H_LISTEN_RESULT), 1, "%s", h_dump(l));
     cr_assert_eq(l->naccepted, 0);
@@ -777,7 +737,7 @@ Test(dtls_faults, callback_order)
     size_t n = rtp_packet(pkt, 1, 40);
     CALL(ISocket_Send(c->sock, pkt, n)); /* before the handshake: its result comes after */
     struct h_sock *pair[2] = {c, l};
-    cr_assert(h_run_until(&env, connected, pair, 5000), "%s\n%s", h_dump(c), logs());
+    cr_assert(h_run_until(&env, connected, pair, 5000), "%s\n%s", h_dump(c), h_logs(&env));
     cr_assert(h_wait_count(&env, c, H_SEND_RESULT, 1, 2000), "%s", h_dump(c));
     cr_assert_eq(client_first, H_CONNECT_COMPLETE, "%s", h_dump(c));
     cr_assert(listen_at > 0 && accept_at > listen_at, "ListenResult %u, AcceptComplete %u",
@@ -815,7 +775,7 @@ Test(dtls_faults, handshakes_complete_with_20_percent_loss_each_way, .timeout = 
         struct h_sock *pair[2] = {c, l};
         /* within the default 30 s handshake timeout */
         cr_assert(relay_run(&r, connected, pair, 35000), "handshake %u: %s\n%s", i, h_dump(c),
-                  logs());
+                  h_logs(&env));
         cr_assert_eq(h_count(c, H_SHUTDOWN), 0, "handshake %u: %s", i, h_dump(c));
         cr_assert_not_null(ISocket_GetSRTPProfile(c->sock));
         lost += r.dropped;
@@ -824,7 +784,6 @@ Test(dtls_faults, handshakes_complete_with_20_percent_loss_each_way, .timeout = 
         /* the accepted socket is done with too: start the next round with none */
         h_sock_free(l->accepted[0]);
         l->naccepted = 0;
-        relay_run(&r, NULL, NULL, 50); /* the close_notify goes out, its result comes back */
         close(r.front);
         close(r.back);
     }

@@ -23,6 +23,8 @@
 # Each case prints PASS or FAIL; the script fails if any case failed. Exits 77 (skipped)
 # when openssl, gnutls-cli or gnutls-serv is missing or lacks DTLS-SRTP.
 set -euo pipefail
+# shellcheck source=tests/interop/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ECHO=${1:?usage: dtls_interop.sh RINGSOCK_ECHO RINGSOCK_DTLS_CLIENT}
 CLIENT=${2:?usage: dtls_interop.sh RINGSOCK_ECHO RINGSOCK_DTLS_CLIENT}
@@ -30,12 +32,7 @@ ECHO=$(realpath "$ECHO") CLIENT=$(realpath "$CLIENT")
 T="timeout 20"     # every client command runs under this
 TSRV="timeout 240" # background peers, in case the cleanup never runs
 
-for tool in openssl gnutls-cli gnutls-serv; do
-    if ! command -v "$tool" > /dev/null; then
-        echo "SKIP: $tool is not installed (apt-get install openssl gnutls-bin)"
-        exit 77
-    fi
-done
+need_tools "apt-get install openssl gnutls-bin" openssl gnutls-cli gnutls-serv
 if ! openssl s_client -help 2>&1 | grep -q -- '-use_srtp' ||
     ! gnutls-cli --help 2>&1 | grep -q -- '--keymatexport'; then
     echo "SKIP: openssl or gnutls-cli without DTLS-SRTP / keying material export"
@@ -43,27 +40,15 @@ if ! openssl s_client -help 2>&1 | grep -q -- '-use_srtp' ||
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ringsock-dtls-interop.XXXXXX")
-pids=()
 failed=0
+BG_STDIN=hold # start_bg: s_server quits at the end of its input (see below)
+QUIET_STOP=1  # stop_server: the cases print PASS or FAIL, not each server's exit
 
-cleanup() {
-    local pid
-    exec 9>&- 2> /dev/null || true
-    for pid in "${pids[@]+"${pids[@]}"}"; do
-        kill -TERM "$pid" 2> /dev/null || true
-    done
-    sleep 0.1
-    for pid in "${pids[@]+"${pids[@]}"}"; do
-        kill -KILL "$pid" 2> /dev/null || true
-    done
-    rm -rf "$tmp"
+dtls_cleanup() {
+    exec 9>&- 2> /dev/null || true # let the peers reading the held FIFO see its end
+    cleanup
 }
-trap cleanup EXIT
-
-fatal() { # the setup failed: nothing more to test
-    echo "FAIL: $*" >&2
-    exit 1
-}
+trap dtls_cleanup EXIT
 
 pass() {
     echo "PASS: $*"
@@ -74,18 +59,6 @@ fail() { # one case failed; the others still run
     failed=$((failed + 1))
 }
 
-step() {
-    echo "--- $*"
-}
-
-forget_pid() {
-    local keep=() p
-    for p in "${pids[@]}"; do
-        [ "$p" = "$1" ] || keep+=("$p")
-    done
-    pids=("${keep[@]+"${keep[@]}"}")
-}
-
 cd "$tmp"
 # s_server quits at the end of its input: it reads this FIFO, which the script holds open.
 mkfifo hold
@@ -93,39 +66,8 @@ exec 9<> hold
 
 $T openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
     -out server.crt -days 2 -subj "/CN=localhost" -addext subjectAltName=DNS:localhost \
-    2> openssl.err || fatal "certificate: $(cat openssl.err)"
+    2> openssl.err || die "certificate: $(cat openssl.err)"
 cat server.crt server.key > server.pem
-
-# fingerprint CERT: SHA-256 of the certificate, uppercase hex with colons (as in SDP).
-fingerprint() {
-    $T openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/.*=//'
-}
-lower_hex() { # AA:BB.. or AABB.. -> aabb..
-    tr -d ':\n' | tr A-F a-f
-}
-
-# start_bg NAME PATTERN CMD...: runs CMD in the background (stdin the held FIFO, stdout
-# NAME.out, stderr NAME.err) until its stdout has a line matching the sed PATTERN, whose \1
-# is the port; sets SERVER_PID and PORT.
-start_bg() {
-    local name=$1 pattern=$2 i
-    shift 2
-    : > "$name.out"
-    : > "$name.err"
-    "$@" < hold > "$name.out" 2> "$name.err" &
-    SERVER_PID=$!
-    pids+=("$SERVER_PID")
-    PORT=
-    for ((i = 0; i < 200; i++)); do
-        PORT=$(sed -n "s/$pattern/\\1/p" "$name.out" | head -1 || true)
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER_PID" 2> /dev/null ||
-            fatal "$name: $* exited before listening: $(cat "$name.err")"
-        sleep 0.05
-    done
-    [ -n "$PORT" ] || fatal "$name: $* printed no port within 10 s"
-    echo "$name: listening on $PORT (pid $SERVER_PID)"
-}
 
 start_ringsock() { # NAME ARGS... (ringsock-echo ARGS)
     local name=$1
@@ -155,59 +97,6 @@ start_gnutls_serv() { # NAME ARGS... (gnutls-serv -u ARGS)
     # (it reports the port on stderr)
     start_bg "$name" '^UDP .*listening on IPv4 .* port \([0-9]*\)\.\.\.done$' \
         bash -c 'exec "$@" 2>&1' - $TSRV gnutls-serv -u -p "$(free_udp_port)" --x509certfile=server.crt --x509keyfile=server.key "$@"
-}
-
-# stop_server NAME PID: SIGTERM; ringsock-echo must be gone within 2 s, with status 0.
-stop_server() {
-    local name=$1 pid=$2 i rc=0
-    if ! kill -0 "$pid" 2> /dev/null; then
-        fail "$name: server died early: $(cat "$name.err")"
-        forget_pid "$pid"
-        return
-    fi
-    kill -TERM "$pid"
-    for ((i = 0; i < 40; i++)); do
-        kill -0 "$pid" 2> /dev/null || break
-        sleep 0.05
-    done
-    kill -0 "$pid" 2> /dev/null && fail "$name: still running 2 s after SIGTERM"
-    wait "$pid" || rc=$?
-    forget_pid "$pid"
-    [ "$rc" -eq 0 ] || fail "$name: exited with status $rc after SIGTERM: $(cat "$name.err")"
-}
-
-stop_peer() { # PID: a tool's server; its status does not matter
-    kill -TERM "$1" 2> /dev/null || true
-    wait "$1" 2> /dev/null || true
-    forget_pid "$1"
-}
-
-# feed FILE OUT DONE: writes FILE, then keeps the client's stdin open until OUT holds as
-# many bytes, the file DONE exists (the client has exited) or 10 s have passed.
-feed() {
-    cat "$1" 2> /dev/null || return 0
-    local want i
-    want=$(stat -c %s "$1")
-    for ((i = 0; i < 200; i++)); do
-        [ -e "$3" ] && return 0
-        [ "$(stat -c %s "$2" 2> /dev/null || echo 0)" -ge "$want" ] && return 0
-        sleep 0.05
-    done
-}
-
-# run_fed NAME FILE CMD...: runs CMD with FILE on its stdin (see feed), its stdout in
-# NAME.echo, its stderr in NAME.cerr; sets RC to its exit status.
-run_fed() {
-    local name=$1 file=$2
-    shift 2
-    rm -f "$name.done"
-    : > "$name.echo"
-    feed "$file" "$name.echo" "$name.done" | {
-        local rc=0
-        "$@" > "$name.echo" 2> "$name.cerr" || rc=$?
-        echo "$rc" > "$name.done"
-    }
-    RC=$(cat "$name.done")
 }
 
 # The last "srtp profile=P keymat=K" line ringsock-echo (log NAME.out) printed; waits 2 s.

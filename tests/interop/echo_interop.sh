@@ -9,50 +9,20 @@
 # load through it, and stops it with SIGTERM: it must exit with status 0 within 2 s.
 # Exits 77 (skipped) when socat or sockperf is not installed.
 set -euo pipefail
+# shellcheck source=tests/interop/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ECHO=${1:?usage: echo_interop.sh RINGSOCK_ECHO RINGSOCK_LOAD}
 LOAD=${2:?usage: echo_interop.sh RINGSOCK_ECHO RINGSOCK_LOAD}
 T="timeout 20" # every command that talks to a server runs under this
-
-for tool in socat sockperf; do
-    if ! command -v "$tool" > /dev/null; then
-        echo "SKIP: $tool is not installed (apt-get install socat sockperf)"
-        exit 77
-    fi
-done
+ECHO=$(realpath "$ECHO") LOAD=$(realpath "$LOAD")
+need_tools "apt-get install socat sockperf" socat sockperf
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ringsock-interop.XXXXXX")
-pids=()
-
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2> /dev/null || true
-    done
-    sleep 0.1
-    for pid in "${pids[@]}"; do
-        kill -KILL "$pid" 2> /dev/null || true
-    done
-    rm -rf "$tmp"
-}
 trap cleanup EXIT
+cd "$tmp" # lib.sh's helpers keep their files in the current directory
 
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-step() {
-    echo "--- $*"
-}
-
-forget_pid() {
-    local keep=() p
-    for p in "${pids[@]}"; do
-        [ "$p" = "$1" ] || keep+=("$p")
-    done
-    pids=("${keep[@]+"${keep[@]}"}")
-}
+fail() { die "$@"; } # the first failure ends the test
 
 # start_server NAME ARGS...: runs ringsock-echo ARGS in the background and waits for its
 # "listening on X" line; sets SERVER_PID and LISTEN (the port or the path).
@@ -76,22 +46,6 @@ start_server() {
     done
     [ -n "$LISTEN" ] || fail "$name: ringsock-echo $* printed no 'listening on' within 10 s"
     echo "$name: ringsock-echo $* listening on $LISTEN (pid $SERVER_PID)"
-}
-
-# stop_server NAME PID: SIGTERM; the server must be gone within 2 s, with status 0.
-stop_server() {
-    local name=$1 pid=$2 i rc=0
-    kill -0 "$pid" 2> /dev/null || fail "$name: server died early: $(cat "$tmp/$name.err")"
-    kill -TERM "$pid"
-    for ((i = 0; i < 40; i++)); do
-        kill -0 "$pid" 2> /dev/null || break
-        sleep 0.05
-    done
-    kill -0 "$pid" 2> /dev/null && fail "$name: still running 2 s after SIGTERM"
-    wait "$pid" || rc=$?
-    forget_pid "$pid"
-    [ "$rc" -eq 0 ] || fail "$name: exited with status $rc after SIGTERM: $(cat "$tmp/$name.err")"
-    echo "$name: SIGTERM -> exit status 0"
 }
 
 # Multi-line text payload of ~300 KB: numbered lines of varying length, so a lost, duplicated

@@ -26,6 +26,8 @@
 # Every server must still be alive at the end and exit 0 on SIGTERM.
 # Exits 77 (skipped) when openssl or gnutls-cli is not installed.
 set -euo pipefail
+# shellcheck source=tests/interop/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ECHO=${1:?usage: tls_interop.sh RINGSOCK_ECHO RINGSOCK_TLS_CLIENT RINGSOCK_STARTTLS_SERVER}
 CLIENT=${2:?usage: tls_interop.sh RINGSOCK_ECHO RINGSOCK_TLS_CLIENT RINGSOCK_STARTTLS_SERVER}
@@ -34,45 +36,12 @@ ECHO=$(realpath "$ECHO") CLIENT=$(realpath "$CLIENT") STARTTLS=$(realpath "$STAR
 T="timeout 20"     # every client command runs under this
 TSRV="timeout 240" # background peers (s_server), in case the cleanup never runs
 
-for tool in openssl gnutls-cli; do
-    if ! command -v "$tool" > /dev/null; then
-        echo "SKIP: $tool is not installed (apt-get install openssl gnutls-bin)"
-        exit 77
-    fi
-done
+need_tools "apt-get install openssl gnutls-bin" openssl gnutls-cli
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ringsock-tls-interop.XXXXXX")
-pids=()
-
-cleanup() {
-    local pid
-    for pid in "${pids[@]+"${pids[@]}"}"; do
-        kill -TERM "$pid" 2> /dev/null || true
-    done
-    sleep 0.1
-    for pid in "${pids[@]+"${pids[@]}"}"; do
-        kill -KILL "$pid" 2> /dev/null || true
-    done
-    rm -rf "$tmp"
-}
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-step() {
-    echo "--- $*"
-}
-
-forget_pid() {
-    local keep=() p
-    for p in "${pids[@]}"; do
-        [ "$p" = "$1" ] || keep+=("$p")
-    done
-    pids=("${keep[@]+"${keep[@]}"}")
-}
+fail() { die "$@"; } # the first failure ends the test
 
 # ---- the test PKI ----
 cd "$tmp"
@@ -109,41 +78,12 @@ $T openssl verify -CAfile ca.pem -untrusted int.pem server.crt client.crt wrong.
     fail "the test PKI does not verify"
 echo "test PKI: root CA, intermediate CA, server/client/wrong-name/SNI/self-signed certificates"
 
-# fingerprint CERT: SHA-256 of the certificate, lowercase hex without colons.
-fingerprint() {
-    $T openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr A-F a-f
-}
-
 # Payload: 256 KiB of random bytes, so a lost, duplicated or reordered record shows up in cmp.
 head -c 262144 /dev/urandom > payload.bin
 PAYLOAD_SIZE=$(stat -c %s payload.bin)
 : > empty.in
 
 # ---- servers ----
-
-# start_bg NAME PATTERN CMD...: runs CMD in the background (stdout NAME.out, stderr NAME.err)
-# until its stdout has a line matching the sed PATTERN, whose \1 is the port; sets
-# SERVER_PID and PORT.
-start_bg() {
-    local name=$1 pattern=$2
-    shift 2
-    : > "$name.out"
-    : > "$name.err"
-    "$@" < /dev/null > "$name.out" 2> "$name.err" &
-    SERVER_PID=$!
-    pids+=("$SERVER_PID")
-    PORT=
-    local i
-    for ((i = 0; i < 200; i++)); do
-        PORT=$(sed -n "s/$pattern/\\1/p" "$name.out" || true)
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER_PID" 2> /dev/null ||
-            fail "$name: $* exited before listening: $(cat "$name.err")"
-        sleep 0.05
-    done
-    [ -n "$PORT" ] || fail "$name: $* printed no port within 10 s"
-    echo "$name: listening on $PORT (pid $SERVER_PID)"
-}
 
 start_ringsock() { # NAME PROGRAM ARGS...
     local name=$1
@@ -155,59 +95,6 @@ start_s_server() { # NAME ARGS... (openssl s_server ARGS, on an ephemeral port)
     local name=$1
     shift
     start_bg "$name" '^ACCEPT .*:\([0-9]*\)$' $TSRV openssl s_server -accept 127.0.0.1:0 "$@"
-}
-
-# stop_server NAME PID: SIGTERM; the server must be gone within 2 s, with status 0.
-stop_server() {
-    local name=$1 pid=$2 i rc=0
-    kill -0 "$pid" 2> /dev/null || fail "$name: server died early: $(cat "$name.err")"
-    kill -TERM "$pid"
-    for ((i = 0; i < 40; i++)); do
-        kill -0 "$pid" 2> /dev/null || break
-        sleep 0.05
-    done
-    kill -0 "$pid" 2> /dev/null && fail "$name: still running 2 s after SIGTERM"
-    wait "$pid" || rc=$?
-    forget_pid "$pid"
-    [ "$rc" -eq 0 ] || fail "$name: exited with status $rc after SIGTERM: $(cat "$name.err")"
-    echo "$name: SIGTERM -> exit status 0"
-}
-
-stop_peer() { # PID: a tool's server; its status does not matter
-    kill -TERM "$1" 2> /dev/null || true
-    wait "$1" 2> /dev/null || true
-    forget_pid "$1"
-}
-
-# feed FILE OUT DONE: writes FILE, then keeps the client's stdin open until OUT holds as
-# many bytes (not for an empty FILE), the file DONE exists (the client has exited) or 15 s
-# have passed, so that the client's end of input (close_notify, exit) comes after the whole
-# echo.
-feed() {
-    cat "$1" 2> /dev/null || return 0 # the client is gone
-    local want i
-    want=$(stat -c %s "$1")
-    for ((i = 0; i < 300; i++)); do
-        [ -e "$3" ] && return 0
-        # (an empty FILE: wait for the client to finish on its own)
-        [ "$want" -gt 0 ] && [ "$(stat -c %s "$2" 2> /dev/null || echo 0)" -ge "$want" ] && return 0
-        sleep 0.05
-    done
-}
-
-# run_fed NAME FILE CMD...: runs CMD with FILE on its stdin (see feed), its stdout in
-# NAME.echo, its stderr in NAME.cerr; sets RC to its exit status.
-run_fed() {
-    local name=$1 file=$2
-    shift 2
-    rm -f "$name.done"
-    : > "$name.echo"
-    feed "$file" "$name.echo" "$name.done" | {
-        local rc=0
-        "$@" > "$name.echo" 2> "$name.cerr" || rc=$?
-        echo "$rc" > "$name.done"
-    }
-    RC=$(cat "$name.done")
 }
 
 handshake_failures() { # NAME: how many connections ringsock-echo closed in the handshake
@@ -350,7 +237,7 @@ start_s_server s_server -cert server.crt -key server.key -cert_chain int.pem \
     -alpn http/1.1,h2 -rev
 ss_pid=$SERVER_PID ss_port=$PORT
 ss=127.0.0.1:$ss_port
-fp_server=$(fingerprint server.crt)
+fp_server=$(fingerprint server.crt | lower_hex)
 
 run_client ok 0 --connect "$ss" --servername localhost --cafile ca.pem --alpn h2,http/1.1 \
     --send "hello from ringsock"
@@ -406,7 +293,7 @@ self_ss=127.0.0.1:$PORT
 expect_refused self-signed s_self "unknown ca" --connect "$self_ss" --servername localhost \
     --cafile ca.pem --send x
 run_client self-pinned 0 --connect "$self_ss" --servername localhost --cafile self.crt --send y
-grep -qx "peer fingerprint: $(fingerprint self.crt)" self-pinned.cout ||
+grep -qx "peer fingerprint: $(fingerprint self.crt | lower_hex)" self-pinned.cout ||
     fail "self-pinned: $(cat self-pinned.cout)"
 echo "self-pinned: trusted when the certificate itself is the trust anchor"
 stop_peer "$SERVER_PID"
@@ -416,12 +303,12 @@ start_s_server s_sni -cert self.crt -key self.key -servername localhost -cert2 s
     -key2 sni.key -servername_fatal -rev
 sni=127.0.0.1:$PORT
 run_client sni 0 --connect "$sni" --servername localhost --cafile ca.pem --send "sni"
-grep -qx "peer fingerprint: $(fingerprint sni.crt)" sni.cout ||
+grep -qx "peer fingerprint: $(fingerprint sni.crt | lower_hex)" sni.cout ||
     fail "sni: s_server did not switch on the SNI: $(cat sni.cout)"
 grep -qx 'ins' sni.cout || fail "sni: $(cat sni.cout)"
 expect_refused sni-other s_sni - --connect "$sni" --servername other.example --no-verify --send x
 run_client sni-none 0 --connect "$sni" --no-verify --send "z"
-grep -qx "peer fingerprint: $(fingerprint self.crt)" sni-none.cout ||
+grep -qx "peer fingerprint: $(fingerprint self.crt | lower_hex)" sni-none.cout ||
     fail "sni-none: without SNI s_server should keep its default certificate: $(cat sni-none.cout)"
 echo "sni: 'localhost' switched the certificate; other.example refused (fatal); none: default"
 stop_peer "$SERVER_PID"
