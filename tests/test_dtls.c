@@ -150,3 +150,70 @@ Test(dtls, srtp_both_ways_exact_bytes_same_keys)
     h_sock_free(c);
     h_sock_free(l);
 }
+
+/* ---- many peers on one port ---------------------------------------------------------------- */
+
+#define PEERS 24
+#define MSGS  6
+
+struct many {
+    struct h_sock **c;
+    struct h_sock *l;
+};
+
+static bool all_echoed(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct many *m = arg;
+    for (int i = 0; i < PEERS; i++)
+        if (h_count(m->c[i], H_RECV_RESULT) < MSGS)
+            return false;
+    return true;
+}
+
+/* Each peer gets its own accepted socket and exactly its own messages back, in order, while
+ * all of them handshake and talk at once through one server port. */
+Test(dtls, many_peers_share_one_port_each_gets_its_own_messages)
+{
+    enable(false);
+    struct h_sock *l = h_sock_new(&env);
+    l->echo = true;
+    uint16_t port = dtls_listen(l);
+    struct h_sock *c[PEERS];
+    char msg[PEERS][MSGS][48];
+    size_t len[PEERS][MSGS];
+    for (int i = 0; i < PEERS; i++) {
+        c[i] = h_sock_new(&env);
+        c[i]->sink = true;
+        c[i]->collect = true;
+        dtls_client(c[i], port);
+        for (int j = 0; j < MSGS; j++) {
+            len[i][j] = (size_t)snprintf(msg[i][j], sizeof(msg[i][j]), "peer %d message %d%.*s", i,
+                                         j, (i * 7 + j) % 20, "....................");
+            CALL(ISocket_Send(c[i]->sock, msg[i][j], len[i][j]));
+        }
+    }
+    struct many m = {c, l};
+    cr_assert(h_run_until(&env, all_echoed, &m, 20000), "%s", h_logs(&env));
+    cr_assert_eq(l->naccepted, PEERS);
+    cr_assert_eq(h_count(l, H_LISTEN_RESULT), PEERS);
+    for (int i = 0; i < PEERS; i++) {
+        size_t off = 0;
+        for (int j = 0; j < MSGS; j++) {
+            const struct h_event *e = NULL;
+            size_t k = 0;
+            for (size_t x = 0; x < c[i]->nev; x++)
+                if (c[i]->ev[x].kind == H_RECV_RESULT && k++ == (size_t)j)
+                    e = &c[i]->ev[x];
+            cr_assert_not_null(e);
+            cr_assert_eq(e->len, len[i][j], "peer %d message %d: %zu bytes", i, j, e->len);
+            cr_assert_arr_eq(c[i]->data + off, msg[i][j], len[i][j], "peer %d message %d", i, j);
+            off += len[i][j];
+        }
+        cr_assert_eq(c[i]->data_len, off);
+        cr_assert_eq(h_count(c[i], H_SEND_RESULT), MSGS);
+    }
+    for (int i = 0; i < PEERS; i++)
+        h_sock_free(c[i]);
+    h_sock_free(l);
+}
