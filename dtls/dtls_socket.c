@@ -395,11 +395,20 @@ static void read_records(struct dtls *d)
     }
 }
 
-/* The handshake failed: the peer should learn why. */
+/* The handshake failed: the peer should learn why, at once rather than by its timeout.
+ * wolfSSL sends no alert for some failures (a client that sent no certificate to a server
+ * that requires one); then a fatal handshake_failure goes out in the clear, as a peer that
+ * has not seen our ChangeCipherSpec reads it, with a record number far beyond any used. */
 static void send_held_alert(struct dtls *d)
 {
-    if (d->held_alert_len > 0 && d->port)
+    static const uint8_t handshake_failure[] = {21,   0xfe, 0xfd, 0, 0, 0x00, 0x00, 0x7f,
+                                                0xff, 0xff, 0xff, 0, 2, 2,    40};
+    if (!d->port)
+        return;
+    if (d->held_alert_len > 0)
         rs_port_send(d->port, &d->peer, d->held_alert, d->held_alert_len, NULL, false);
+    else
+        rs_port_send(d->port, &d->peer, handshake_failure, sizeof(handshake_failure), NULL, false);
     d->held_alert_len = 0;
 }
 

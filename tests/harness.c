@@ -224,6 +224,8 @@ static void cb_shutdown(USocket *u, ISocket *s, shutdownreason_t reason)
     struct h_sock *hs = hs_of(u);
     struct h_event *e = record(hs, H_SHUTDOWN, s);
     e->reason = reason;
+    if (!hs->sock && !hs->deleted)
+        hs->sock = s; /* accepted, but it failed before SocketAcceptComplete: still ours */
     if (hs->delete_on_shutdown) {
         CALL(ISocket_Delete(s));
         hs->sock = NULL;

@@ -6,6 +6,7 @@
  * client certificate signed by the CA and a self-signed client certificate. They are
  * read into memory as the SDK wants them: PEM with the chain and then the key. */
 #include "harness.h"
+#include "pki.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,151 +20,29 @@
 static struct h_env env;
 static ISocketProvider *tls;
 static ISocketContext *sctx, *cctx;
-static char dir[64];
 
-struct pem {
-    uint8_t *p;
-    size_t len;
-    uint8_t fp[32]; /* openssl's SHA-256 fingerprint of the leaf */
-};
-static struct pem ca, srv, srv2, wrong, cli, selfcli, rsa;
-
-static void run_sh(const char *script)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "cd '%s' && ( %s ) >gen.log 2>&1", dir, script);
-    int rc = system(cmd);
-    if (rc != 0) {
-        char log[512];
-        snprintf(log, sizeof(log), "%s/gen.log", dir);
-        FILE *f = fopen(log, "r");
-        char text[2048] = "";
-        if (f) {
-            size_t n = fread(text, 1, sizeof(text) - 1, f);
-            text[n] = '\0';
-            fclose(f);
-        }
-        cr_assert_fail("openssl failed (%d): %s", rc, text);
-    }
-}
-
-static uint8_t *slurp(const char *name, size_t *len)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* "sha256 Fingerprint=AB:CD:..." into 32 bytes. */
-static bool parse_fingerprint(const char *text, uint8_t out[32])
-{
-    const char *p = strchr(text, '=');
-    if (!p)
-        return false;
-    p++;
-    for (int i = 0; i < 32; i++) {
-        int hi = hexval(p[0]), lo = hexval(p[1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-        p += 2;
-        if (i < 31 && *p++ != ':')
-            return false;
-    }
-    return true;
-}
-
-static void openssl_fingerprint(const char *crt, uint8_t out[32])
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "openssl x509 -in '%s/%s' -noout -fingerprint -sha256", dir, crt);
-    FILE *f = popen(cmd, "r");
-    cr_assert_not_null(f);
-    char line[512] = "";
-    cr_assert_not_null(fgets(line, sizeof(line), f));
-    pclose(f);
-    cr_assert(parse_fingerprint(line, out), "cannot parse: %s", line);
-}
-
-static void load(struct pem *pm, const char *name)
-{
-    char file[64];
-    snprintf(file, sizeof(file), "%s.pem", name);
-    pm->p = slurp(file, &pm->len);
-    snprintf(file, sizeof(file), "%s.crt", name);
-    openssl_fingerprint(file, pm->fp);
-}
-
-#define EC "ec -pkeyopt ec_paramgen_curve:P-256"
-
-static const char gen_script[] =
-    "set -e\n"
-    "openssl req -x509 -new -newkey " EC " -nodes -keyout ca.key -out ca.crt -days 30"
-    " -subj '/CN=ringsock test CA' -addext basicConstraints=critical,CA:TRUE"
-    " -addext keyUsage=critical,keyCertSign,cRLSign\n"
-    "cp ca.crt ca.pem\n"
-    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
-    "extendedKeyUsage=serverAuth\\n' > srv.ext\n"
-    "printf 'subjectAltName=DNS:wrong.example\\nbasicConstraints=CA:FALSE\\n"
-    "extendedKeyUsage=serverAuth\\n' > wrong.ext\n"
-    "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > cli.ext\n"
-    "mk() {\n"
-    "  openssl req -new -newkey $2 -nodes -keyout $1.key -out $1.csr -subj \"/CN=$3\"\n"
-    "  openssl x509 -req -in $1.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $1.crt"
-    " -days 30 -extfile $4\n"
-    "  cat $1.crt ca.crt $1.key > $1.pem\n"
-    "}\n"
-    "mk srv '" EC "' localhost srv.ext\n"
-    "mk srv2 '" EC "' localhost srv.ext\n"
-    "mk wrong '" EC "' wrong.example wrong.ext\n"
-    "mk cli '" EC "' 'ringsock client' cli.ext\n"
-    "openssl req -x509 -new -newkey " EC " -nodes -keyout selfcli.key -out selfcli.crt"
-    " -days 30 -subj '/CN=rogue client'\n"
-    "cat selfcli.crt selfcli.key > selfcli.pem\n";
+static struct pki_pem ca, srv, srv2, wrong, cli, selfcli, rsa;
 
 static void gen_rsa(void)
 {
-    run_sh("set -e\n"
-           "openssl req -new -newkey rsa:2048 -nodes -keyout rsa.key -out rsa.csr"
-           " -subj /CN=localhost\n"
-           "openssl x509 -req -in rsa.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out rsa.crt"
-           " -days 30 -extfile srv.ext\n"
-           "cat rsa.crt ca.crt rsa.key > rsa.pem\n");
-    load(&rsa, "rsa");
+    pki_run_sh("set -e\n"
+               "openssl req -new -newkey rsa:2048 -nodes -keyout rsa.key -out rsa.csr"
+               " -subj /CN=localhost\n"
+               "openssl x509 -req -in rsa.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out rsa.crt"
+               " -days 30 -extfile srv.ext\n"
+               "cat rsa.crt ca.crt rsa.key > rsa.pem\n");
+    pki_load(&rsa, "rsa");
 }
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/ringsock-certs-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    run_sh(gen_script);
-    load(&ca, "ca");
-    load(&srv, "srv");
-    load(&srv2, "srv2");
-    load(&wrong, "wrong");
-    load(&cli, "cli");
-    load(&selfcli, "selfcli");
+    pki_init();
+    pki_load(&ca, "ca");
+    pki_load(&srv, "srv");
+    pki_load(&srv2, "srv2");
+    pki_load(&wrong, "wrong");
+    pki_load(&cli, "cli");
+    pki_load(&selfcli, "selfcli");
     h_env_init(&env);
     tls = CreateTLSSocketProvider(env.tcp);
     sctx = ISocketProvider_CreateSocketContext(tls, env.log);
@@ -175,16 +54,11 @@ static void teardown(void)
     ISocketContext_Delete(sctx);
     ISocketContext_Delete(cctx);
     ISocketProvider_Delete(tls);
-    struct pem *all[] = {&ca, &srv, &srv2, &wrong, &cli, &selfcli, &rsa};
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        free(all[i]->p);
-        memset(all[i], 0, sizeof(*all[i]));
-    }
+    struct pki_pem *all[] = {&ca, &srv, &srv2, &wrong, &cli, &selfcli, &rsa};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        pki_free(all[i]);
     h_env_fini(&env);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    pki_fini();
 }
 
 TestSuite(tls_certs, .init = setup, .fini = teardown, .timeout = 30);
@@ -351,7 +225,7 @@ Test(tls_certs, generated_certificate_fingerprint)
     cr_assert(h_run_until(&env, sclient_done, &s, 4000), "s_client: %s", s.out);
     pclose(s.f);
     uint8_t ofp[32];
-    cr_assert(parse_fingerprint(s.out, ofp), "openssl printed: %s", s.out);
+    cr_assert(pki_parse_fingerprint(s.out, ofp), "openssl printed: %s", s.out);
     cr_assert_arr_eq(ofp, fp, 32, "openssl sees another certificate");
     h_sock_free(c1);
     h_sock_free(c2);
@@ -929,7 +803,7 @@ Test(tls_certs, refused_client_gets_an_alert)
                  /* -ign_eof: s_client waits for the server's answer */
                  "timeout 5 openssl s_client -tls1_%d -connect 127.0.0.1:%u"
                  " -CAfile '%s/ca.crt' -servername localhost -ign_eof </dev/null 2>&1",
-                 v, port, dir);
+                 v, port, pki_dir);
         async_open(&s, cmd);
         cr_assert(h_run_until(&env, sclient_done, &s, 6000), "s_client did not finish");
         pclose(s.f);
@@ -956,7 +830,7 @@ Test(tls_certs, refusing_client_sends_an_alert)
              /* stdin stays open a while: at its end s_server stops reporting */
              "sleep 1 | timeout 5 openssl s_server -accept 127.0.0.1:%u -naccept 1"
              " -cert '%s/srv.crt' -key '%s/srv.key' 2>&1",
-             port, dir, dir);
+             port, pki_dir, pki_dir);
     async_open(&s, cmd);
     for (int i = 0; i < 300 && !strstr(s.out, "ACCEPT") && !s.eof; i++) {
         usleep(10000);

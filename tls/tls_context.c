@@ -216,12 +216,11 @@ static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, b
     size_t pem_len;
     const uint8_t *pem = local_pem(c, server, &pem_len);
     if (pem) {
-        if (wolfSSL_CTX_use_certificate_chain_buffer_format(x, pem, (long)pem_len,
-                                                            WOLFSSL_FILETYPE_PEM) !=
-            WOLFSSL_SUCCESS)
+        if (wolfSSL_CTX_use_certificate_chain_buffer_format(
+                x, pem, (long)pem_len, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
             what = "the certificate chain in the PEM cannot be used";
-        else if (wolfSSL_CTX_use_PrivateKey_buffer(x, pem, (long)pem_len,
-                                                   WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        else if (wolfSSL_CTX_use_PrivateKey_buffer(x, pem, (long)pem_len, WOLFSSL_FILETYPE_PEM) !=
+                 WOLFSSL_SUCCESS)
             what = "the private key in the PEM cannot be used";
     } else if (server || (dtls && !c->client_cert_disabled)) {
         /* DTLS peers (WebRTC) identify both ends by certificate fingerprint */
@@ -246,10 +245,15 @@ static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, b
         else
             wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_NONE, NULL);
     } else if (!what) {
-        if (server) {
+        if (server && dtls && !c->client_cert_disabled && !c->require_client_cert) {
+            /* DTLS asks every client for its certificate, verified when one comes */
+            wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER, NULL);
+            if (!load_trust(x, c))
+                what = "the trusted certificates cannot be loaded";
+        } else if (server) {
             if (c->require_client_cert && !c->client_cert_disabled) {
-                wolfSSL_CTX_set_verify(
-                    x, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+                wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                                       NULL);
                 /* with it wolfSSL also alerts a TLS 1.2 client that sent no certificate */
                 wolfSSL_CTX_mutual_auth(x, 1);
                 if (!load_trust(x, c))

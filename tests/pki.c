@@ -1,0 +1,146 @@
+/* A test PKI made with the openssl command line (see pki.h). */
+#include "pki.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char pki_dir[64];
+
+void pki_run_sh(const char *script)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "cd '%s' && ( %s ) >gen.log 2>&1", pki_dir, script);
+    int rc = system(cmd);
+    if (rc != 0) {
+        char log[512];
+        snprintf(log, sizeof(log), "%s/gen.log", pki_dir);
+        FILE *f = fopen(log, "r");
+        char text[2048] = "";
+        if (f) {
+            size_t n = fread(text, 1, sizeof(text) - 1, f);
+            text[n] = '\0';
+            fclose(f);
+        }
+        cr_assert_fail("openssl failed (%d): %s", rc, text);
+    }
+}
+
+uint8_t *pki_slurp(const char *name, size_t *len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", pki_dir, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n + 1);
+    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    b[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+bool pki_parse_fingerprint(const char *text, uint8_t out[32])
+{
+    const char *p = strchr(text, '=');
+    if (!p)
+        return false;
+    p++;
+    for (int i = 0; i < 32; i++) {
+        int hi = hexval(p[0]), lo = hexval(p[1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+        p += 2;
+        if (i < 31 && *p++ != ':')
+            return false;
+    }
+    return true;
+}
+
+void pki_openssl_fingerprint(const char *crt, uint8_t out[32])
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "openssl x509 -in '%s/%s' -noout -fingerprint -sha256", pki_dir,
+             crt);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    char line[512] = "";
+    cr_assert_not_null(fgets(line, sizeof(line), f));
+    pclose(f);
+    cr_assert(pki_parse_fingerprint(line, out), "cannot parse: %s", line);
+}
+
+void pki_load(struct pki_pem *pm, const char *name)
+{
+    char file[64];
+    snprintf(file, sizeof(file), "%s.pem", name);
+    pm->p = pki_slurp(file, &pm->len);
+    snprintf(file, sizeof(file), "%s.crt", name);
+    pki_openssl_fingerprint(file, pm->fp);
+}
+
+void pki_free(struct pki_pem *pm)
+{
+    free(pm->p);
+    memset(pm, 0, sizeof(*pm));
+}
+
+#define EC PKI_EC
+
+static const char gen_script[] =
+    "set -e\n"
+    "openssl req -x509 -new -newkey " EC " -nodes -keyout ca.key -out ca.crt -days 30"
+    " -subj '/CN=ringsock test CA' -addext basicConstraints=critical,CA:TRUE"
+    " -addext keyUsage=critical,keyCertSign,cRLSign\n"
+    "cp ca.crt ca.pem\n"
+    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
+    "extendedKeyUsage=serverAuth\\n' > srv.ext\n"
+    "printf 'subjectAltName=DNS:wrong.example\\nbasicConstraints=CA:FALSE\\n"
+    "extendedKeyUsage=serverAuth\\n' > wrong.ext\n"
+    "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > cli.ext\n"
+    "mk() {\n"
+    "  openssl req -new -newkey $2 -nodes -keyout $1.key -out $1.csr -subj \"/CN=$3\"\n"
+    "  openssl x509 -req -in $1.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $1.crt"
+    " -days 30 -extfile $4\n"
+    "  cat $1.crt ca.crt $1.key > $1.pem\n"
+    "}\n"
+    "mk srv '" EC "' localhost srv.ext\n"
+    "mk srv2 '" EC "' localhost srv.ext\n"
+    "mk wrong '" EC "' wrong.example wrong.ext\n"
+    "mk cli '" EC "' 'ringsock client' cli.ext\n"
+    "openssl req -x509 -new -newkey " EC " -nodes -keyout selfcli.key -out selfcli.crt"
+    " -days 30 -subj '/CN=rogue client'\n"
+    "cat selfcli.crt selfcli.key > selfcli.pem\n";
+
+void pki_init(void)
+{
+    snprintf(pki_dir, sizeof(pki_dir), "/tmp/ringsock-certs-XXXXXX");
+    cr_assert_not_null(mkdtemp(pki_dir));
+    pki_run_sh(gen_script);
+}
+
+void pki_fini(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pki_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", pki_dir);
+    pki_dir[0] = '\0';
+}
