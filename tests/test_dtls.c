@@ -217,3 +217,31 @@ Test(dtls, many_peers_share_one_port_each_gets_its_own_messages)
         h_sock_free(c[i]);
     h_sock_free(l);
 }
+
+/* ---- IPv6 ---------------------------------------------------------------------------------- */
+
+Test(dtls, ipv6_echo_and_listen_result_address)
+{
+    enable(true);
+    struct h_sock *l = h_sock_new(&env);
+    l->echo = true;
+    uint16_t port = h_listen_on(&env, udp, sctx, l, "::1");
+    struct h_sock *c = h_sock_new(&env);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "[::1]:%u", port);
+    CALL(c->sock = ISocketProvider_CreateSocket(udp, env.mux, &c->user, env.log, true, cctx));
+    CALL(ISocket_Connect(c->sock, addr, NULL));
+    static uint8_t out[200], in[300];
+    out[0] = 0x80;
+    out[1] = 96;
+    h_fill(out + 2, sizeof(out) - 2, 6);
+    CALL(ISocket_Send(c->sock, out, sizeof(out)));
+    CALL(ISocket_Recv(c->sock, in, sizeof(in), false));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 5000), "%s\n%s", h_dump(c), h_logs(&env));
+    cr_assert_eq(h_last(c, H_RECV_RESULT)->len, sizeof(out));
+    cr_assert_arr_eq(in, out, sizeof(out));
+    cr_assert_str_eq(h_last(l, H_LISTEN_RESULT)->addr, "::1");
+    cr_assert_not_null(ISocket_GetSRTPProfile(c->sock));
+    h_sock_free(c);
+    h_sock_free(l);
+}
