@@ -279,14 +279,11 @@ static void udp_shutdown(USocket *u, ISocket *s, shutdownreason_t reason)
     p->udp_closed = true;
     p->receiving = false;
     release_sends(p);
-    while (p->table_len > 0) {
-        for (size_t i = 0; i < p->table_size; i++) {
+    for (size_t i = 0; i < p->table_size; i++) {
+        while (p->table[i]) {
             struct dtls *d = p->table[i];
-            if (d) {
-                rs_port_remove(p, d);
-                rs_dtls_port_closed(d, reason);
-                break;
-            }
+            rs_port_remove(p, d);
+            rs_dtls_port_closed(d, reason);
         }
     }
     if (p->owner)

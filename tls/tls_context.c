@@ -202,6 +202,39 @@ static int accept_any(int preverify, WOLFSSL_X509_STORE_CTX *store)
     return 1;
 }
 
+/* Who checks what: a client the server's chain (and name), a server the client's
+ * certificate. DTLS peers are usually self-signed (WebRTC): without trusted certificates
+ * a DTLS client checks nothing and a DTLS server takes any client certificate, leaving
+ * the fingerprint to the application. Returns what went wrong, or NULL. */
+static const char *set_verification(WOLFSSL_CTX *x, ISocketContext *c, bool server, bool dtls)
+{
+    static const char no_trust[] = "the trusted certificates cannot be loaded";
+    if (!server) {
+        if (c->verify_off || (dtls && !c->trusted)) {
+            wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_NONE, NULL);
+            return NULL;
+        }
+        wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER, NULL);
+        return load_trust(x, c) ? NULL : no_trust;
+    }
+    bool require = c->require_client_cert && !c->client_cert_disabled;
+    int mode = WOLFSSL_VERIFY_PEER | (require ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+    if (dtls && !c->trusted) {
+        wolfSSL_CTX_set_verify(x, mode, accept_any);
+        return NULL;
+    }
+    /* a DTLS server asks every client, and verifies the certificate when one comes */
+    if (!require && !(dtls && !c->client_cert_disabled)) {
+        wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_NONE, NULL);
+        return NULL;
+    }
+    wolfSSL_CTX_set_verify(x, mode, NULL);
+    if (require)
+        wolfSSL_CTX_mutual_auth(x, 1); /* wolfSSL then also alerts a TLS 1.2 client that
+                                           sent no certificate */
+    return load_trust(x, c) ? NULL : no_trust;
+}
+
 static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, bool dtls)
 {
     WOLFSSL_METHOD *m;
@@ -232,43 +265,8 @@ static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, b
                                                    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
             what = "the generated certificate cannot be used";
     }
-    if (!what && dtls && !c->trusted) {
-        /* Self-signed peers, checked by fingerprint: ask for the client's certificate
-         * (accepted as it is) and do not verify the server's chain. */
-        if (server)
-            wolfSSL_CTX_set_verify(x,
-                                   WOLFSSL_VERIFY_PEER |
-                                       (c->require_client_cert && !c->client_cert_disabled
-                                            ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                            : 0),
-                                   accept_any);
-        else
-            wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_NONE, NULL);
-    } else if (!what) {
-        if (server && dtls && !c->client_cert_disabled && !c->require_client_cert) {
-            /* DTLS asks every client for its certificate, verified when one comes */
-            wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER, NULL);
-            if (!load_trust(x, c))
-                what = "the trusted certificates cannot be loaded";
-        } else if (server) {
-            if (c->require_client_cert && !c->client_cert_disabled) {
-                wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                                       NULL);
-                /* with it wolfSSL also alerts a TLS 1.2 client that sent no certificate */
-                wolfSSL_CTX_mutual_auth(x, 1);
-                if (!load_trust(x, c))
-                    what = "the trusted certificates cannot be loaded";
-            } else {
-                wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_NONE, NULL);
-            }
-        } else if (c->verify_off) {
-            wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_NONE, NULL);
-        } else {
-            wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER, NULL);
-            if (!load_trust(x, c))
-                what = "the trusted certificates cannot be loaded";
-        }
-    }
+    if (!what)
+        what = set_verification(x, c, server, dtls);
     if (what) {
         rs_log_error(c->log, LOG_TLS, "tls: %s context: %s", server ? "server" : "client", what);
         wolfSSL_CTX_free(x);
