@@ -584,3 +584,19 @@ void h_fill(uint8_t *buf, size_t len, uint32_t seed)
     for (size_t i = 0; i < len; i++)
         buf[i] = (uint8_t)(h_rand(&st) >> 24);
 }
+
+const uint8_t *h_ctx_fp(ISocketContext *ctx)
+{
+    size_t len = 99;
+    const uint8_t *fp = ISocketContext_GetCertificateFingerprint(ctx, &len);
+    cr_assert_not_null(fp);
+    cr_assert_eq(len, 32);
+    return fp;
+}
+
+void h_assert_peer_fp(struct h_sock *hs, const uint8_t want[32])
+{
+    uint8_t fp[32];
+    cr_assert(ISocket_GetPeerCertificateFingerprint(hs->sock, fp), "no peer certificate");
+    cr_assert_arr_eq(fp, want, 32);
+}

@@ -131,6 +131,11 @@ ISocket *h_connect_on(struct h_env *env, ISocketProvider *provider, ISocketConte
 /* "127.0.0.1:port" (a static buffer: use it before the next call). */
 const char *h_addr(uint16_t port);
 
+/* The context's certificate fingerprint (asserts there is one, 32 bytes). */
+const uint8_t *h_ctx_fp(ISocketContext *ctx);
+/* Asserts the socket's peer certificate has the fingerprint want. */
+void h_assert_peer_fp(struct h_sock *hs, const uint8_t want[32]);
+
 /* Runs scenario in a forked child with stderr in a pipe and asserts that the child dies
  * of SIGABRT with needle in its output (the child must build its own IIoMux). */
 void h_expect_abort(void (*scenario)(void), const char *needle);

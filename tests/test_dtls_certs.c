@@ -109,22 +109,6 @@ static void assert_refused(struct h_sock *c, struct h_sock *l)
                      h_dump(l->accepted[i]));
 }
 
-static const uint8_t *ctx_fp(ISocketContext *c)
-{
-    size_t len = 99;
-    const uint8_t *fp = ISocketContext_GetCertificateFingerprint(c, &len);
-    cr_assert_not_null(fp);
-    cr_assert_eq(len, 32);
-    return fp;
-}
-
-static void assert_peer_fp(struct h_sock *s, const uint8_t want[32])
-{
-    uint8_t fp[32];
-    cr_assert(ISocket_GetPeerCertificateFingerprint(s->sock, fp), "no peer certificate");
-    cr_assert_arr_eq(fp, want, 32);
-}
-
 /* The server side of the n-th (1-based) association, accepted and complete. */
 static struct h_sock *server_side(struct h_sock *l, size_t n)
 {
@@ -152,18 +136,18 @@ static void ca_signed_server_trusted(bool srtp)
 {
     enable(srtp);
     ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
-    cr_assert_arr_eq(ctx_fp(sctx), srv.fp, 32);
+    cr_assert_arr_eq(h_ctx_fp(sctx), srv.fp, 32);
     ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
     uint8_t cfp[32];
-    memcpy(cfp, ctx_fp(cctx), 32); /* the client's generated certificate */
+    memcpy(cfp, h_ctx_fp(cctx), 32); /* the client's generated certificate */
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = listen_echo(l);
 
     struct h_sock *c = h_sock_new(&env);
     cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
-    assert_peer_fp(c, srv.fp);
+    h_assert_peer_fp(c, srv.fp);
     struct h_sock *s = server_side(l, 1);
-    assert_peer_fp(s, cfp); /* the server still asks for (and gets) the client's */
+    h_assert_peer_fp(s, cfp); /* the server still asks for (and gets) the client's */
     if (srtp)
         assert_same_srtp(c, s);
     else
@@ -172,7 +156,7 @@ static void ca_signed_server_trusted(bool srtp)
     /* Without a server name the chain alone is verified. */
     struct h_sock *c2 = h_sock_new(&env);
     cr_assert(connect_client(c2, port, NULL), "%s\n%s", h_dump(c2), h_logs(&env));
-    assert_peer_fp(c2, srv.fp);
+    h_assert_peer_fp(c2, srv.fp);
     h_sock_free(c);
     h_sock_free(c2);
     h_sock_free(l);
@@ -225,7 +209,7 @@ Test(dtls_certs, wrong_server_name_fails)
     /* The same server is fine under its own name. */
     struct h_sock *c2 = h_sock_new(&env);
     cr_assert(connect_client(c2, port, "localhost"), "%s", h_dump(c2));
-    assert_peer_fp(c2, srv.fp);
+    h_assert_peer_fp(c2, srv.fp);
     h_sock_free(c);
     h_sock_free(c2);
     h_sock_free(l);
@@ -241,12 +225,12 @@ Test(dtls_certs, verify_peer_false_ignores_the_trust)
     uint16_t port = listen_echo(l);
     struct h_sock *c = h_sock_new(&env);
     cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
-    assert_peer_fp(c, srv.fp);
+    h_assert_peer_fp(c, srv.fp);
     assert_echo(c, "unverified");
     /* nor is the name checked */
     struct h_sock *c2 = h_sock_new(&env);
     cr_assert(connect_client(c2, port, "wrong.example"), "%s", h_dump(c2));
-    assert_peer_fp(c2, srv.fp);
+    h_assert_peer_fp(c2, srv.fp);
     h_sock_free(c);
     h_sock_free(c2);
     h_sock_free(l);
@@ -258,8 +242,8 @@ static void generated_fingerprints(bool srtp)
 {
     enable(srtp);
     uint8_t sfp[32], cfp[32];
-    memcpy(sfp, ctx_fp(sctx), 32);
-    memcpy(cfp, ctx_fp(cctx), 32);
+    memcpy(sfp, h_ctx_fp(sctx), 32);
+    memcpy(cfp, h_ctx_fp(cctx), 32);
     cr_assert(memcmp(sfp, cfp, 32) != 0, "each context has its own certificate");
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = listen_echo(l);
@@ -267,10 +251,10 @@ static void generated_fingerprints(bool srtp)
     /* a server name changes nothing without trusted certificates */
     cr_assert(connect_client(c, port, "wrong.example"), "%s\n%s", h_dump(c), h_logs(&env));
     struct h_sock *s = server_side(l, 1);
-    assert_peer_fp(c, sfp);
-    assert_peer_fp(s, cfp);
-    cr_assert_arr_eq(ctx_fp(sctx), sfp, 32, "the generated certificate stays");
-    cr_assert_arr_eq(ctx_fp(cctx), cfp, 32, "the generated certificate stays");
+    h_assert_peer_fp(c, sfp);
+    h_assert_peer_fp(s, cfp);
+    cr_assert_arr_eq(h_ctx_fp(sctx), sfp, 32, "the generated certificate stays");
+    cr_assert_arr_eq(h_ctx_fp(cctx), cfp, 32, "the generated certificate stays");
     if (srtp)
         assert_same_srtp(c, s);
     else
@@ -304,14 +288,14 @@ static void ca_signed_client(bool srtp)
 {
     requiring_server(srtp);
     ISocketContext_SetClientCertificate(cctx, cli.p, cli.len, "ringsock client");
-    cr_assert_arr_eq(ctx_fp(cctx), cli.fp, 32, "a client context's own certificate");
+    cr_assert_arr_eq(h_ctx_fp(cctx), cli.fp, 32, "a client context's own certificate");
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = listen_echo(l);
     struct h_sock *c = h_sock_new(&env);
     cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
-    assert_peer_fp(c, srv.fp);
+    h_assert_peer_fp(c, srv.fp);
     struct h_sock *s = server_side(l, 1);
-    assert_peer_fp(s, cli.fp);
+    h_assert_peer_fp(s, cli.fp);
     if (srtp)
         assert_same_srtp(c, s);
     else
@@ -367,7 +351,7 @@ Test(dtls_certs, required_client_certificate_self_signed_fails)
 {
     requiring_server(false);
     ISocketContext_SetClientCertificate(cctx, selfcli.p, selfcli.len, "rogue client");
-    cr_assert_arr_eq(ctx_fp(cctx), selfcli.fp, 32);
+    cr_assert_arr_eq(h_ctx_fp(cctx), selfcli.fp, 32);
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = listen_echo(l);
     struct h_sock *c = h_sock_new(&env);
@@ -423,7 +407,7 @@ Test(dtls_certs, sent_client_certificate_verified_when_trusted)
     uint16_t port = listen_echo(l);
     struct h_sock *c = h_sock_new(&env);
     cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
-    assert_peer_fp(server_side(l, 1), cli.fp);
+    h_assert_peer_fp(server_side(l, 1), cli.fp);
     h_sock_free(c);
     h_sock_free(l);
 }

@@ -144,22 +144,6 @@ static void assert_server_side_failed(struct h_sock *l, size_t n)
     cr_assert_eq(h_last(ch, H_SHUTDOWN)->reason, SOCKET_TLS_HANDSHAKE_FAILED, "%s", h_dump(ch));
 }
 
-static const uint8_t *ctx_fp(ISocketContext *c)
-{
-    size_t len = 99;
-    const uint8_t *fp = ISocketContext_GetCertificateFingerprint(c, &len);
-    cr_assert_not_null(fp);
-    cr_assert_eq(len, 32);
-    return fp;
-}
-
-static void assert_peer_fp(struct h_sock *c, const uint8_t want[32])
-{
-    uint8_t fp[32];
-    cr_assert(ISocket_GetPeerCertificateFingerprint(c->sock, fp), "no peer certificate");
-    cr_assert_arr_eq(fp, want, 32);
-}
-
 /* ---- fingerprints ------------------------------------------------------------------------- */
 
 /* openssl s_client against the server, fingerprint of what it got; run while the loop
@@ -200,16 +184,16 @@ Test(tls_certs, generated_certificate_fingerprint)
 {
     ISocketContext_SetVerifyPeer(cctx, false);
     uint8_t fp[32];
-    memcpy(fp, ctx_fp(sctx), 32);
-    cr_assert_arr_eq(ctx_fp(sctx), fp, 32, "the generated certificate stays");
+    memcpy(fp, h_ctx_fp(sctx), 32);
+    cr_assert_arr_eq(h_ctx_fp(sctx), fp, 32, "the generated certificate stays");
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = tls_listen(l);
     struct h_sock *c1 = h_sock_new(&env), *c2 = h_sock_new(&env);
     cr_assert(connect_client(c1, port, "localhost"), "%s", h_dump(c1));
     cr_assert(connect_client(c2, port, NULL), "%s", h_dump(c2));
-    assert_peer_fp(c1, fp);
-    assert_peer_fp(c2, fp);
-    cr_assert_arr_eq(ctx_fp(sctx), fp, 32);
+    h_assert_peer_fp(c1, fp);
+    h_assert_peer_fp(c2, fp);
+    cr_assert_arr_eq(h_ctx_fp(sctx), fp, 32);
 
     /* And what OpenSSL sees. */
     static struct sclient s;
@@ -235,13 +219,13 @@ Test(tls_certs, generated_certificate_fingerprint)
 Test(tls_certs, set_server_certificate_fingerprint_matches_openssl)
 {
     ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
-    cr_assert_arr_eq(ctx_fp(sctx), srv.fp, 32);
+    cr_assert_arr_eq(h_ctx_fp(sctx), srv.fp, 32);
     ISocketContext_SetVerifyPeer(cctx, false);
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = tls_listen(l);
     struct h_sock *c = h_sock_new(&env);
     cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
-    assert_peer_fp(c, srv.fp);
+    h_assert_peer_fp(c, srv.fp);
     assert_echo(c, "ecdsa");
     uint8_t none[32];
     struct h_sock *ch = l->accepted[0];
@@ -255,13 +239,13 @@ Test(tls_certs, rsa_server_certificate_verified)
 {
     gen_rsa();
     ISocketContext_SetServerCertificate(sctx, rsa.p, rsa.len, "localhost");
-    cr_assert_arr_eq(ctx_fp(sctx), rsa.fp, 32);
+    cr_assert_arr_eq(h_ctx_fp(sctx), rsa.fp, 32);
     ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = tls_listen(l);
     struct h_sock *c = h_sock_new(&env);
     cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
-    assert_peer_fp(c, rsa.fp);
+    h_assert_peer_fp(c, rsa.fp);
     assert_echo(c, "rsa");
     h_sock_free(c);
     free_listener(l);
@@ -273,29 +257,29 @@ Test(tls_certs, new_certificate_applies_to_new_connections_only)
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = tls_listen(l);
     uint8_t gen_fp[32];
-    memcpy(gen_fp, ctx_fp(sctx), 32);
+    memcpy(gen_fp, h_ctx_fp(sctx), 32);
 
     struct h_sock *c1 = h_sock_new(&env);
     cr_assert(connect_client(c1, port, "localhost"), "%s", h_dump(c1));
-    assert_peer_fp(c1, gen_fp);
+    h_assert_peer_fp(c1, gen_fp);
 
     ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
-    cr_assert_arr_eq(ctx_fp(sctx), srv.fp, 32);
+    cr_assert_arr_eq(h_ctx_fp(sctx), srv.fp, 32);
     assert_echo(c1, "old connection, old certificate");
     struct h_sock *c2 = h_sock_new(&env);
     cr_assert(connect_client(c2, port, "localhost"), "%s", h_dump(c2));
-    assert_peer_fp(c2, srv.fp);
+    h_assert_peer_fp(c2, srv.fp);
 
     ISocketContext_SetServerCertificate(sctx, srv2.p, srv2.len, "localhost");
-    cr_assert_arr_eq(ctx_fp(sctx), srv2.fp, 32);
+    cr_assert_arr_eq(h_ctx_fp(sctx), srv2.fp, 32);
     struct h_sock *c3 = h_sock_new(&env);
     cr_assert(connect_client(c3, port, "localhost"), "%s", h_dump(c3));
-    assert_peer_fp(c3, srv2.fp);
+    h_assert_peer_fp(c3, srv2.fp);
     assert_echo(c1, "first still works");
     assert_echo(c2, "second still works");
     assert_echo(c3, "third works");
-    assert_peer_fp(c1, gen_fp);
-    assert_peer_fp(c2, srv.fp);
+    h_assert_peer_fp(c1, gen_fp);
+    h_assert_peer_fp(c2, srv.fp);
     h_sock_free(c1);
     h_sock_free(c2);
     h_sock_free(c3);
@@ -323,7 +307,7 @@ Test(tls_certs, unusable_server_certificate)
     ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
     struct h_sock *c2 = h_sock_new(&env);
     cr_assert(connect_client(c2, port, "localhost"), "%s", h_dump(c2));
-    assert_peer_fp(c2, srv.fp);
+    h_assert_peer_fp(c2, srv.fp);
     h_sock_free(c);
     h_sock_free(c2);
     free_listener(l);
@@ -393,7 +377,7 @@ Test(tls_certs, trusted_ca_and_server_name_pass)
     uint16_t port = tls_listen(l);
     struct h_sock *c = h_sock_new(&env);
     cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
-    assert_peer_fp(c, srv.fp);
+    h_assert_peer_fp(c, srv.fp);
     assert_echo(c, "verified");
     CALL(ISocket_Shutdown(c->sock));
     cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 3000));
@@ -430,7 +414,7 @@ Test(tls_certs, certificate_for_another_name_fails)
     /* The same certificate is fine for its own name. */
     struct h_sock *c2 = h_sock_new(&env);
     cr_assert(connect_client(c2, port, "wrong.example"), "%s", h_dump(c2));
-    assert_peer_fp(c2, wrong.fp);
+    h_assert_peer_fp(c2, wrong.fp);
     h_sock_free(c);
     h_sock_free(c2);
     free_listener(l);
@@ -444,7 +428,7 @@ Test(tls_certs, verify_peer_false_accepts_any_certificate)
     uint16_t port = tls_listen(l);
     struct h_sock *c = h_sock_new(&env);
     cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
-    assert_peer_fp(c, wrong.fp);
+    h_assert_peer_fp(c, wrong.fp);
     assert_echo(c, "unverified");
     /* And back on: the next connection is verified again (no trust: fails). */
     ISocketContext_SetVerifyPeer(cctx, true);
@@ -519,16 +503,16 @@ Test(tls_certs, required_client_certificate_signed_by_ca_passes)
 {
     requiring_server();
     ISocketContext_SetClientCertificate(cctx, cli.p, cli.len, "ringsock client");
-    cr_assert_arr_eq(ctx_fp(cctx), cli.fp, 32, "a client context's own certificate");
+    cr_assert_arr_eq(h_ctx_fp(cctx), cli.fp, 32, "a client context's own certificate");
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = tls_listen(l);
     struct h_sock *c = h_sock_new(&env);
     cr_assert(connect_client(c, port, "localhost"), "%s", h_dump(c));
     assert_echo(c, "mutual");
-    assert_peer_fp(c, srv.fp);
+    h_assert_peer_fp(c, srv.fp);
     struct h_sock *ch = h_wait_accepted(&env, l, 1, 3000);
     cr_assert_not_null(ch);
-    assert_peer_fp(ch, cli.fp); /* the server side sees the client's certificate */
+    h_assert_peer_fp(ch, cli.fp); /* the server side sees the client's certificate */
     h_sock_free(c);
     free_listener(l);
 }
