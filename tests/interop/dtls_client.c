@@ -32,6 +32,8 @@
 
 #include <ringsock/socket.h>
 
+#include "read_file.h"
+
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 #define MSG_MAX               1400
 
@@ -205,35 +207,6 @@ static void on_timeout(UTimer *u, ITimer *timer)
 }
 
 static const struct UTimerVtbl timer_vtbl = {on_timeout};
-
-static uint8_t *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        perror(path);
-        exit(2);
-    }
-    uint8_t *buf = NULL;
-    size_t cap = 0, n = 0, r;
-    do {
-        if (cap - n < 4096) {
-            cap = cap ? cap * 2 : 16384;
-            if (!(buf = realloc(buf, cap))) {
-                perror("realloc");
-                exit(2);
-            }
-        }
-        r = fread(buf + n, 1, cap - n, f);
-        n += r;
-    } while (r > 0);
-    if (ferror(f)) {
-        perror(path);
-        exit(2);
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
 
 static int usage(void)
 {
