@@ -190,17 +190,7 @@ static void deliver_message(struct dtls *d, const uint8_t *data, size_t len)
         d->core.base.stats.dropped++;
         return;
     }
-    struct dmsg *m = malloc(sizeof(*m) + len);
-    if (!m)
-        rs_fatal("DTLS socket: out of memory");
-    m->next = NULL;
-    m->len = len;
-    memcpy(m->bytes, data, len);
-    if (d->qtail)
-        d->qtail->next = m;
-    else
-        d->qhead = m;
-    d->qtail = m;
+    append(&d->qhead, &d->qtail, data, len);
     d->qlen++;
 }
 
@@ -698,17 +688,7 @@ static void dtls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
         app_write(d, buf, len);
         return;
     }
-    struct dmsg *m = malloc(sizeof(*m) + len);
-    if (!m)
-        rs_fatal("ISocket_Send: out of memory");
-    m->next = NULL;
-    m->len = len;
-    memcpy(m->bytes, buf, len);
-    if (d->pending_tail)
-        d->pending_tail->next = m;
-    else
-        d->pending = m;
-    d->pending_tail = m;
+    append(&d->pending, &d->pending_tail, buf, len);
 }
 
 static void dtls_send_to(ISocket *is, const void *buf, size_t len, IPaddr addr, uint16_t port)
