@@ -57,8 +57,6 @@ struct dtls_port {
     size_t cookie_in_len;
     struct rs_peer cookie_peer;
     bool cookie_good;
-
-    uint64_t dropped; /* datagrams nobody took: unknown peers, not DTLS, bad cookies */
 };
 
 /* port.c */

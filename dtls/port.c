@@ -197,12 +197,10 @@ static void dispatch(struct dtls_port *p, const struct rs_peer *from, size_t len
         rs_dtls_datagram(d, p->rx, len);
         return;
     }
+    /* Anything else from a source without an association is dropped, and nothing kept. */
     if (!p->client && p->owner && p->owner->state == D_LISTENING &&
-        rs_demux(p->rx, len) == RS_DEMUX_DTLS && rs_cookie_check(p, from, p->rx, len)) {
+        rs_demux(p->rx, len) == RS_DEMUX_DTLS && rs_cookie_check(p, from, p->rx, len))
         rs_dtls_new_peer(p->owner, from, p->rx, len);
-        return;
-    }
-    p->dropped++;
 }
 
 static void udp_recv_from_result(USocket *u, ISocket *s, void *buf, size_t len, IPaddr addr,

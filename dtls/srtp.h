@@ -16,9 +16,6 @@ enum {
     RS_SRTP_AEAD_AES_256_GCM = 0x0008,
 };
 
-/* The most bytes protect adds to a packet (tag, MKI, SRTCP index). */
-#define RS_SRTP_MAX_OVERHEAD 144
-
 enum rs_srtp_status {
     RS_SRTP_OK,
     RS_SRTP_AUTH_FAIL, /* tag does not verify: tampered, wrong key */
