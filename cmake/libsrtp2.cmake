@@ -42,6 +42,7 @@ if(NOT RINGSOCK_SRTP_FROM_SOURCE)
 endif()
 
 include(ExternalProject)
+include(${CMAKE_CURRENT_LIST_DIR}/debian-source.cmake)
 # libsrtp2 2.5 wants OpenSSL >= 1.1.0. Found here so that the library and its
 # users agree on one libcrypto: its paths are handed to the inner build.
 find_package(OpenSSL 1.1.0 REQUIRED COMPONENTS Crypto)
@@ -59,38 +60,14 @@ endif()
 if(RINGSOCK_SRTP_SOURCE)
   set(_srtp_src "${RINGSOCK_SRTP_SOURCE}")
 else()
-  get_filename_component(_ringsock_root "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
-  message(STATUS "libsrtp2: fetching Debian source package (scripts/fetch-source libsrtp2)")
-  execute_process(
-    COMMAND ${CMAKE_COMMAND} -E env "RINGSOCK_CACHE=${RINGSOCK_CACHE_DIR}"
-            "${_ringsock_root}/scripts/fetch-source" libsrtp2
-    OUTPUT_VARIABLE _srtp_src
-    ERROR_VARIABLE _srtp_fetch_err
-    ECHO_ERROR_VARIABLE
-    RESULT_VARIABLE _srtp_fetch_rc
-    OUTPUT_STRIP_TRAILING_WHITESPACE)
-  if(NOT _srtp_fetch_rc EQUAL 0 OR NOT IS_DIRECTORY "${_srtp_src}")
-    message(FATAL_ERROR "scripts/fetch-source libsrtp2 failed (${_srtp_fetch_rc}):\n"
-      "${_srtp_fetch_err}\nSet RINGSOCK_SRTP_SOURCE to an unpacked libsrtp2 tree, "
-      "or RINGSOCK_SRTP_FROM_SOURCE=OFF for the system libsrtp2.")
-  endif()
+  ringsock_debian_source(libsrtp2 _srtp_src
+    "Set RINGSOCK_SRTP_SOURCE to an unpacked libsrtp2 tree, or RINGSOCK_SRTP_FROM_SOURCE=OFF for the system libsrtp2.")
 endif()
 if(NOT EXISTS "${_srtp_src}/CMakeLists.txt" OR NOT EXISTS "${_srtp_src}/srtp/srtp.c")
   message(FATAL_ERROR "RINGSOCK_SRTP_SOURCE=${_srtp_src} is not a libsrtp2 source tree")
 endif()
 
-# Version: Debian's (debian/changelog), else upstream's project() line.
-set(RINGSOCK_SRTP_VERSION "")
-if(EXISTS "${_srtp_src}/debian/changelog")
-  file(STRINGS "${_srtp_src}/debian/changelog" _cl LIMIT_COUNT 1)
-  string(REGEX MATCH "\\(([^)]+)\\)" _m "${_cl}")
-  set(RINGSOCK_SRTP_VERSION "${CMAKE_MATCH_1}")
-endif()
-if(RINGSOCK_SRTP_VERSION STREQUAL "")
-  file(STRINGS "${_srtp_src}/CMakeLists.txt" _pl REGEX "^project\\(libsrtp2 VERSION")
-  string(REGEX MATCH "VERSION ([0-9.]+)" _m "${_pl}")
-  set(RINGSOCK_SRTP_VERSION "${CMAKE_MATCH_1}")
-endif()
+ringsock_source_version("${_srtp_src}" libsrtp2 RINGSOCK_SRTP_VERSION)
 message(STATUS "libsrtp2 ${RINGSOCK_SRTP_VERSION}: building from ${_srtp_src} (OpenSSL ${OPENSSL_VERSION})")
 
 set(RINGSOCK_SRTP_PREFIX "${CMAKE_BINARY_DIR}/_deps/libsrtp2-install")

@@ -64,6 +64,7 @@ endif()
 
 include_guard(GLOBAL)
 include(ExternalProject)
+include(${CMAKE_CURRENT_LIST_DIR}/debian-source.cmake)
 find_package(Threads REQUIRED)
 
 set(RINGSOCK_WOLFSSL_SOURCE "" CACHE PATH
@@ -85,20 +86,8 @@ set(RINGSOCK_WOLFSSL_BUILD_TYPE "Release" CACHE STRING
 if(RINGSOCK_WOLFSSL_SOURCE)
   set(_wolfssl_src "${RINGSOCK_WOLFSSL_SOURCE}")
 else()
-  get_filename_component(_ringsock_root "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
-  message(STATUS "wolfSSL: fetching Debian source package (scripts/fetch-wolfssl)")
-  execute_process(
-    COMMAND ${CMAKE_COMMAND} -E env "RINGSOCK_CACHE=${RINGSOCK_CACHE_DIR}"
-            "${_ringsock_root}/scripts/fetch-wolfssl"
-    OUTPUT_VARIABLE _wolfssl_src
-    ERROR_VARIABLE _wolfssl_fetch_err
-    ECHO_ERROR_VARIABLE   # progress of a first download shows as it happens
-    RESULT_VARIABLE _wolfssl_fetch_rc
-    OUTPUT_STRIP_TRAILING_WHITESPACE)
-  if(NOT _wolfssl_fetch_rc EQUAL 0 OR NOT IS_DIRECTORY "${_wolfssl_src}")
-    message(FATAL_ERROR "scripts/fetch-wolfssl failed (${_wolfssl_fetch_rc}):\n"
-      "${_wolfssl_fetch_err}\nSet RINGSOCK_WOLFSSL_SOURCE to an unpacked wolfSSL tree instead.")
-  endif()
+  ringsock_debian_source(wolfssl _wolfssl_src
+    "Set RINGSOCK_WOLFSSL_SOURCE to an unpacked wolfSSL tree instead.")
 endif()
 if(NOT EXISTS "${_wolfssl_src}/CMakeLists.txt" OR NOT EXISTS "${_wolfssl_src}/src/ssl.c")
   message(FATAL_ERROR "RINGSOCK_WOLFSSL_SOURCE=${_wolfssl_src} is not a wolfSSL source tree")
@@ -145,19 +134,7 @@ if(_wolfssl_patches)
   set(_wolfssl_src "${_patched}")
 endif()
 
-# Version: Debian's (from debian/changelog) if it is a Debian source package,
-# else upstream's from its project() line.
-set(_wolfssl_version "")
-if(EXISTS "${_wolfssl_src}/debian/changelog")
-  file(STRINGS "${_wolfssl_src}/debian/changelog" _cl LIMIT_COUNT 1)
-  string(REGEX MATCH "\\(([^)]+)\\)" _m "${_cl}")
-  set(_wolfssl_version "${CMAKE_MATCH_1}")
-endif()
-if(_wolfssl_version STREQUAL "")
-  file(STRINGS "${_wolfssl_src}/CMakeLists.txt" _pl REGEX "^project\\(wolfssl VERSION")
-  string(REGEX MATCH "VERSION ([0-9.]+)" _m "${_pl}")
-  set(_wolfssl_version "${CMAKE_MATCH_1}")
-endif()
+ringsock_source_version("${_wolfssl_src}" wolfssl _wolfssl_version)
 string(REGEX REPLACE "[^A-Za-z0-9.+~-]" "_" _wolfssl_version_tag "${_wolfssl_version}")
 
 # ---------------------------------------------------------------------------
