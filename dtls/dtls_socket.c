@@ -361,8 +361,9 @@ static void handshake_done(struct dtls *d)
 
 static void read_records(struct dtls *d)
 {
-    /* Decrypted records are copied out at once: one buffer per loop thread serves all. */
-    static _Thread_local uint8_t plain[RS_DTLS_DGRAM_MAX];
+    /* Decrypted records are copied out at once, so one on the stack serves (per-thread
+     * storage would stay with every thread of the process, loop or not, after its loop). */
+    uint8_t plain[RS_DTLS_DGRAM_MAX];
     while (d->state == D_OPEN || d->state == D_CLOSING) {
         int n = wolfSSL_read(d->ssl, plain, (int)sizeof(plain));
         if (n > 0) {

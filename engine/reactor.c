@@ -75,6 +75,11 @@ void IIoMux_Delete(IIoMux *m)
         ;
     rs_timers_destroy(m);
     rs_bufpool_destroy(m->dgram_pool);
+    while (m->spare_segs) {
+        struct rs_spare *b = m->spare_segs;
+        m->spare_segs = b->next;
+        free(b);
+    }
     rs_backend_destroy(m->io); /* cancels the wake read with the ring */
     rs_exec_destroy(m);
     free(m);

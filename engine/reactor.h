@@ -31,6 +31,11 @@ struct rs_exec_queue {
 
 struct rs_shutdown_state;
 
+/* A memory block kept for reuse, linked through its first bytes. */
+struct rs_spare {
+    struct rs_spare *next;
+};
+
 struct IIoMux {
     struct rs_backend *io;
     unsigned features;
@@ -55,6 +60,11 @@ struct IIoMux {
 
     struct rs_bufpool *dgram_pool; /* receive buffers of UDP sockets, made on first use */
     bool dgram_pool_failed;
+
+    /* Drained send segments of the stream sockets, for reuse (stream.c). They belong to
+     * the loop, not to its thread, so IIoMux_Delete frees them: nothing outlives it. */
+    struct rs_spare *spare_segs;
+    unsigned spare_segs_len;
 
     struct rs_shutdown_state *shutdown;
     unsigned shutdown_grace_ms; /* 0: the default (10 s); set before registering */

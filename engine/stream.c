@@ -24,7 +24,7 @@
 #include "stream.h"
 
 #define RS_SEG_SIZE        16384 /* copy segment; the sends of a round coalesce here */
-#define RS_SEG_CACHE       64    /* drained segments kept per thread */
+#define RS_SEG_SPARES      64    /* drained segments each loop keeps for reuse */
 #define RS_DIRECT_SEND_MIN 65536 /* from here a send first tries to go straight out */
 #define RS_ZC_MIN          65536 /* zero-copy only pays for large payloads (perf/results) */
 #define RS_ACCEPT_RETRY_MS 100   /* back-off when accept runs out of descriptors */
@@ -97,36 +97,32 @@ static void accept_arm(struct rs_stream *s);
 
 /* ---- segments ------------------------------------------------------------------------ */
 
-static __thread struct seg *seg_cache;
-static __thread unsigned seg_cache_len;
-
-static struct seg *seg_new_copy(size_t len)
+static struct seg *seg_new_copy(IIoMux *m, size_t len)
 {
     struct seg *g;
-    if (len <= RS_SEG_SIZE && seg_cache) {
-        g = seg_cache;
-        seg_cache = g->next;
-        seg_cache_len--;
+    size_t cap = len > RS_SEG_SIZE ? len : RS_SEG_SIZE;
+    if (cap == RS_SEG_SIZE && m->spare_segs) {
+        g = (struct seg *)m->spare_segs;
+        m->spare_segs = m->spare_segs->next;
+        m->spare_segs_len--;
     } else {
-        size_t cap = len > RS_SEG_SIZE ? len : RS_SEG_SIZE;
         g = malloc(sizeof(*g) + cap);
         if (!g)
             rs_fatal("ISocket_Send: out of memory");
-        g->cap = cap;
     }
-    size_t cap = g->cap;
     memset(g, 0, sizeof(*g));
     g->cap = cap;
     g->data = g->bytes;
     return g;
 }
 
-static void seg_free(struct seg *g)
+static void seg_free(IIoMux *m, struct seg *g)
 {
-    if (g->cap == RS_SEG_SIZE && seg_cache_len < RS_SEG_CACHE) {
-        g->next = seg_cache;
-        seg_cache = g;
-        seg_cache_len++;
+    if (g->cap == RS_SEG_SIZE && m->spare_segs_len < RS_SEG_SPARES) {
+        struct rs_spare *b = (struct rs_spare *)g;
+        b->next = m->spare_segs;
+        m->spare_segs = b;
+        m->spare_segs_len++;
         return;
     }
     free(g);
@@ -137,7 +133,7 @@ static void drop_segments(struct rs_stream *s)
     while (s->shead) {
         struct seg *g = s->shead;
         s->shead = g->next;
-        seg_free(g);
+        seg_free(s->core.base.mux, g);
     }
     s->scur = s->stail = NULL;
 }
@@ -474,7 +470,7 @@ static void release_sent(struct rs_stream *s)
         if (s->stail == g)
             s->stail = NULL;
         s->core.ready_results += g->results;
-        seg_free(g);
+        seg_free(s->core.base.mux, g);
     }
     if (s->core.ready_results)
         rs_core_event(&s->core, RS_EV_SENDS);
@@ -573,7 +569,7 @@ static void append_send(struct rs_stream *s, const uint8_t *buf, size_t len, boo
         g->data = buf;
         g->zc = s->zc_ok && len >= RS_ZC_MIN;
     } else {
-        g = seg_new_copy(len);
+        g = seg_new_copy(s->core.base.mux, len);
         memcpy(g->bytes, buf, len);
     }
     g->len = len;

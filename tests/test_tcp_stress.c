@@ -1,8 +1,10 @@
 /* TCP under load: large full-duplex transfers with random send and receive sizes,
  * SendResult ordering across ISocket_Send and ISocket_SendNoCopy, thousands of
- * concurrent connections in one loop, and the byte counters of ISocket_GetStats. */
+ * concurrent connections in one loop, the byte counters of ISocket_GetStats, and loops
+ * on threads of their own that leave nothing behind. */
 #include "harness.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -824,4 +826,175 @@ Test(tcp_stress, stats_count_bytes_of_canceled_receive)
     h_sock_free(c);
     h_sock_free(l);
     h_run_for(&env, 5);
+}
+
+/* ---- one loop per thread ------------------------------------------------------------------ */
+
+/* Each thread runs its own IIoMux, streams to itself and deletes everything; nothing it
+ * allocated may outlive the loop. (The engine once kept spare send segments per thread,
+ * about 1 MiB, lost with every such thread.) Checked by LeakSanitizer in the ASan run. */
+#define LT_THREADS 4
+#define LT_ROUNDS  2
+#define LT_BYTES   (2u << 20)
+#define LT_CHUNK   4096 /* small sends: copied into segments */
+
+struct loop_thread {
+    USocket lst_user, srv_user, cli_user;
+    UTimer watchdog_user;
+    IIoMux *mux;
+    ISocket *srv;
+    size_t received, results, sends;
+    const char *error; /* set instead of asserting: Criterion asserts on its own thread only */
+    uint8_t rx[65536];
+};
+
+static uint8_t lt_byte(size_t i)
+{
+    return (uint8_t)(i % 251);
+}
+
+static void lt_fail(struct loop_thread *t, const char *why)
+{
+    if (!t->error)
+        t->error = why;
+    IIoMux_Terminate(t->mux);
+}
+
+static void lt_check_done(struct loop_thread *t)
+{
+    if (t->received == LT_BYTES && t->results == t->sends)
+        IIoMux_Terminate(t->mux);
+}
+
+static void lt_listen(USocket *u, ISocket *s, const char *addr, uint16_t port)
+{
+    (void)addr;
+    (void)port;
+    struct loop_thread *t = h_container_of(u, struct loop_thread, lst_user);
+    ISocket_Accept(s, &t->srv_user);
+}
+
+static void lt_accepted(USocket *u, ISocket *s)
+{
+    struct loop_thread *t = h_container_of(u, struct loop_thread, srv_user);
+    t->srv = s;
+    ISocket_Recv(s, t->rx, sizeof(t->rx), true);
+}
+
+static void lt_recv(USocket *u, ISocket *s, void *buf, size_t len)
+{
+    struct loop_thread *t = h_container_of(u, struct loop_thread, srv_user);
+    const uint8_t *b = buf;
+    for (size_t i = 0; i < len; i++) {
+        if (b[i] != lt_byte(t->received + i)) {
+            lt_fail(t, "received bytes differ from those sent");
+            return;
+        }
+    }
+    t->received += len;
+    if (t->received < LT_BYTES)
+        ISocket_Recv(s, t->rx, sizeof(t->rx), true);
+    lt_check_done(t);
+}
+
+static void lt_send_result(USocket *u, ISocket *s)
+{
+    (void)s;
+    struct loop_thread *t = h_container_of(u, struct loop_thread, cli_user);
+    t->results++;
+    lt_check_done(t);
+}
+
+static void lt_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
+{
+    (void)u;
+    (void)s;
+    (void)r;
+}
+
+static void lt_srv_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
+{
+    (void)s;
+    (void)r;
+    lt_fail(h_container_of(u, struct loop_thread, srv_user), "the server side closed early");
+}
+
+static void lt_timeout(UTimer *u, ITimer *timer)
+{
+    (void)timer;
+    lt_fail(h_container_of(u, struct loop_thread, watchdog_user), "timed out");
+}
+
+static const USocketVtbl lt_lst_vtbl = {.SocketListenResult = lt_listen,
+                                        .SocketShutdown = lt_shutdown};
+static const USocketVtbl lt_srv_vtbl = {
+    .SocketAcceptComplete = lt_accepted,
+    .SocketRecvResult = lt_recv,
+    .SocketShutdown = lt_srv_shutdown,
+};
+static const USocketVtbl lt_cli_vtbl = {.SocketSendResult = lt_send_result,
+                                        .SocketShutdown = lt_shutdown};
+static const struct UTimerVtbl lt_timer_vtbl = {lt_timeout};
+
+static void *loop_thread_run(void *arg)
+{
+    struct loop_thread *t = arg;
+    t->lst_user.vtbl = &lt_lst_vtbl;
+    t->srv_user.vtbl = &lt_srv_vtbl;
+    t->cli_user.vtbl = &lt_cli_vtbl;
+    t->watchdog_user.vtbl = &lt_timer_vtbl;
+    t->mux = IIoMux_Create();
+    if (!t->mux) {
+        t->error = "IIoMux_Create failed";
+        return NULL;
+    }
+    ISocketProvider *tcp = CreateTCPSocketProvider();
+    ISocket *lst = ISocketProvider_CreateSocket(tcp, t->mux, &t->lst_user, NULL, false, NULL);
+    ISocket_Bind(lst, "127.0.0.1", 0);
+    ISocket_Listen(lst);
+    char addr[64];
+    uint16_t port = 0;
+    ISocket_GetLocalAddress(lst, addr, sizeof(addr), &port);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+    ISocket *cli = ISocketProvider_CreateSocket(tcp, t->mux, &t->cli_user, NULL, false, NULL);
+    ISocket_Connect(cli, addr, NULL);
+    /* All of it queued at once: many segments in use together, then all released. */
+    uint8_t chunk[LT_CHUNK];
+    for (size_t off = 0; off < LT_BYTES; off += LT_CHUNK) {
+        for (size_t i = 0; i < LT_CHUNK; i++)
+            chunk[i] = lt_byte(off + i);
+        ISocket_Send(cli, chunk, LT_CHUNK);
+        t->sends++;
+    }
+    ITimer *watchdog = ITimer_Create(t->mux, &t->watchdog_user);
+    ITimer_Start(watchdog, 20000);
+    IIoMux_Run(t->mux);
+    if (!t->error && (t->received != LT_BYTES || t->results != t->sends))
+        t->error = "the loop stopped before the transfer was done";
+    ITimer_Delete(watchdog);
+    ISocket_Delete(cli);
+    ISocket_Delete(t->srv);
+    ISocket_Delete(lst);
+    ISocketProvider_Delete(tcp);
+    IIoMux_Delete(t->mux);
+    return NULL;
+}
+
+Test(tcp_stress, loop_threads_leak_no_send_segments)
+{
+    for (int round = 0; round < LT_ROUNDS; round++) {
+        struct loop_thread *t[LT_THREADS];
+        pthread_t th[LT_THREADS];
+        for (int i = 0; i < LT_THREADS; i++) {
+            t[i] = calloc(1, sizeof(*t[i]));
+            cr_assert_not_null(t[i]);
+            cr_assert_eq(pthread_create(&th[i], NULL, loop_thread_run, t[i]), 0);
+        }
+        for (int i = 0; i < LT_THREADS; i++) {
+            pthread_join(th[i], NULL);
+            cr_assert_null(t[i]->error, "round %d thread %d: %s", round, i, t[i]->error);
+            free(t[i]);
+        }
+    }
+    h_check_leaks();
 }
