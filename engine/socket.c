@@ -49,6 +49,16 @@ void rs_socket_misuse(ISocket *s, const char *what)
 
 #define USER_CB(s, name) ((s)->user->vtbl->name)
 
+/* A zero-length Recv may pass NULL, but the socket types take a NULL buffer for "no
+ * receive outstanding": it travels as this address and goes back to the application as
+ * the NULL it passed. */
+static uint8_t no_buffer[1];
+
+static void *app_buffer(void *buf)
+{
+    return buf == no_buffer ? NULL : buf;
+}
+
 void rs_cb_connect_complete(ISocket *s)
 {
     rs_callback_check(s->mux, "SocketConnectComplete");
@@ -94,21 +104,21 @@ void rs_cb_recv_result(ISocket *s, void *buf, size_t len)
 {
     rs_callback_check(s->mux, "SocketRecvResult");
     if (USER_CB(s, SocketRecvResult))
-        USER_CB(s, SocketRecvResult)(s->user, s, buf, len);
+        USER_CB(s, SocketRecvResult)(s->user, s, app_buffer(buf), len);
 }
 
 void rs_cb_recv_from_result(ISocket *s, void *buf, size_t len, IPaddr addr, uint16_t port)
 {
     rs_callback_check(s->mux, "SocketRecvFromResult");
     if (USER_CB(s, SocketRecvFromResult))
-        USER_CB(s, SocketRecvFromResult)(s->user, s, buf, len, addr, port);
+        USER_CB(s, SocketRecvFromResult)(s->user, s, app_buffer(buf), len, addr, port);
 }
 
 void rs_cb_recv_canceled(ISocket *s, void *buf)
 {
     rs_callback_check(s->mux, "SocketRecvCanceled");
     if (USER_CB(s, SocketRecvCanceled))
-        USER_CB(s, SocketRecvCanceled)(s->user, s, buf);
+        USER_CB(s, SocketRecvCanceled)(s->user, s, app_buffer(buf));
 }
 
 void rs_cb_upgrade_complete(ISocket *s)
@@ -207,6 +217,22 @@ void ISocket_Shutdown(ISocket *s)
     API_CALL(s, s->ops->shutdown(s));
 }
 
+/* A NULL buffer with a length is a programming error; a zero-length call is odd but
+ * legal: logged, and handled like any other (its buffer, possibly NULL, is never read or
+ * written). Returns the buffer to pass on, never NULL. */
+static const void *check_buffer(ISocket *s, const void *buf, size_t len, const char *call)
+{
+    if (len > 0 && !buf) {
+        char what[96];
+        snprintf(what, sizeof(what), "%s with a NULL buffer", call);
+        rs_socket_misuse(s, what);
+    }
+    if (len == 0)
+        IInstanceLog_Log(s->log, s->log_flag, "%s %p: zero-length %s", s->ops->name, (void *)s,
+                         call);
+    return buf ? buf : no_buffer;
+}
+
 static void send_common(ISocket *s, const void *buf, size_t len, bool nocopy, const char *call)
 {
     if (s->mode == RS_MODE_NEW || !s->ops->send) {
@@ -219,6 +245,7 @@ static void send_common(ISocket *s, const void *buf, size_t len, bool nocopy, co
         snprintf(what, sizeof(what), "%s after ISocket_Bind", call);
         rs_socket_misuse(s, what);
     }
+    buf = check_buffer(s, buf, len, call);
     API_CALL(s, s->ops->send(s, buf, len, nocopy));
 }
 
@@ -236,15 +263,17 @@ void ISocket_SendTo(ISocket *s, const void *buf, size_t len, IPaddr dstAddr, uin
 {
     if (!s->ops->send_to)
         rs_socket_misuse(s, "ISocket_SendTo on a stream socket");
+    buf = check_buffer(s, buf, len, "ISocket_SendTo");
     API_CALL(s, s->ops->send_to(s, buf, len, dstAddr, dstPort));
 }
 
+/* A zero-length receive is complete at once on a stream (the socket type delivers it from
+ * the loop once connected) and takes one message cut to nothing on a datagram socket. */
 void ISocket_Recv(ISocket *s, void *buf, size_t len, bool recvPartial)
 {
     if (s->mode == RS_MODE_NEW)
         rs_socket_misuse(s, "ISocket_Recv before ISocket_Connect");
-    if (!buf || len == 0)
-        rs_socket_misuse(s, "ISocket_Recv with no buffer");
+    buf = (void *)check_buffer(s, buf, len, "ISocket_Recv");
     API_CALL(s, s->ops->recv(s, buf, len, recvPartial));
 }
 

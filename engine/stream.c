@@ -363,6 +363,11 @@ static void recv_start(struct rs_stream *s)
 {
     if (s->rop_inflight || !s->rbuf)
         return; /* a canceled receive's completion restarts us */
+    if (s->rlen == 0) {
+        /* complete as it is (and the kernel would report a zero-byte receive as EOF) */
+        rs_core_event(&s->core, RS_EV_RECV_DONE);
+        return;
+    }
     if (s->stash_off < s->stash_len) {
         size_t n = s->stash_len - s->stash_off;
         if (n > s->rlen - s->rfill)

@@ -1,4 +1,5 @@
-/* Programming errors abort with a message naming the call, as the SDK asserts.
+/* Programming errors abort with a message naming the call, as the SDK asserts; odd but
+ * legal input (zero-length Send and Recv, NULL with them) is handled, never a crash.
  *
  * Each test first runs its scenario in a forked child whose stderr goes to a pipe, and
  * checks that the child died of SIGABRT with the expected message; then it runs the
@@ -7,6 +8,7 @@
 #include "harness.h"
 
 #include <poll.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -378,20 +380,284 @@ static void recv_null(void)
 
 Test(misuse, recv_null_buffer, .signal = SIGABRT)
 {
-    expect_abort(recv_null, "ISocket_Recv");
+    expect_abort(recv_null, "ISocket_Recv with a NULL buffer");
 }
 
-static void recv_zero(void)
+/* ---- NULL buffers with a length: the calls used to dereference them -------------------- */
+
+static void send_null(void)
 {
-    static uint8_t b[16];
+    scenario_begin();
+    CALL(ISocket_Connect(hs->sock, raw_server(), NULL)); /* sends are legal from here on */
+    CALL(ISocket_Send(hs->sock, NULL, 5));
+}
+
+Test(misuse, send_null_buffer_aborts_naming_call, .signal = SIGABRT)
+{
+    expect_abort(send_null, "ISocket_Send with a NULL buffer");
+}
+
+static void sendnocopy_null(void)
+{
     scenario_begin();
     connect_hs();
-    CALL(ISocket_Recv(hs->sock, b, 0, false));
+    CALL(ISocket_SendNoCopy(hs->sock, NULL, 100000));
 }
 
-Test(misuse, recv_zero_length, .signal = SIGABRT)
+Test(misuse, sendnocopy_null_buffer_aborts_naming_call, .signal = SIGABRT)
 {
-    expect_abort(recv_zero, "ISocket_Recv");
+    expect_abort(sendnocopy_null, "ISocket_SendNoCopy with a NULL buffer");
+}
+
+static void sendto_null(void)
+{
+    IPaddr a;
+    scenario_begin();
+    ISocketProvider *udp = CreateUDPSocketProvider();
+    ISocket *u = NULL;
+    CALL(u = ISocketProvider_CreateSocket(udp, env.mux, &hs->user, env.log, false, NULL));
+    CALL(ISocket_Bind(u, "127.0.0.1", 0));
+    IPaddr_FromString(&a, "127.0.0.1");
+    CALL(ISocket_SendTo(u, NULL, 10, a, 9));
+}
+
+Test(misuse, sendto_null_buffer_aborts_naming_call, .signal = SIGABRT)
+{
+    expect_abort(sendto_null, "ISocket_SendTo with a NULL buffer");
+}
+
+static void send_null_tls(void)
+{
+    scenario_begin();
+    ISocketProvider *tls = CreateTLSSocketProvider(env.tcp);
+    ISocketContext *ctx = ISocketProvider_CreateSocketContext(tls, env.log);
+    ISocket *t = NULL;
+    CALL(t = ISocketProvider_CreateSocket(tls, env.mux, &hs->user, env.log, false, ctx));
+    CALL(ISocket_Connect(t, raw_server(), NULL));
+    CALL(ISocket_Send(t, NULL, 5));
+}
+
+Test(misuse, send_null_buffer_aborts_naming_call_on_tls, .signal = SIGABRT)
+{
+    expect_abort(send_null_tls, "ISocket_Send with a NULL buffer");
+}
+
+/* ---- odd input that is legal: logged and handled, never a crash ------------------------- */
+
+enum transport { T_TCP, T_TLS, T_DTLS };
+
+static ISocketProvider *provider; /* the environment's own for TCP */
+static ISocketContext *sctx, *cctx;
+
+static void transport_begin(enum transport t)
+{
+    h_env_init(&env);
+    static const enum LogFlags flags[] = {LOG_TCP, LOG_TLS, LOG_DTLS};
+    IInstanceLog_SetLogFlags(env.log, flags[t]); /* the type's own: what it logs is asserted */
+    sctx = cctx = NULL;
+    provider = env.tcp;
+    if (t == T_TCP)
+        return;
+    provider = t == T_TLS ? CreateTLSSocketProvider(env.tcp) : CreateUDPSocketProvider();
+    sctx = ISocketProvider_CreateSocketContext(provider, env.log);
+    cctx = ISocketProvider_CreateSocketContext(provider, env.log);
+    ISocketContext_SetVerifyPeer(cctx, false); /* the server's certificate is generated */
+    if (t == T_DTLS) {
+        ISocketContext_EnableDTLS(sctx, false);
+        ISocketContext_EnableDTLS(cctx, false);
+    }
+}
+
+static void transport_end(struct h_sock *c, struct h_sock *l)
+{
+    h_sock_free(c);
+    h_sock_free(l);
+    h_run_for(&env, 5); /* the kernel's cancellations complete */
+    if (provider != env.tcp) {
+        ISocketContext_Delete(sctx);
+        ISocketContext_Delete(cctx);
+        ISocketProvider_Delete(provider);
+    }
+    h_env_fini(&env);
+}
+
+/* A listener, whose connections keep receiving and collect what arrives if sink is set,
+ * and a client connecting to it (not yet connected when this returns). */
+static struct h_sock *start_pair(struct h_sock **client, bool sink)
+{
+    struct h_sock *l = h_sock_new(&env);
+    l->sink = l->collect = sink;
+    uint16_t port = h_listen_on(&env, provider, sctx, l, "127.0.0.1");
+    *client = h_sock_new(&env);
+    h_connect_on(&env, provider, cctx, *client, port, NULL);
+    return l;
+}
+
+/* Zero-length receives used to abort. Each completes with SocketRecvResult(buf, 0) from
+ * the loop (the harness fails any callback inside a call), after SocketConnectComplete,
+ * and takes nothing: the bytes already there wait for the next receive. */
+static void check_recv_zero_length(enum transport t)
+{
+    transport_begin(t);
+    struct h_sock *c;
+    struct h_sock *l = start_pair(&c, true);
+    static uint8_t b[8];
+    CALL(ISocket_Recv(c->sock, b, 0, false));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 5000), "%s\n%s", h_dump(c), h_logs(&env));
+    cr_assert_eq(c->ev[0].kind, H_CONNECT_COMPLETE, "%s", h_dump(c));
+    cr_assert_eq(h_last(c, H_RECV_RESULT)->buf, b);
+    cr_assert_eq(h_last(c, H_RECV_RESULT)->len, 0);
+    cr_assert(h_log_contains(&env, "zero-length ISocket_Recv"), "%s", h_logs(&env));
+
+    struct h_sock *a = h_wait_accepted(&env, l, 1, 5000);
+    cr_assert_not_null(a, "%s", h_dump(l));
+    CALL(ISocket_Send(a->sock, "abc", 3));
+    cr_assert(h_wait_count(&env, a, H_SEND_RESULT, 1, 2000), "%s", h_dump(a));
+    h_run_for(&env, 20); /* "abc" is here */
+    CALL(ISocket_Recv(c->sock, b, 0, true));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 2, 2000), "%s", h_dump(c));
+    cr_assert_eq(h_last(c, H_RECV_RESULT)->len, 0);
+    CALL(ISocket_Recv(c->sock, NULL, 0, false));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 3, 2000), "%s", h_dump(c));
+    cr_assert_null(h_last(c, H_RECV_RESULT)->buf);
+    cr_assert_eq(h_last(c, H_RECV_RESULT)->len, 0);
+
+    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 4, 2000), "%s", h_dump(c));
+    cr_assert_eq(h_last(c, H_RECV_RESULT)->len, 3, "%s", h_dump(c));
+    cr_assert_arr_eq(b, "abc", 3);
+    cr_assert_not(h_has_shutdown(c), "%s", h_dump(c));
+    transport_end(c, l);
+}
+
+Test(misuse, recv_zero_length_completes)
+{
+    check_recv_zero_length(T_TCP);
+}
+
+Test(misuse, recv_zero_length_completes_on_tls)
+{
+    check_recv_zero_length(T_TLS);
+}
+
+/* A zero-length receive that is outstanding when the connection ends comes back like
+ * any other buffer: SocketRecvCanceled, then SocketShutdown. */
+Test(misuse, recv_zero_length_returned_when_connect_fails)
+{
+    transport_begin(T_TCP);
+    struct h_sock *c = h_sock_new(&env);
+    h_tcp_socket(&env, c, false);
+    uint16_t port;
+    close(h_raw_listen("127.0.0.1", &port)); /* nothing listens there now */
+    static uint8_t b[4];
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
+    CALL(ISocket_Recv(c->sock, b, 0, false));
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 3000), "%s", h_dump(c));
+    cr_assert_eq(c->nev, 2, "%s", h_dump(c));
+    cr_assert_eq(c->ev[0].kind, H_RECV_CANCELED, "%s", h_dump(c));
+    cr_assert_eq(c->ev[0].buf, b);
+    cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_CONNECT_REJECTED);
+    transport_end(c, NULL);
+}
+
+/* On a datagram socket a Recv takes one message; a zero-length one takes the next
+ * message cut to nothing (counted as truncated), as a buffer too small for it would.
+ * hs has been sent "first" and "second"; k is how it receives them. */
+static void check_recv_zero_takes_first(struct h_sock *hs, enum h_kind k)
+{
+    static uint8_t b[16];
+    CALL(ISocket_Recv(hs->sock, b, 0, false));
+    cr_assert(h_wait_count(&env, hs, k, 1, 2000), "%s", h_dump(hs));
+    cr_assert_eq(h_last(hs, k)->buf, b);
+    cr_assert_eq(h_last(hs, k)->len, 0);
+    CALL(ISocket_Recv(hs->sock, b, sizeof(b), false));
+    cr_assert(h_wait_count(&env, hs, k, 2, 2000), "%s", h_dump(hs));
+    cr_assert_eq(h_last(hs, k)->len, 6);
+    cr_assert_arr_eq(b, "second", 6);
+    ISocketStats st;
+    ISocket_GetStats(hs->sock, &st);
+    cr_assert_eq(st.truncated, 1);
+    cr_assert_not(h_has_shutdown(hs), "%s", h_dump(hs));
+}
+
+Test(misuse, recv_zero_length_takes_one_message_on_dtls)
+{
+    transport_begin(T_DTLS);
+    struct h_sock *c;
+    struct h_sock *l = start_pair(&c, false);
+    cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 5000), "%s", h_logs(&env));
+    struct h_sock *a = h_wait_accepted(&env, l, 1, 5000);
+    cr_assert_not_null(a, "%s", h_dump(l));
+    CALL(ISocket_Send(a->sock, "first", 5));
+    CALL(ISocket_Send(a->sock, "second", 6));
+    check_recv_zero_takes_first(c, H_RECV_RESULT);
+    transport_end(c, l);
+}
+
+Test(misuse, recv_zero_length_takes_one_datagram_on_udp)
+{
+    transport_begin(T_TCP);
+    ISocketProvider *udp = CreateUDPSocketProvider();
+    struct h_sock *srv = h_sock_new(&env), *cli = h_sock_new(&env);
+    CALL(srv->sock = ISocketProvider_CreateSocket(udp, env.mux, &srv->user, env.log, false, NULL));
+    CALL(ISocket_Bind(srv->sock, "127.0.0.1", 0));
+    char addr[64];
+    uint16_t port;
+    ISocket_GetLocalAddress(srv->sock, addr, sizeof(addr), &port);
+    CALL(cli->sock = ISocketProvider_CreateSocket(udp, env.mux, &cli->user, env.log, false, NULL));
+    CALL(ISocket_Connect(cli->sock, h_addr(port), NULL));
+    CALL(ISocket_Send(cli->sock, "first", 5));
+    CALL(ISocket_Send(cli->sock, "second", 6));
+    cr_assert(h_wait_count(&env, cli, H_SEND_RESULT, 2, 2000), "%s", h_dump(cli));
+    check_recv_zero_takes_first(srv, H_RECV_FROM_RESULT);
+    cr_assert_str_eq(srv->ev[srv->nev - 2].addr, "127.0.0.1", "%s", h_dump(srv));
+    transport_end(cli, srv);
+    ISocketProvider_Delete(udp);
+}
+
+/* Zero-length sends, with a buffer or NULL, each get exactly one SocketSendResult in
+ * order, alone or between other sends, and send nothing. */
+static void check_send_zero_length(enum transport t, bool stream)
+{
+    transport_begin(t);
+    struct h_sock *c;
+    struct h_sock *l = start_pair(&c, true);
+    CALL(ISocket_Send(c->sock, "", 0)); /* before the connection is up */
+    CALL(ISocket_Send(c->sock, "ab", 2));
+    CALL(ISocket_Send(c->sock, NULL, 0));
+    CALL(ISocket_Send(c->sock, "cd", 2));
+    cr_assert(h_wait_count(&env, c, H_SEND_RESULT, 4, 5000), "%s\n%s", h_dump(c), h_logs(&env));
+    cr_assert(h_log_contains(&env, "zero-length ISocket_Send"), "%s", h_logs(&env));
+    struct h_sock *a = h_wait_accepted(&env, l, 1, 5000);
+    cr_assert_not_null(a, "%s", h_dump(l));
+    h_run_for(&env, 20);                /* no fifth result, and everything arrived */
+    CALL(ISocket_Send(c->sock, "", 0)); /* nothing queued or in flight */
+    if (stream)
+        CALL(ISocket_SendNoCopy(c->sock, NULL, 0));
+    size_t want = stream ? 6 : 5;
+    cr_assert(h_wait_count(&env, c, H_SEND_RESULT, want, 2000), "%s", h_dump(c));
+    h_run_for(&env, 20);
+    cr_assert_eq(h_count(c, H_SEND_RESULT), want, "%s", h_dump(c));
+    cr_assert_eq(a->data_len, 4, "%s", h_dump(a));
+    cr_assert_arr_eq(a->data, "abcd", 4);
+    cr_assert_not(h_has_shutdown(c), "%s", h_dump(c));
+    cr_assert_not(h_has_shutdown(a), "%s", h_dump(a));
+    transport_end(c, l);
+}
+
+Test(misuse, send_zero_length_yields_one_result)
+{
+    check_send_zero_length(T_TCP, true);
+}
+
+Test(misuse, send_zero_length_yields_one_result_on_tls)
+{
+    check_send_zero_length(T_TLS, true);
+}
+
+Test(misuse, send_zero_length_yields_one_result_on_dtls)
+{
+    check_send_zero_length(T_DTLS, false);
 }
 
 /* ---- datagram calls on a stream socket -------------------------------------------------- */

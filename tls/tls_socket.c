@@ -411,7 +411,7 @@ static void read_app_data(struct tls *t)
     while (t->rbuf && t->state == T_OPEN && !(t->core.pending & RS_EV_RECV_DONE)) {
         if (t->stash)
             serve_stash(t);
-        if (t->rfill > 0 && (t->rpartial || t->rfill == t->rlen)) {
+        if (t->rfill == t->rlen || (t->rfill > 0 && t->rpartial)) { /* also a zero-length one */
             t->core.base.stats.recvs++;
             rs_core_event(&t->core, RS_EV_RECV_DONE);
             return;
