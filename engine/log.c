@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+/* "all": every socket type's events; payload dumps stay behind LOG_DATA */
 #define LOG_ALL_FLAGS  ((uint64_t)(LOG_TLS | LOG_TCP | LOG_LDS | LOG_UDP | LOG_DTLS))
 #define LOG_STACK_LINE 1024
 #define HEXDUMP_WIDTH  16
@@ -62,7 +63,7 @@ static uint64_t parse_flag_token(const char *tok, size_t len)
         uint64_t bits;
     } names[] = {
         {"tls", LOG_TLS}, {"tcp", LOG_TCP},   {"lds", LOG_LDS},       {"local", LOG_LDS},
-        {"udp", LOG_UDP}, {"dtls", LOG_DTLS}, {"all", LOG_ALL_FLAGS},
+        {"udp", LOG_UDP}, {"dtls", LOG_DTLS}, {"all", LOG_ALL_FLAGS}, {"data", LOG_DATA},
     };
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -126,6 +127,8 @@ static const char *flag_name(enum LogFlags flag)
         return "udp";
     case LOG_DTLS:
         return "dtls";
+    case LOG_DATA:
+        return "data";
     }
     return "log";
 }
@@ -242,6 +245,23 @@ void IInstanceLog_Log(IInstanceLog *log, enum LogFlags flag, const char *format,
     va_start(ap, format);
     rs_log_vemit(log, flag, format, ap);
     va_end(ap);
+}
+
+bool rs_log_data_on(IInstanceLog *log, enum LogFlags flag)
+{
+    return IInstanceLog_LogFlagSet(log, flag) && IInstanceLog_LogFlagSet(log, LOG_DATA);
+}
+
+void rs_log_data(IInstanceLog *log, enum LogFlags flag, const void *data, size_t len,
+                 const char *fmt, ...)
+{
+    if (!rs_log_data_on(log, flag))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    rs_log_vemit(log, flag, fmt, ap);
+    va_end(ap);
+    IInstanceLog_HexDump(log, flag, data, len);
 }
 
 void IInstanceLog_HexDump(IInstanceLog *log, enum LogFlags flag, const void *data, size_t len)

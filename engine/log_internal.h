@@ -14,4 +14,11 @@ void rs_log_vemit(IInstanceLog *log, enum LogFlags flag, const char *fmt, va_lis
 void rs_log_error(IInstanceLog *log, enum LogFlags flag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Traffic: the line, then the bytes as a hex dump, under the socket type's flag, only
+ * while both that flag and LOG_DATA are set (rs_log_data_on). Every payload dump of the
+ * engine goes through here. */
+bool rs_log_data_on(IInstanceLog *log, enum LogFlags flag);
+void rs_log_data(IInstanceLog *log, enum LogFlags flag, const void *data, size_t len,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 #endif

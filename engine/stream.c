@@ -82,7 +82,6 @@ struct rs_stream {
 };
 
 #define S(isock)        ((struct rs_stream *)(isock))
-#define LOG_ON(s)       IInstanceLog_LogFlagSet((s)->core.base.log, (s)->type->log_flag)
 #define LOG(s, ...)     IInstanceLog_Log((s)->core.base.log, (s)->type->log_flag, __VA_ARGS__)
 #define LOG_ERR(s, ...) rs_log_error((s)->core.base.log, (s)->type->log_flag, __VA_ARGS__)
 #define NAME(s)         ((s)->core.base.ops->name)
@@ -353,10 +352,8 @@ static void stash_insert(struct rs_stream *s, const uint8_t *data, size_t n, boo
 
 static void log_traffic(struct rs_stream *s, const char *dir, const void *data, size_t n)
 {
-    if (!LOG_ON(s))
-        return;
-    LOG(s, "%s %p %s %zu bytes", NAME(s), (void *)s, dir, n);
-    IInstanceLog_HexDump(s->core.base.log, s->type->log_flag, data, n);
+    rs_log_data(s->core.base.log, s->type->log_flag, data, n, "%s %p %s %zu bytes", NAME(s),
+                (void *)s, dir, n);
 }
 
 static void recv_start(struct rs_stream *s)

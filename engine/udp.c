@@ -229,11 +229,11 @@ static void recv_done(struct udp *u, const uint8_t *data, size_t avail, size_t r
     u->rport = port;
     u->core.base.stats.recvs++;
     u->core.base.stats.bytesReceived += n;
-    if (IInstanceLog_LogFlagSet(u->core.base.log, LOG_UDP)) {
+    if (rs_log_data_on(u->core.base.log, LOG_UDP)) {
         char a[64];
         IPaddr_ToString(&addr, a, sizeof(a));
-        LOG(u, "udp %p received %zu bytes from %s:%u", (void *)u, n, a, port);
-        IInstanceLog_HexDump(u->core.base.log, LOG_UDP, u->rbuf, n);
+        rs_log_data(u->core.base.log, LOG_UDP, u->rbuf, n, "udp %p received %zu bytes from %s:%u",
+                    (void *)u, n, a, port);
     }
     rs_core_event(&u->core, RS_EV_RECV_DONE);
 }
@@ -508,10 +508,7 @@ static void queue_datagram(struct udp *u, const void *buf, size_t len, const str
     if (!u->snext)
         u->snext = d;
     u->core.base.stats.sends++;
-    if (IInstanceLog_LogFlagSet(u->core.base.log, LOG_UDP)) {
-        LOG(u, "udp %p sending %zu bytes", (void *)u, len);
-        IInstanceLog_HexDump(u->core.base.log, LOG_UDP, buf, len);
-    }
+    rs_log_data(u->core.base.log, LOG_UDP, buf, len, "udp %p sending %zu bytes", (void *)u, len);
     rs_flush_later(u->core.base.mux, &u->flush_task);
 }
 

@@ -85,19 +85,21 @@ Test(log, line_has_app_flag_and_message)
 Test(log, flag_names_are_lowercase)
 {
     struct capture c = {0};
-    IInstanceLog *log = make_log("a", ALL_FLAGS, &c);
+    IInstanceLog *log = make_log("a", ALL_FLAGS | LOG_DATA, &c);
 
     IInstanceLog_Log(log, LOG_TLS, "x");
     IInstanceLog_Log(log, LOG_TCP, "x");
     IInstanceLog_Log(log, LOG_LDS, "x");
     IInstanceLog_Log(log, LOG_UDP, "x");
     IInstanceLog_Log(log, LOG_DTLS, "x");
-    cr_assert_eq(c.count, 5);
+    IInstanceLog_Log(log, LOG_DATA, "x");
+    cr_assert_eq(c.count, 6);
     assert_line(c.lines[0], "a tls: x");
     assert_line(c.lines[1], "a tcp: x");
     assert_line(c.lines[2], "a lds: x");
     assert_line(c.lines[3], "a udp: x");
     assert_line(c.lines[4], "a dtls: x");
+    assert_line(c.lines[5], "a data: x");
 
     IInstanceLog_Delete(log);
     capture_free(&c);
@@ -240,6 +242,63 @@ Test(log, env_numeric)
     cr_assert_eq(flags_with_env("0X400000", 0), (uint64_t)LOG_DTLS);
     cr_assert_eq(flags_with_env("2048", 0), (uint64_t)LOG_TCP);
     cr_assert_eq(flags_with_env("0x400,udp", 0), (uint64_t)(LOG_TLS | LOG_UDP));
+}
+
+/* LOG_DATA is an extension bit: one bit, none of the SDK's, not in "all". */
+Test(log, env_data)
+{
+    cr_assert_eq((uint64_t)LOG_DATA & ALL_FLAGS, 0);
+    cr_assert_eq((uint64_t)LOG_DATA & ((uint64_t)LOG_DATA - 1), 0, "one bit");
+    cr_assert_eq(flags_with_env("tcp,data", 0), (uint64_t)(LOG_TCP | LOG_DATA));
+    cr_assert_eq(flags_with_env("DATA udp", 0), (uint64_t)(LOG_UDP | LOG_DATA));
+    cr_assert_eq(flags_with_env("data", 0), (uint64_t)LOG_DATA);
+    cr_assert_eq(flags_with_env("all,data", 0), ALL_FLAGS | LOG_DATA);
+    cr_assert_eq(flags_with_env("0x40000000", 0), (uint64_t)LOG_DATA);
+}
+
+/* The engine's traffic lines and dumps (rs_log_data) need the type's flag and LOG_DATA. */
+Test(log, traffic_needs_type_flag_and_data)
+{
+    static const struct {
+        uint64_t flags;
+        size_t lines;
+    } cases[] = {
+        {LOG_TCP, 0}, {LOG_DATA, 0}, {LOG_UDP | LOG_DATA, 0}, {LOG_TCP | LOG_DATA, 2}, {0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct capture c = {0};
+        IInstanceLog *log = make_log("hx", cases[i].flags, &c);
+        cr_assert_eq(rs_log_data_on(log, LOG_TCP), cases[i].lines > 0);
+        rs_log_data(log, LOG_TCP, "abc", 3, "tcp %d sent %d bytes", 1, 3);
+        cr_assert_eq(c.count, cases[i].lines, "flags %#llx", (unsigned long long)cases[i].flags);
+        if (cases[i].lines) {
+            assert_line(c.lines[0], "hx tcp: tcp 1 sent 3 bytes");
+            assert_line(c.lines[1], "hx tcp: 0000: 61 62 63"
+                                    "                                       "
+                                    "  abc");
+        }
+        IInstanceLog_Delete(log);
+        capture_free(&c);
+    }
+    rs_log_data(NULL, LOG_TCP, "abc", 3, "nothing");
+    cr_assert_not(rs_log_data_on(NULL, LOG_TCP));
+}
+
+/* What README shows: an application's own bit, outside the SDK's and LOG_DATA. */
+Test(log, application_flag_of_its_own)
+{
+    const enum LogFlags billing = (enum LogFlags)0x10000000;
+    cr_assert_eq((uint64_t)billing & (ALL_FLAGS | LOG_DATA), 0);
+    struct capture c = {0};
+    IInstanceLog *log = make_log("billing", LOG_TCP | billing, &c);
+    IInstanceLog_Log(log, billing, "invoice %d sent", 7);
+    IInstanceLog_SetLogFlags(log, LOG_TCP);
+    IInstanceLog_Log(log, billing, "dropped");
+    cr_assert_eq(c.count, 1);
+    assert_line(c.lines[0], "billing log: invoice 7 sent");
+    cr_assert_eq(flags_with_env("0x10000000", 0), (uint64_t)billing);
+    IInstanceLog_Delete(log);
+    capture_free(&c);
 }
 
 Test(log, env_unknown_names_ignored)

@@ -954,20 +954,9 @@ Test(tcp_errors, ipv6_listener_is_dual_stack)
 
 /* ---- logging ------------------------------------------------------------------------- */
 
-Test(tcp_errors, log_tcp_reports_refusal_and_dumps_traffic)
+/* An echo of "hello ringsock" over a fresh connection, logged under env.log. */
+static void echo_hello(void)
 {
-    IInstanceLog_SetLogFlags(env.log, LOG_TCP);
-    int hold;
-    uint16_t port = refusing_port(&hold);
-    struct h_sock *c = h_sock_new(&env);
-    h_tcp_socket(&env, c, false);
-    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
-    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 2000), "%s", h_dump(c));
-    cr_assert(h_log_contains(&env, "refused"), "refusal not logged (last: %s)",
-              env.log_lines[(env.nlog + 63) % 64]);
-    h_sock_free(c);
-    close(hold);
-
     struct h_sock *l = h_sock_new(&env);
     l->echo = true;
     uint16_t lport = h_listen(&env, l, "127.0.0.1");
@@ -978,11 +967,50 @@ Test(tcp_errors, log_tcp_reports_refusal_and_dumps_traffic)
     static uint8_t in[14];
     CALL(ISocket_Recv(d->sock, in, sizeof(in), false));
     cr_assert(h_wait_count(&env, d, H_RECV_RESULT, 1, 2000), "%s", h_dump(d));
-    /* "hello ringsock" in hex */
-    cr_assert(h_log_contains(&env, "68 65 6c 6c 6f 20 72 69 6e 67 73 6f 63 6b"),
-              "no hex dump of the message");
     h_sock_free(d);
     h_sock_free(l);
+}
+
+#define HELLO_HEX "68 65 6c 6c 6f 20 72 69 6e 67 73 6f 63 6b" /* "hello ringsock" */
+
+/* LOG_TCP used to hex-dump every byte (123,885 lines for 1 MB echoed): alone it logs the
+ * connection's events, and the traffic only with LOG_DATA as well. */
+Test(tcp_errors, log_tcp_alone_dumps_no_payload)
+{
+    IInstanceLog_SetLogFlags(env.log, LOG_TCP);
+    int hold;
+    uint16_t port = refusing_port(&hold);
+    struct h_sock *c = h_sock_new(&env);
+    h_tcp_socket(&env, c, false);
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 2000), "%s", h_dump(c));
+    cr_assert(h_log_contains(&env, "refused"), "refusal not logged:\n%s", h_logs(&env));
+    h_sock_free(c);
+    close(hold);
+
+    echo_hello();
+    cr_assert(h_log_contains(&env, " connected"), "%s", h_logs(&env));
+    cr_assert(h_log_contains(&env, ": connection from 127.0.0.1:"), "%s", h_logs(&env));
+    cr_assert_not(h_log_contains(&env, HELLO_HEX), "%s", h_logs(&env));
+    cr_assert_not(h_log_contains(&env, " bytes"), "%s", h_logs(&env));
+}
+
+Test(tcp_errors, log_tcp_with_data_dumps_traffic)
+{
+    IInstanceLog_SetLogFlags(env.log, LOG_TCP | LOG_DATA);
+    echo_hello();
+    cr_assert(h_log_contains(&env, " sent 14 bytes"), "%s", h_logs(&env));
+    cr_assert(h_log_contains(&env, " received 14 bytes"), "%s", h_logs(&env));
+    cr_assert(h_log_contains(&env, "tcp: 0000: " HELLO_HEX), "%s", h_logs(&env));
+    cr_assert(h_log_contains(&env, " connected"), "%s", h_logs(&env));
+}
+
+/* LOG_DATA is no flag of its own: without a socket type's flag it logs nothing. */
+Test(tcp_errors, log_data_alone_logs_nothing)
+{
+    IInstanceLog_SetLogFlags(env.log, LOG_DATA | LOG_UDP);
+    echo_hello();
+    cr_assert_eq(env.nlog, 0, "%s", h_logs(&env));
 }
 
 Test(tcp_errors, log_flags_zero_logs_nothing_for_ordinary_failures)

@@ -11,17 +11,22 @@ extern "C" {
 #endif
 
 enum LogFlags {
-    LOG_TLS = 0x400,
+    LOG_TLS = 0x400, /* the SDK's bit values */
     LOG_TCP = 0x800,
     LOG_LDS = 0x1000,
     LOG_UDP = 0x200000,
-    LOG_DTLS = 0x400000
-}; /* the SDK's bit values */
+    LOG_DTLS = 0x400000,
+    /* Extension: payload. With it and a socket type's flag, that type also logs each
+     * transfer with its bytes as a hex dump; the type's flag alone logs its events
+     * (connects, binds, closes, failures) only. A bit the SDK's flags do not use. */
+    LOG_DATA = 0x40000000
+};
 
 typedef struct IInstanceLog IInstanceLog;
 
 /* A NULL IInstanceLog * is accepted everywhere and logs nothing. The environment
- * variable RINGSOCK_LOG ("tcp,tls", "all", ...) adds flags to every log created. */
+ * variable RINGSOCK_LOG ("tcp,tls", "all", "tcp,data", ...) adds flags to every log
+ * created; "all" is every socket type's flag, without "data". */
 IInstanceLog *IInstanceLog_Create(const char *appName, uint64_t logFlags);
 void IInstanceLog_Delete(IInstanceLog *log);
 void IInstanceLog_SetLogFlags(IInstanceLog *log, uint64_t mask);
