@@ -739,6 +739,131 @@ Test(tls_certs, alpn_on_one_side_only)
     free_listener(l);
 }
 
+/* ALPN lists that are long or hold names TLS cannot carry (README "ALPN"). */
+
+/* A name of len bytes, distinct per tag: "<tag>-" padded with letters. */
+static char *alpn_name(unsigned tag, size_t len)
+{
+    char *n = malloc(len + 1);
+    cr_assert_not_null(n);
+    int o = snprintf(n, len + 1, "%u-", tag);
+    for (size_t i = (size_t)o; i < len; i++)
+        n[i] = (char)('a' + i % 26);
+    n[len] = '\0';
+    return n;
+}
+
+/* count names of len bytes, then the extra ones, NULL-terminated. */
+static char **alpn_names(size_t count, size_t len, const char *extra0, const char *extra1)
+{
+    char **v = calloc(count + 3, sizeof(char *));
+    cr_assert_not_null(v);
+    for (size_t i = 0; i < count; i++)
+        v[i] = alpn_name((unsigned)i, len);
+    v[count] = extra0 ? strdup(extra0) : NULL;
+    v[count + 1] = extra0 && extra1 ? strdup(extra1) : NULL;
+    return v;
+}
+
+static void alpn_names_free(char **v)
+{
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Connects an ALPN client, checks what both ends agreed on (NULL: nothing). */
+static void alpn_expect(const char *want, struct alpn_rec *r)
+{
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = alpn_client(r);
+    cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
+    struct h_sock *ch = h_wait_accepted(&env, l, 1, 3000);
+    cr_assert_not_null(ch);
+    if (want) {
+        cr_assert_str_eq(ISocket_GetALPNProtocol(c->sock), want);
+        cr_assert_str_eq(ISocket_GetALPNProtocol(ch->sock), want);
+    } else {
+        cr_assert_null(ISocket_GetALPNProtocol(c->sock));
+        cr_assert_null(ISocket_GetALPNProtocol(ch->sock));
+    }
+    assert_echo(c, "alpn");
+    h_sock_free(c);
+    free_listener(l);
+}
+
+/* The bug: the client wrote its comma-joined list into a 512-byte stack buffer. 40 names
+ * of 20 bytes (840 bytes) overflowed it (ASan: stack-buffer-overflow in start_ssl). */
+Test(tls_certs, alpn_client_list_over_512_bytes_overflowed_the_stack)
+{
+    char **client = alpn_names(40, 20, NULL, NULL);
+    const char *server[] = {"h2", client[37], NULL};
+    alpn_setup(server, (const char *const *)client);
+    struct alpn_rec r = {.answer = true};
+    alpn_expect(client[37], &r);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_str_eq(r.proto, client[37]);
+    alpn_names_free(client);
+}
+
+/* An empty name is dropped (logged without LOG_TLS); the others are offered. */
+Test(tls_certs, alpn_empty_name_dropped)
+{
+    const char *client[] = {"", "h2", NULL};
+    alpn_setup(h2_http11, client);
+    cr_assert(h_log_contains(&env, "empty"), "not logged:\n%s", h_logs(&env));
+    struct alpn_rec r = {.answer = true};
+    alpn_expect("h2", &r);
+}
+
+/* 255 bytes is the longest name TLS carries; 256 is dropped (logged), the rest offered. */
+Test(tls_certs, alpn_256_byte_name_dropped)
+{
+    char **client = alpn_names(1, 256, "h2", NULL);
+    alpn_setup(h2_http11, (const char *const *)client);
+    cr_assert(h_log_contains(&env, "256 bytes"), "not logged:\n%s", h_logs(&env));
+    struct alpn_rec r = {.answer = true};
+    alpn_expect("h2", &r);
+    alpn_names_free(client);
+
+    char **longest = alpn_names(1, 255, NULL, NULL);
+    const char *server[] = {longest[0], NULL};
+    alpn_setup(server, (const char *const *)longest);
+    struct alpn_rec r2 = {.answer = true};
+    alpn_expect(longest[0], &r2);
+    alpn_names_free(longest);
+}
+
+/* A list with no usable name is no list: nothing is offered, the client is not asked. */
+Test(tls_certs, alpn_only_invalid_names_offers_none)
+{
+    char **client = alpn_names(1, 300, "", "a,b");
+    alpn_setup(h2_http11, (const char *const *)client);
+    cr_assert(h_log_contains(&env, "300 bytes"), "not logged:\n%s", h_logs(&env));
+    cr_assert(h_log_contains(&env, "empty"), "not logged:\n%s", h_logs(&env));
+    cr_assert(h_log_contains(&env, "comma"), "not logged:\n%s", h_logs(&env));
+    struct alpn_rec r = {.answer = true};
+    alpn_expect(NULL, &r);
+    cr_assert_eq(r.calls, 0, "asked about a protocol it never offered");
+    alpn_names_free(client);
+}
+
+/* RFC 7301 lets the names with their length bytes fill the extension (65533 bytes); 300
+ * names of 255 bytes (76800) do not fit, nor one ClientHello record (README: 14336 bytes).
+ * The names past the limit are dropped (logged); the first ones still work. */
+Test(tls_certs, alpn_list_over_rfc_limit_truncated)
+{
+    char **client = alpn_names(300, 255, NULL, NULL);
+    const char *server[] = {client[299], client[0], NULL};
+    alpn_setup(server, (const char *const *)client);
+    cr_assert(h_log_contains(&env, "names 56 to 299 dropped: the list would exceed 14336"),
+              "not logged:\n%s", h_logs(&env));
+    struct alpn_rec r = {.answer = true};
+    alpn_expect(client[0], &r);
+    alpn_names_free(client);
+}
+
 /* ---- alerts: a refused handshake tells the peer why (checked with OpenSSL's tools) ------ */
 
 static void async_open(struct sclient *s, const char *cmd)
