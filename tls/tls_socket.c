@@ -676,7 +676,7 @@ static void tls_accept(ISocket *is, USocket *user)
         return;
     }
     struct tls *c = tls_new(is->mux, user, is->log, t->ctx, true);
-    c->core.base.mode = RS_MODE_ACCEPTED;
+    rs_core_accepted(&c->core);
     c->state = T_TCP;
     c->qos = t->qos;
     ISocket_Accept(t->inner, &c->inner_user);
