@@ -98,20 +98,47 @@ static void set_str(char **dst, const char *src)
         rs_fatal("ISocketContext: out of memory");
 }
 
+bool rs_context_identity_usable(ISocketContext *c, const char *who, const uint8_t *pem, size_t len)
+{
+    const char *why = c->layer_ops && c->layer_ops->check_identity
+                          ? c->layer_ops->check_identity(c, pem, len)
+                          : NULL;
+    if (why)
+        rs_log_error(c->log, c->dtls ? LOG_DTLS : LOG_TLS, "%s: unusable certificate: %s", who,
+                     why);
+    return !why;
+}
+
+/* An unusable certificate changes nothing: the context keeps what it had (README). */
+static void set_identity(ISocketContext *c, const char *fn, uint8_t **pem, size_t *pem_len,
+                         char **host, const uint8_t *cert, size_t certLen, const char *hostName)
+{
+    uint8_t *copy = NULL; /* NUL-terminated for the check */
+    size_t copy_len = 0;
+    set_blob(&copy, &copy_len, cert, certLen);
+    if (copy && !rs_context_identity_usable(c, fn, copy, copy_len)) {
+        free(copy);
+        return;
+    }
+    free(*pem);
+    *pem = copy;
+    *pem_len = copy_len;
+    set_str(host, hostName);
+    c->gen++;
+}
+
 void ISocketContext_SetServerCertificate(ISocketContext *c, const uint8_t *cert, size_t certLen,
                                          const char *hostName)
 {
-    set_blob(&c->server_cert, &c->server_cert_len, cert, certLen);
-    set_str(&c->server_host, hostName);
-    c->gen++;
+    set_identity(c, "ISocketContext_SetServerCertificate", &c->server_cert, &c->server_cert_len,
+                 &c->server_host, cert, certLen, hostName);
 }
 
 void ISocketContext_SetClientCertificate(ISocketContext *c, const uint8_t *cert, size_t certLen,
                                          const char *hostName)
 {
-    set_blob(&c->client_cert, &c->client_cert_len, cert, certLen);
-    set_str(&c->client_host, hostName);
-    c->gen++;
+    set_identity(c, "ISocketContext_SetClientCertificate", &c->client_cert, &c->client_cert_len,
+                 &c->client_host, cert, certLen, hostName);
 }
 
 const uint8_t *ISocketContext_GetCertificateFingerprint(ISocketContext *c, size_t *length)

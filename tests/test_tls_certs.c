@@ -286,46 +286,6 @@ Test(tls_certs, new_certificate_applies_to_new_connections_only)
     free_listener(l);
 }
 
-/* A PEM that holds no usable certificate: no fingerprint, handshakes fail (logged), and a
- * good certificate set afterwards fixes the next connections. */
-Test(tls_certs, unusable_server_certificate)
-{
-    IInstanceLog_SetLogFlags(env.log, LOG_TLS);
-    static const char junk[] = "this is not PEM at all\n";
-    ISocketContext_SetServerCertificate(sctx, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
-    size_t len = 99;
-    cr_assert_null(ISocketContext_GetCertificateFingerprint(sctx, &len));
-    cr_assert_eq(len, 0);
-    ISocketContext_SetVerifyPeer(cctx, false);
-    struct h_sock *l = h_sock_new(&env);
-    uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    assert_handshake_failed(c);
-    assert_server_side_failed(l, 1);
-    cr_assert(h_log_contains(&env, "server context"), "the reason is logged");
-    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
-    struct h_sock *c2 = h_sock_new(&env);
-    cr_assert(connect_client(c2, port, "localhost"), "%s", h_dump(c2));
-    h_assert_peer_fp(c2, srv.fp);
-    h_sock_free(c);
-    h_sock_free(c2);
-    free_listener(l);
-}
-
-/* A certificate block whose contents are not a certificate (a corrupted file): there is
- * no local certificate, so there is no fingerprint to advertise either. */
-Test(tls_certs, corrupt_certificate_has_no_fingerprint)
-{
-    static const char junk[] = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
-                               "-----END CERTIFICATE-----\n";
-    ISocketContext_SetServerCertificate(sctx, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
-    size_t len = 99;
-    const uint8_t *fp = ISocketContext_GetCertificateFingerprint(sctx, &len);
-    cr_assert(fp == NULL && len == 0,
-              "a fingerprint (%zu bytes) of something that is no certificate", len);
-}
-
 /* ---- server verification -------------------------------------------------------------------- */
 
 Test(tls_certs, default_verification_rejects_self_signed_server)
@@ -484,16 +444,24 @@ static void check_refusal(void)
                   "the refused client sees a clean close: %s", refusal.dump);
 }
 
+/* A client of port with a receive outstanding (so it notices what comes), refused as
+ * connection n of the listener (await_refusal). */
+static struct h_sock *refused_client(struct h_sock *l, uint16_t port, size_t n)
+{
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    static uint8_t b[64];
+    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
+    await_refusal(l, n, c);
+    return c;
+}
+
 Test(tls_certs, required_client_certificate_missing_fails_both_ends)
 {
     requiring_server();
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    static uint8_t b[64]; /* a receive outstanding, so the client notices what comes */
-    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
-    await_refusal(l, 1, c);
+    struct h_sock *c = refused_client(l, port, 1);
     h_sock_free(c);
     free_listener(l);
     check_refusal();
@@ -523,11 +491,7 @@ Test(tls_certs, client_certificate_from_untrusted_issuer_fails)
     ISocketContext_SetClientCertificate(cctx, selfcli.p, selfcli.len, "rogue client");
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    static uint8_t b[64];
-    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
-    await_refusal(l, 1, c);
+    struct h_sock *c = refused_client(l, port, 1);
     h_sock_free(c);
     free_listener(l);
     check_refusal();
@@ -542,11 +506,7 @@ Test(tls_certs, disable_client_certificate_sends_none)
     struct h_sock *c1 = h_sock_new(&env);
     cr_assert(connect_client(c1, port, "localhost"), "with the certificate: %s", h_dump(c1));
     ISocketContext_DisableClientCertificate(cctx);
-    struct h_sock *c2 = h_sock_new(&env);
-    tls_client(c2, port, "localhost");
-    static uint8_t b[64];
-    CALL(ISocket_Recv(c2->sock, b, sizeof(b), true));
-    await_refusal(l, 2, c2);
+    struct h_sock *c2 = refused_client(l, port, 2);
     assert_echo(c1, "the connection made before is unaffected");
     h_sock_free(c1);
     h_sock_free(c2);
@@ -569,6 +529,107 @@ Test(tls_certs, client_certificate_not_requested)
     cr_assert_not(ISocket_GetPeerCertificateFingerprint(ch->sock, fp));
     h_sock_free(c);
     free_listener(l);
+}
+
+/* ---- unusable certificates ----------------------------------------------------------------- */
+
+/* The bug: a PEM that cannot be used was taken silently; the first client's handshake
+ * failed, and only that was logged (under LOG_TLS). Now SetServerCertificate says so at
+ * once, as an error (the suite's log has no LOG_TLS), and the server keeps what it had:
+ * here the generated certificate, which the next client gets. */
+Test(tls_certs, unusable_certificate_reported_when_set_not_at_first_handshake)
+{
+    ISocketContext_SetVerifyPeer(cctx, false);
+    uint8_t gen_fp[32];
+    memcpy(gen_fp, h_ctx_fp(sctx), 32);
+    static const char junk[] = "this is not PEM at all\n";
+    ISocketContext_SetServerCertificate(sctx, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
+    cr_assert(h_log_contains(&env, "ISocketContext_SetServerCertificate: unusable certificate"),
+              "not logged when set:\n%s", h_logs(&env));
+    cr_assert_arr_eq(h_ctx_fp(sctx), gen_fp, 32, "the generated certificate stays");
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
+    h_assert_peer_fp(c, gen_fp);
+    h_sock_free(c);
+    free_listener(l);
+}
+
+/* Each kind of unusable PEM is refused with its reason; the server keeps the certificate
+ * set before, in what it presents and in its fingerprint. */
+Test(tls_certs, unusable_server_certificate_keeps_the_previous_one)
+{
+    struct pki_unusable bad[PKI_UNUSABLE];
+    pki_unusable(bad);
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    for (int i = 0; i < PKI_UNUSABLE; i++) {
+        unsigned n0 = env.nlog;
+        ISocketContext_SetServerCertificate(sctx, bad[i].p, bad[i].len, "other");
+        cr_assert_gt(env.nlog, n0, "%s: nothing logged", bad[i].what);
+        cr_assert(strstr(env.log_lines[(env.nlog - 1) % 64], "unusable certificate: the "),
+                  "%s:\n%s", bad[i].what, h_logs(&env));
+        cr_log_info("%s: %s", bad[i].what, env.log_lines[(env.nlog - 1) % 64]);
+        cr_assert_arr_eq(h_ctx_fp(sctx), srv.fp, 32, "%s replaced the certificate", bad[i].what);
+        struct h_sock *c = h_sock_new(&env);
+        cr_assert(connect_client(c, port, "localhost"), "%s: %s\n%s", bad[i].what, h_dump(c),
+                  h_logs(&env));
+        h_assert_peer_fp(c, srv.fp);
+        h_sock_free(c);
+    }
+    cr_assert(h_log_contains(&env, "the private key does not belong to the certificate"), "%s",
+              h_logs(&env));
+    free_listener(l);
+    pki_unusable_free(bad);
+}
+
+/* A client whose certificate cannot be used keeps the one it had, or sends none. */
+Test(tls_certs, unusable_client_certificate_sends_none)
+{
+    struct pki_unusable bad[PKI_UNUSABLE];
+    pki_unusable(bad);
+    requiring_server();
+    ISocketContext_SetClientCertificate(cctx, bad[3].p, bad[3].len, "ringsock client");
+    cr_assert(h_log_contains(&env, "ISocketContext_SetClientCertificate: unusable certificate"),
+              "%s", h_logs(&env));
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = refused_client(l, port, 1); /* none sent: the server refuses */
+    ISocketContext_SetClientCertificate(cctx, cli.p, cli.len, "ringsock client");
+    ISocketContext_SetClientCertificate(cctx, bad[0].p, bad[0].len, "ringsock client");
+    cr_assert_arr_eq(h_ctx_fp(cctx), cli.fp, 32);
+    struct h_sock *c2 = h_sock_new(&env);
+    cr_assert(connect_client(c2, port, "localhost"), "%s\n%s", h_dump(c2), h_logs(&env));
+    l->ctx = (void *)(uintptr_t)2;
+    cr_assert(h_run_until(&env, accepted_n, l, 3000), "%s", h_dump(l));
+    h_assert_peer_fp(l->accepted[1], cli.fp);
+    h_sock_free(c);
+    h_sock_free(c2);
+    free_listener(l);
+    pki_unusable_free(bad);
+    check_refusal();
+}
+
+/* A context made by the TCP provider has no TLS layer until a TLS socket uses it: a
+ * certificate set before is checked then, and an unusable one dropped (logged). */
+Test(tls_certs, unusable_certificate_on_a_plain_context_checked_when_tls_uses_it)
+{
+    ISocketContext *plain = ISocketProvider_CreateSocketContext(env.tcp, env.log);
+    static const char junk[] = "this is not PEM at all\n";
+    ISocketContext_SetServerCertificate(plain, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
+    ISocketContext_SetVerifyPeer(cctx, false);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = h_listen_on(&env, tls, plain, l, "127.0.0.1");
+    cr_assert(h_log_contains(&env, "TLS context: unusable certificate"), "%s", h_logs(&env));
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
+    h_assert_peer_fp(c, h_ctx_fp(plain)); /* the generated one */
+    h_sock_free(c);
+    free_listener(l);
+    ISocketContext_Delete(plain);
 }
 
 /* ---- ALPN ------------------------------------------------------------------------------------ */
