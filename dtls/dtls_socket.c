@@ -645,7 +645,7 @@ static void dtls_accept(ISocket *is, USocket *user)
     if (!user || !l->offer || !l->port)
         return;
     struct dtls *c = dtls_new(is->mux, user, is->log, l->ctx, l->v6);
-    c->core.base.mode = RS_MODE_ACCEPTED;
+    rs_core_accepted(&c->core);
     c->server = true;
     c->peer = *l->offer;
     c->port = l->port;

@@ -11,6 +11,7 @@ static void deliver_one(struct rs_core *c)
         rs_cb_connect_complete(is);
     } else if (c->pending & RS_EV_ACCEPTED) {
         c->pending &= ~RS_EV_ACCEPTED;
+        rs_task_cancel(&c->unclaimed); /* the application has it now */
         rs_cb_accept_complete(is);
     } else if (c->pending & RS_EV_UPGRADED) {
         c->pending &= ~RS_EV_UPGRADED;
@@ -49,6 +50,7 @@ static void deliver_one(struct rs_core *c)
         }
         c->pending = 0;
         c->closed_delivered = true;
+        rs_task_cancel(&c->unclaimed); /* an accepted one that failed: the application's now */
         rs_cb_shutdown(is, c->close_reason);
     }
 }
@@ -62,6 +64,11 @@ static void deliver_events(struct rs_task *t)
     rs_core_unref(c);
 }
 
+static void release_unclaimed(struct rs_task *t)
+{
+    ISocket_Delete(&rs_container_of(t, struct rs_core, unclaimed)->base);
+}
+
 void rs_core_init(struct rs_core *c, const struct rs_core_type *type,
                   const struct rs_socket_ops *ops, IIoMux *mux, USocket *user, IInstanceLog *log,
                   enum LogFlags flag)
@@ -70,6 +77,13 @@ void rs_core_init(struct rs_core *c, const struct rs_core_type *type,
     c->type = type;
     c->refs = 1;
     rs_task_init(&c->events_task, deliver_events);
+    rs_task_init(&c->unclaimed, release_unclaimed);
+}
+
+void rs_core_accepted(struct rs_core *c)
+{
+    c->base.mode = RS_MODE_ACCEPTED;
+    rs_mux_hold(c->base.mux, &c->unclaimed);
 }
 
 void rs_core_event(struct rs_core *c, unsigned ev)
@@ -98,6 +112,7 @@ void rs_core_delete(struct rs_core *c)
         rs_fatal("ISocket_Delete called twice");
     c->deleted = true;
     rs_task_cancel(&c->events_task);
+    rs_task_cancel(&c->unclaimed);
 }
 
 void rs_core_unref(struct rs_core *c)

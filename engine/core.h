@@ -49,6 +49,7 @@ struct rs_core {
     void *canceled[RS_MAX_CANCELED]; /* buffers owed a SocketRecvCanceled, in order */
     unsigned canceled_n;
     struct rs_task events_task;
+    struct rs_task unclaimed; /* held by the IIoMux until the application has the socket */
     char bind_addr[108];
     uint16_t bind_port;
 };
@@ -61,6 +62,9 @@ void rs_core_event(struct rs_core *c, unsigned ev);
 void rs_core_close_event(struct rs_core *c, shutdownreason_t reason);
 /* Owes the application a SocketRecvCanceled for buf. */
 void rs_core_cancel_buffer(struct rs_core *c, void *buf);
+/* Made by Accept: the engine owns the socket until SocketAcceptComplete (or a
+ * SocketShutdown instead) hands it to the application; IIoMux_Delete frees it before. */
+void rs_core_accepted(struct rs_core *c);
 /* ISocket_Delete's common part: no event will be delivered any more. */
 void rs_core_delete(struct rs_core *c);
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log_internal.h"
 #include "provider.h"
 #include "reactor.h"
 
@@ -97,20 +98,47 @@ static void set_str(char **dst, const char *src)
         rs_fatal("ISocketContext: out of memory");
 }
 
+bool rs_context_identity_usable(ISocketContext *c, const char *who, const uint8_t *pem, size_t len)
+{
+    const char *why = c->layer_ops && c->layer_ops->check_identity
+                          ? c->layer_ops->check_identity(c, pem, len)
+                          : NULL;
+    if (why)
+        rs_log_error(c->log, c->dtls ? LOG_DTLS : LOG_TLS, "%s: unusable certificate: %s", who,
+                     why);
+    return !why;
+}
+
+/* An unusable certificate changes nothing: the context keeps what it had (README). */
+static void set_identity(ISocketContext *c, const char *fn, uint8_t **pem, size_t *pem_len,
+                         char **host, const uint8_t *cert, size_t certLen, const char *hostName)
+{
+    uint8_t *copy = NULL; /* NUL-terminated for the check */
+    size_t copy_len = 0;
+    set_blob(&copy, &copy_len, cert, certLen);
+    if (copy && !rs_context_identity_usable(c, fn, copy, copy_len)) {
+        free(copy);
+        return;
+    }
+    free(*pem);
+    *pem = copy;
+    *pem_len = copy_len;
+    set_str(host, hostName);
+    c->gen++;
+}
+
 void ISocketContext_SetServerCertificate(ISocketContext *c, const uint8_t *cert, size_t certLen,
                                          const char *hostName)
 {
-    set_blob(&c->server_cert, &c->server_cert_len, cert, certLen);
-    set_str(&c->server_host, hostName);
-    c->gen++;
+    set_identity(c, "ISocketContext_SetServerCertificate", &c->server_cert, &c->server_cert_len,
+                 &c->server_host, cert, certLen, hostName);
 }
 
 void ISocketContext_SetClientCertificate(ISocketContext *c, const uint8_t *cert, size_t certLen,
                                          const char *hostName)
 {
-    set_blob(&c->client_cert, &c->client_cert_len, cert, certLen);
-    set_str(&c->client_host, hostName);
-    c->gen++;
+    set_identity(c, "ISocketContext_SetClientCertificate", &c->client_cert, &c->client_cert_len,
+                 &c->client_host, cert, certLen, hostName);
 }
 
 const uint8_t *ISocketContext_GetCertificateFingerprint(ISocketContext *c, size_t *length)
@@ -156,9 +184,19 @@ ISocket *ISocketProvider_UpgradeToTLSSocket(ISocketProvider *p, ISocket *from, I
     return p->ops->upgrade(p, from, iomux, user, log, initServerSide, ctx);
 }
 
+/* What TLS can offer: names of 1-255 bytes (RFC 7301). The RFC lets the length-prefixed
+ * list fill the extension (65533 bytes), but the whole ClientHello must fit one 16 KiB
+ * record: wolfSSL neither splits it (peers refuse larger records) nor survives one over
+ * 64 KiB (its 16-bit length wraps). wolfSSL takes the names joined by commas, at most 257. */
+#define RS_ALPN_NAME_MAX  255
+#define RS_ALPN_LIST_MAX  14336
+#define RS_ALPN_NAMES_MAX 257
+
 void ISocketContext_SetALPNProtocols(ISocketContext *c, const char *const *alpnList)
 {
+    static const char fn[] = "ISocketContext_SetALPNProtocols";
     free_alpn(c);
+    c->gen++;
     if (!alpnList)
         return;
     size_t n = 0;
@@ -166,11 +204,31 @@ void ISocketContext_SetALPNProtocols(ISocketContext *c, const char *const *alpnL
         n++;
     c->alpn = calloc(n + 1, sizeof(char *));
     if (!c->alpn)
-        rs_fatal("ISocketContext_SetALPNProtocols: out of memory");
+        rs_fatal("%s: out of memory", fn);
+    size_t kept = 0, wire = 0;
     for (size_t i = 0; i < n; i++) {
-        c->alpn[i] = strdup(alpnList[i]);
-        if (!c->alpn[i])
-            rs_fatal("ISocketContext_SetALPNProtocols: out of memory");
+        size_t len = strlen(alpnList[i]);
+        const char *why = len == 0                   ? "it is empty"
+                          : len > RS_ALPN_NAME_MAX   ? "it is longer than 255 bytes"
+                          : strchr(alpnList[i], ',') ? "it contains a comma"
+                                                     : NULL;
+        if (why) {
+            rs_log_error(c->log, LOG_TLS, "%s: name %zu (%zu bytes) dropped: %s", fn, i, len, why);
+            continue;
+        }
+        if (wire + 1 + len > RS_ALPN_LIST_MAX || kept == RS_ALPN_NAMES_MAX) {
+            rs_log_error(c->log, LOG_TLS,
+                         "%s: names %zu to %zu dropped: the list would exceed %d bytes or %d "
+                         "names (the ClientHello must fit one record)",
+                         fn, i, n - 1, RS_ALPN_LIST_MAX, RS_ALPN_NAMES_MAX);
+            break;
+        }
+        c->alpn[kept] = strdup(alpnList[i]);
+        if (!c->alpn[kept])
+            rs_fatal("%s: out of memory", fn);
+        kept++;
+        wire += 1 + len;
     }
-    c->gen++;
+    if (kept == 0)
+        free_alpn(c); /* nothing to offer is no list */
 }

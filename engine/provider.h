@@ -27,6 +27,8 @@ void rs_provider_free(ISocketProvider *p);
  * functions that need certificates, without depending on the layer. */
 struct rs_context_layer_ops {
     const uint8_t *(*fingerprint)(ISocketContext *ctx, size_t *length);
+    /* Why a PEM (NUL-terminated) cannot be this end's certificate and key; NULL: it can. */
+    const char *(*check_identity)(ISocketContext *ctx, const uint8_t *pem, size_t len);
     void (*free)(void *layer);
 };
 
@@ -46,5 +48,9 @@ struct ISocketContext {
     const struct rs_context_layer_ops *layer_ops;
     void *layer;
 };
+
+/* Whether the context's layer can use pem as a certificate and key; if not, it says why in
+ * the log (an error: whatever the flags), naming who asked. */
+bool rs_context_identity_usable(ISocketContext *c, const char *who, const uint8_t *pem, size_t len);
 
 #endif

@@ -52,6 +52,7 @@ IIoMux *IIoMux_Create(void)
     m->features = rs_backend_features(m->io);
     rs_list_init(&m->deferred);
     rs_list_init(&m->flush);
+    rs_list_init(&m->unclaimed);
     if (rs_exec_init(m) < 0) {
         fprintf(stderr, "ringsock: IIoMux_Create: eventfd: %s\n", strerror(errno));
         rs_backend_destroy(m->io);
@@ -66,6 +67,11 @@ void IIoMux_Delete(IIoMux *m)
     if (!m)
         return;
     rs_shutdown_destroy(m);
+    /* What no application holds yet: each task frees its owner (and what that owns). */
+    for (struct rs_list *n; (n = rs_list_pop_front(&m->unclaimed)) != NULL;) {
+        struct rs_task *t = rs_container_of(n, struct rs_task, link);
+        t->run(t);
+    }
     /* Completions of deleted sockets' canceled operations free those sockets. */
     rs_backend_drain(m->io);
     /* Tasks belong to sockets the application still owns; forget them. */

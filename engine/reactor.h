@@ -42,8 +42,9 @@ struct IIoMux {
     bool terminate;
     int api_depth; /* > 0 while an API call runs: no callback may start then */
 
-    struct rs_list deferred; /* run from the loop, in order */
-    struct rs_list flush;    /* run right before each submit: batches sends */
+    struct rs_list deferred;  /* run from the loop, in order */
+    struct rs_list flush;     /* run right before each submit: batches sends */
+    struct rs_list unclaimed; /* IIoMux_Delete runs these: see rs_mux_hold */
 
     ITimer **heap; /* min-heap on (deadline, seq) */
     size_t heap_len, heap_cap;
@@ -97,6 +98,15 @@ static inline void rs_task_cancel(struct rs_task *t)
 {
     if (rs_list_linked(&t->link))
         rs_list_unlink(&t->link);
+}
+
+/* Something the engine made for the application but has not handed over yet (a
+ * connection accepted and not yet reported): if the IIoMux is deleted first, nobody else
+ * can free it, so IIoMux_Delete runs t, which must. rs_task_cancel(t) when handed over. */
+static inline void rs_mux_hold(IIoMux *m, struct rs_task *t)
+{
+    if (!rs_list_linked(&t->link))
+        rs_list_push_back(&m->unclaimed, &t->link);
 }
 
 /* Engine-owned timer: fn(t, arg) runs from the loop instead of a UTimer. */

@@ -832,7 +832,7 @@ static void stream_accept(ISocket *is, USocket *user)
     if (!user || s->offered_fd < 0)
         return; /* rejected: closed once SocketListenResult returns */
     struct rs_stream *c = stream_new(s->type, s->core.base.mux, user, s->core.base.log, s->v6);
-    c->core.base.mode = RS_MODE_ACCEPTED;
+    rs_core_accepted(&c->core);
     c->fd = s->offered_fd;
     s->offered_taken = true;
     c->peer.len = sizeof(c->peer.u);

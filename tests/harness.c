@@ -1,6 +1,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -134,6 +135,31 @@ bool h_run_until(struct h_env *env, bool (*cond)(struct h_env *, void *), void *
 void h_run_for(struct h_env *env, unsigned ms)
 {
     h_run_until(env, NULL, NULL, ms);
+}
+
+int h_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+size_t h_delete_accepted(struct h_sock *l)
+{
+    size_t held = 0;
+    for (size_t i = 0; i < l->naccepted; i++) {
+        struct h_sock *ch = l->accepted[i];
+        held += !ch->sock && !ch->deleted;
+        if (ch->sock)
+            CALL(ISocket_Delete(ch->sock));
+        ch->sock = NULL;
+    }
+    return held;
 }
 
 /* ---- recording socket ------------------------------------------------------------------ */

@@ -147,6 +147,13 @@ void h_raw_reset(int fd);                         /* close with RST (SO_LINGER 0
 void h_raw_write_all(int fd, const void *buf, size_t len);
 size_t h_raw_read_n(int fd, void *buf, size_t len, unsigned timeout_ms);
 
+/* The process's open descriptors (entries of /proc/self/fd). */
+int h_count_fds(void);
+/* Deletes the sockets of the connections the listener handed to the application (those
+ * that reached SocketAcceptComplete or SocketShutdown); returns how many it never got:
+ * the ones the engine still holds. */
+size_t h_delete_accepted(struct h_sock *listener);
+
 /* Deterministic pseudo-random bytes. */
 void h_fill(uint8_t *buf, size_t len, uint32_t seed);
 uint32_t h_rand(uint32_t *state);

@@ -129,6 +129,29 @@ static const char gen_script[] =
     " -days 30 -subj '/CN=rogue client'\n"
     "cat selfcli.crt selfcli.key > selfcli.pem\n";
 
+void pki_unusable(struct pki_unusable out[PKI_UNUSABLE])
+{
+    pki_run_sh("set -e\n"
+               "printf 'this is not PEM at all\\n' > junk.pem\n"
+               "printf -- '-----BEGIN CERTIFICATE-----\\nbm90IGEgY2VydGlmaWNhdGU=\\n"
+               "-----END CERTIFICATE-----\\n' | cat - srv.key > corrupt.pem\n"
+               "cat srv.crt ca.crt > nokey.pem\n"
+               "cat srv.crt ca.crt srv2.key > mismatch.pem\n");
+    static const char *const names[PKI_UNUSABLE] = {"junk", "corrupt", "nokey", "mismatch"};
+    for (int i = 0; i < PKI_UNUSABLE; i++) {
+        char file[32];
+        snprintf(file, sizeof(file), "%s.pem", names[i]);
+        out[i].what = names[i];
+        out[i].p = pki_slurp(file, &out[i].len);
+    }
+}
+
+void pki_unusable_free(struct pki_unusable v[PKI_UNUSABLE])
+{
+    for (int i = 0; i < PKI_UNUSABLE; i++)
+        free(v[i].p);
+}
+
 void pki_init(void)
 {
     snprintf(pki_dir, sizeof(pki_dir), "/tmp/ringsock-certs-XXXXXX");

@@ -39,6 +39,18 @@ void pki_load(struct pki_pem *pm, const char *name);
 /* Frees and clears. */
 void pki_free(struct pki_pem *pm);
 
+/* PEMs no TLS or DTLS end can use (api.md: logged and handled): not PEM at all, a
+ * certificate block that holds no certificate (with a good key), a chain without its key,
+ * a chain with another certificate's key. */
+#define PKI_UNUSABLE 4
+struct pki_unusable {
+    const char *what;
+    uint8_t *p;
+    size_t len;
+};
+void pki_unusable(struct pki_unusable out[PKI_UNUSABLE]);
+void pki_unusable_free(struct pki_unusable v[PKI_UNUSABLE]);
+
 /* The key type of the generated certificates, for pki_run_sh scripts. */
 #define PKI_EC "ec -pkeyopt ec_paramgen_curve:P-256"
 

@@ -273,6 +273,32 @@ Test(dtls_certs, default_generated_fingerprints_both_ways_srtp)
     generated_fingerprints(true);
 }
 
+/* PEMs that cannot be used are refused when set (logged under DTLS, whatever the flags):
+ * both ends keep their generated certificates and still find each other by fingerprint. */
+Test(dtls_certs, unusable_certificates_keep_the_generated_ones)
+{
+    struct pki_unusable bad[PKI_UNUSABLE];
+    pki_unusable(bad);
+    enable(false);
+    uint8_t sfp[32], cfp[32];
+    memcpy(sfp, h_ctx_fp(sctx), 32);
+    memcpy(cfp, h_ctx_fp(cctx), 32);
+    for (int i = 0; i < PKI_UNUSABLE; i++) {
+        ISocketContext_SetServerCertificate(sctx, bad[i].p, bad[i].len, "localhost");
+        ISocketContext_SetClientCertificate(cctx, bad[i].p, bad[i].len, "client");
+    }
+    cr_assert(h_log_contains(&env, "dtls: ISocketContext_SetServerCertificate: unusable "
+                                   "certificate: the private key does not belong"),
+              "%s", h_logs(&env));
+    cr_assert(h_log_contains(&env, "dtls: ISocketContext_SetClientCertificate: unusable "
+                                   "certificate: the certificate chain"),
+              "%s", h_logs(&env));
+    cr_assert_arr_eq(h_ctx_fp(sctx), sfp, 32);
+    cr_assert_arr_eq(h_ctx_fp(cctx), cfp, 32);
+    generated_fingerprints(false); /* the handshake, each end seeing the other's */
+    pki_unusable_free(bad);
+}
+
 /* ---- client certificates ----------------------------------------------------------------- */
 
 static void requiring_server(bool srtp)

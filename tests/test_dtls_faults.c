@@ -634,6 +634,35 @@ Test(dtls_faults, delete_client_during_handshake)
     h_sock_free(l);
 }
 
+/* An association accepted (Accept(user)) whose handshake has not completed is the engine's:
+ * IIoMux_Delete frees it, its wolfSSL session, its timer and the port it keeps alive (the
+ * application deleted the client and the bound socket). A loop of its own, so that the
+ * descriptors can be counted after it is gone. */
+Test(dtls_faults, iomux_delete_frees_association_in_handshake)
+{
+    for (int srtp = 0; srtp < 2; srtp++) {
+        enable(srtp);
+        int fds0 = h_count_fds();
+        static struct h_env own;
+        h_env_init(&own);
+        struct h_sock *l = h_sock_new(&own);
+        uint16_t port = h_listen_on(&own, udp, sctx, l, "127.0.0.1");
+        struct h_sock *c = h_sock_new(&own);
+        h_connect_on(&own, udp, cctx, c, port, NULL);
+        struct wait_n w = {l, H_LISTEN_RESULT, 1};
+        cr_assert(h_run_until(&own, has_n, &w, 3000), "%s\n%s", h_dump(l), h_logs(&own));
+        cr_assert_eq(l->naccepted, 1);
+        cr_assert_eq(l->accepted[0]->nev, 0, "%s", h_dump(l->accepted[0]));
+        h_sock_free(c);
+        CALL(ISocket_Delete(l->sock));
+        l->sock = NULL;
+        cr_assert_eq(h_delete_accepted(l), 1);
+        h_env_fini(&own);
+        h_sock_free(l);
+        cr_assert_eq(h_count_fds(), fds0, "descriptors left after IIoMux_Delete");
+    }
+}
+
 /* ---- the bound socket -------------------------------------------------------------------------
  */
 

@@ -917,6 +917,128 @@ Test(tls, delete_listener_with_child_in_handshake)
     free_listener(l);
 }
 
+/* ---- IIoMux_Delete frees what the engine owns -------------------------------------------- */
+
+/* A loop of its own, so that the test deletes it and counts descriptors afterwards. */
+static struct h_env own;
+
+/* Deletes the connections the application got and the own loop (LeakSanitizer checks),
+ * then the listener's h_socks and the raw peers (closed only now, so that no end of a
+ * connection reaches the engine first); the process is back to fds0 descriptors. Returns
+ * how many connections the engine still held. */
+static size_t own_fini(struct h_sock *l, int fds0, const int *raw, size_t nraw)
+{
+    size_t held = h_delete_accepted(l);
+    h_env_fini(&own);
+    h_sock_free(l);
+    for (size_t i = 0; i < nraw; i++)
+        close(raw[i]);
+    cr_assert_eq(h_count_fds(), fds0, "descriptors left after IIoMux_Delete");
+    return held;
+}
+
+/* The bug: a server connection the application accepted (Accept(user)) but never got,
+ * because the client's ClientHello never came (or only half of it), leaked at
+ * IIoMux_Delete: the TLS socket, its TCP socket, the wolfSSL session, the handshake timer
+ * (66 KB in 34 blocks) and the descriptor. */
+Test(tls, iomux_delete_leaked_server_socket_waiting_for_client_hello)
+{
+    int fds0 = h_count_fds();
+    h_env_init(&own);
+    struct h_sock *l = h_sock_new(&own);
+    uint16_t port = h_listen_on(&own, tls, sctx, l, "127.0.0.1");
+    int raw[2]; /* one says nothing, one half a ClientHello */
+    raw[0] = h_raw_connect("127.0.0.1", port);
+    raw[1] = h_raw_connect("127.0.0.1", port);
+    static const uint8_t hello_start[] = {22, 3, 1, 0x02, 0x00, 1, 0, 1, 0xfc, 3, 3};
+    h_raw_write_all(raw[1], hello_start, sizeof(hello_start));
+    struct child_arg a = {l, 2};
+    cr_assert(h_run_until(&own, listen_count, &a, 3000), "%s", h_dump(l));
+    h_run_for(&own, 50); /* both TLS sockets wait in their handshake */
+    cr_assert_eq(l->accepted[0]->nev + l->accepted[1]->nev, 0);
+    CALL(ISocket_Delete(l->sock));
+    l->sock = NULL;
+    cr_assert_eq(own_fini(l, fds0, raw, 2), 2);
+}
+
+/* The same with ringsock TLS clients, the loop stopped as the server gets the connection:
+ * the clients (the application's: it deletes them) and the server sides mid-handshake. */
+Test(tls, iomux_delete_frees_server_sockets_mid_handshake)
+{
+    int fds0 = h_count_fds();
+    h_env_init(&own);
+    struct h_sock *l = h_sock_new(&own);
+    uint16_t port = h_listen_on(&own, tls, sctx, l, "127.0.0.1");
+    struct h_sock *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = h_sock_new(&own);
+        h_connect_on(&own, tls, cctx, c[i], port, "localhost");
+        /* stopped right after its SocketListenResult; the earlier ones went on meanwhile */
+        struct child_arg n = {l, (size_t)i + 1};
+        cr_assert(h_run_until(&own, listen_count, &n, 3000), "%s", h_dump(l));
+    }
+    for (int i = 0; i < 3; i++)
+        h_sock_free(c[i]);
+    CALL(ISocket_Delete(l->sock));
+    l->sock = NULL;
+    cr_assert_geq(own_fini(l, fds0, NULL, 0), 1, "no server side was left in its handshake");
+}
+
+/* The own loop with a plain TCP listener; a raw peer (*fd) has connected, and the loop
+ * stopped right after the listener's SocketListenResult. */
+static struct h_sock *own_tcp_accepting(int *fd)
+{
+    h_env_init(&own);
+    struct h_sock *l = h_sock_new(&own);
+    uint16_t port = h_listen(&own, l, "127.0.0.1");
+    *fd = h_raw_connect("127.0.0.1", port);
+    struct child_arg one = {l, 1};
+    cr_assert(h_run_until(&own, listen_count, &one, 3000), "%s", h_dump(l));
+    return l;
+}
+
+/* The layer below: a TCP connection accepted, its SocketAcceptComplete not yet delivered. */
+Test(tls, iomux_delete_frees_tcp_connection_not_yet_reported)
+{
+    int fds0 = h_count_fds(), fd;
+    struct h_sock *l = own_tcp_accepting(&fd);
+    CALL(ISocket_Delete(l->sock));
+    l->sock = NULL;
+    cr_assert_eq(l->accepted[0]->nev, 0, "%s", h_dump(l->accepted[0]));
+    cr_assert_eq(own_fini(l, fds0, &fd, 1), 1);
+}
+
+/* StartTLS: the upgraded socket is the application's from UpgradeToTLSSocket on; deleted
+ * while it waits for the ClientHello, then the loop, nothing is left. */
+static void upgrade_on_accept(struct h_sock *hs, const struct h_event *e)
+{
+    if (e->kind != H_ACCEPT_COMPLETE)
+        return;
+    struct h_sock *up = hs->ctx;
+    ISocket *tcp = hs->sock;
+    hs->sock = NULL;
+    hs->deleted = true; /* the TLS socket owns it */
+    CALL(up->sock =
+             ISocketProvider_UpgradeToTLSSocket(tls, tcp, own.mux, &up->user, own.log, true, sctx));
+}
+
+Test(tls, iomux_delete_after_deleting_upgraded_socket_mid_handshake)
+{
+    int fds0 = h_count_fds(), fd;
+    struct h_sock *l = own_tcp_accepting(&fd);
+    struct h_sock *up = h_sock_new(&own);
+    l->accepted[0]->ctx = up;
+    l->accepted[0]->on_event = upgrade_on_accept;
+    cr_assert(h_wait_count(&own, l->accepted[0], H_ACCEPT_COMPLETE, 1, 3000));
+    cr_assert_not_null(up->sock);
+    h_run_for(&own, 20); /* waiting for the ClientHello */
+    cr_assert_eq(up->nev, 0, "%s", h_dump(up));
+    h_sock_free(up);
+    CALL(ISocket_Delete(l->sock));
+    l->sock = NULL;
+    cr_assert_eq(own_fini(l, fds0, &fd, 1), 0);
+}
+
 /* ---- errors below TLS pass through; the listener's own end ----------------------------- */
 
 Test(tls, connect_errors_keep_their_reasons)

@@ -286,46 +286,6 @@ Test(tls_certs, new_certificate_applies_to_new_connections_only)
     free_listener(l);
 }
 
-/* A PEM that holds no usable certificate: no fingerprint, handshakes fail (logged), and a
- * good certificate set afterwards fixes the next connections. */
-Test(tls_certs, unusable_server_certificate)
-{
-    IInstanceLog_SetLogFlags(env.log, LOG_TLS);
-    static const char junk[] = "this is not PEM at all\n";
-    ISocketContext_SetServerCertificate(sctx, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
-    size_t len = 99;
-    cr_assert_null(ISocketContext_GetCertificateFingerprint(sctx, &len));
-    cr_assert_eq(len, 0);
-    ISocketContext_SetVerifyPeer(cctx, false);
-    struct h_sock *l = h_sock_new(&env);
-    uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    assert_handshake_failed(c);
-    assert_server_side_failed(l, 1);
-    cr_assert(h_log_contains(&env, "server context"), "the reason is logged");
-    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
-    struct h_sock *c2 = h_sock_new(&env);
-    cr_assert(connect_client(c2, port, "localhost"), "%s", h_dump(c2));
-    h_assert_peer_fp(c2, srv.fp);
-    h_sock_free(c);
-    h_sock_free(c2);
-    free_listener(l);
-}
-
-/* A certificate block whose contents are not a certificate (a corrupted file): there is
- * no local certificate, so there is no fingerprint to advertise either. */
-Test(tls_certs, corrupt_certificate_has_no_fingerprint)
-{
-    static const char junk[] = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
-                               "-----END CERTIFICATE-----\n";
-    ISocketContext_SetServerCertificate(sctx, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
-    size_t len = 99;
-    const uint8_t *fp = ISocketContext_GetCertificateFingerprint(sctx, &len);
-    cr_assert(fp == NULL && len == 0,
-              "a fingerprint (%zu bytes) of something that is no certificate", len);
-}
-
 /* ---- server verification -------------------------------------------------------------------- */
 
 Test(tls_certs, default_verification_rejects_self_signed_server)
@@ -484,16 +444,24 @@ static void check_refusal(void)
                   "the refused client sees a clean close: %s", refusal.dump);
 }
 
+/* A client of port with a receive outstanding (so it notices what comes), refused as
+ * connection n of the listener (await_refusal). */
+static struct h_sock *refused_client(struct h_sock *l, uint16_t port, size_t n)
+{
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    static uint8_t b[64];
+    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
+    await_refusal(l, n, c);
+    return c;
+}
+
 Test(tls_certs, required_client_certificate_missing_fails_both_ends)
 {
     requiring_server();
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    static uint8_t b[64]; /* a receive outstanding, so the client notices what comes */
-    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
-    await_refusal(l, 1, c);
+    struct h_sock *c = refused_client(l, port, 1);
     h_sock_free(c);
     free_listener(l);
     check_refusal();
@@ -523,11 +491,7 @@ Test(tls_certs, client_certificate_from_untrusted_issuer_fails)
     ISocketContext_SetClientCertificate(cctx, selfcli.p, selfcli.len, "rogue client");
     struct h_sock *l = h_sock_new(&env);
     uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    static uint8_t b[64];
-    CALL(ISocket_Recv(c->sock, b, sizeof(b), true));
-    await_refusal(l, 1, c);
+    struct h_sock *c = refused_client(l, port, 1);
     h_sock_free(c);
     free_listener(l);
     check_refusal();
@@ -542,11 +506,7 @@ Test(tls_certs, disable_client_certificate_sends_none)
     struct h_sock *c1 = h_sock_new(&env);
     cr_assert(connect_client(c1, port, "localhost"), "with the certificate: %s", h_dump(c1));
     ISocketContext_DisableClientCertificate(cctx);
-    struct h_sock *c2 = h_sock_new(&env);
-    tls_client(c2, port, "localhost");
-    static uint8_t b[64];
-    CALL(ISocket_Recv(c2->sock, b, sizeof(b), true));
-    await_refusal(l, 2, c2);
+    struct h_sock *c2 = refused_client(l, port, 2);
     assert_echo(c1, "the connection made before is unaffected");
     h_sock_free(c1);
     h_sock_free(c2);
@@ -569,6 +529,107 @@ Test(tls_certs, client_certificate_not_requested)
     cr_assert_not(ISocket_GetPeerCertificateFingerprint(ch->sock, fp));
     h_sock_free(c);
     free_listener(l);
+}
+
+/* ---- unusable certificates ----------------------------------------------------------------- */
+
+/* The bug: a PEM that cannot be used was taken silently; the first client's handshake
+ * failed, and only that was logged (under LOG_TLS). Now SetServerCertificate says so at
+ * once, as an error (the suite's log has no LOG_TLS), and the server keeps what it had:
+ * here the generated certificate, which the next client gets. */
+Test(tls_certs, unusable_certificate_reported_when_set_not_at_first_handshake)
+{
+    ISocketContext_SetVerifyPeer(cctx, false);
+    uint8_t gen_fp[32];
+    memcpy(gen_fp, h_ctx_fp(sctx), 32);
+    static const char junk[] = "this is not PEM at all\n";
+    ISocketContext_SetServerCertificate(sctx, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
+    cr_assert(h_log_contains(&env, "ISocketContext_SetServerCertificate: unusable certificate"),
+              "not logged when set:\n%s", h_logs(&env));
+    cr_assert_arr_eq(h_ctx_fp(sctx), gen_fp, 32, "the generated certificate stays");
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
+    h_assert_peer_fp(c, gen_fp);
+    h_sock_free(c);
+    free_listener(l);
+}
+
+/* Each kind of unusable PEM is refused with its reason; the server keeps the certificate
+ * set before, in what it presents and in its fingerprint. */
+Test(tls_certs, unusable_server_certificate_keeps_the_previous_one)
+{
+    struct pki_unusable bad[PKI_UNUSABLE];
+    pki_unusable(bad);
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+    ISocketContext_SetServerCertificate(sctx, srv.p, srv.len, "localhost");
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    for (int i = 0; i < PKI_UNUSABLE; i++) {
+        unsigned n0 = env.nlog;
+        ISocketContext_SetServerCertificate(sctx, bad[i].p, bad[i].len, "other");
+        cr_assert_gt(env.nlog, n0, "%s: nothing logged", bad[i].what);
+        cr_assert(strstr(env.log_lines[(env.nlog - 1) % 64], "unusable certificate: the "),
+                  "%s:\n%s", bad[i].what, h_logs(&env));
+        cr_log_info("%s: %s", bad[i].what, env.log_lines[(env.nlog - 1) % 64]);
+        cr_assert_arr_eq(h_ctx_fp(sctx), srv.fp, 32, "%s replaced the certificate", bad[i].what);
+        struct h_sock *c = h_sock_new(&env);
+        cr_assert(connect_client(c, port, "localhost"), "%s: %s\n%s", bad[i].what, h_dump(c),
+                  h_logs(&env));
+        h_assert_peer_fp(c, srv.fp);
+        h_sock_free(c);
+    }
+    cr_assert(h_log_contains(&env, "the private key does not belong to the certificate"), "%s",
+              h_logs(&env));
+    free_listener(l);
+    pki_unusable_free(bad);
+}
+
+/* A client whose certificate cannot be used keeps the one it had, or sends none. */
+Test(tls_certs, unusable_client_certificate_sends_none)
+{
+    struct pki_unusable bad[PKI_UNUSABLE];
+    pki_unusable(bad);
+    requiring_server();
+    ISocketContext_SetClientCertificate(cctx, bad[3].p, bad[3].len, "ringsock client");
+    cr_assert(h_log_contains(&env, "ISocketContext_SetClientCertificate: unusable certificate"),
+              "%s", h_logs(&env));
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = refused_client(l, port, 1); /* none sent: the server refuses */
+    ISocketContext_SetClientCertificate(cctx, cli.p, cli.len, "ringsock client");
+    ISocketContext_SetClientCertificate(cctx, bad[0].p, bad[0].len, "ringsock client");
+    cr_assert_arr_eq(h_ctx_fp(cctx), cli.fp, 32);
+    struct h_sock *c2 = h_sock_new(&env);
+    cr_assert(connect_client(c2, port, "localhost"), "%s\n%s", h_dump(c2), h_logs(&env));
+    l->ctx = (void *)(uintptr_t)2;
+    cr_assert(h_run_until(&env, accepted_n, l, 3000), "%s", h_dump(l));
+    h_assert_peer_fp(l->accepted[1], cli.fp);
+    h_sock_free(c);
+    h_sock_free(c2);
+    free_listener(l);
+    pki_unusable_free(bad);
+    check_refusal();
+}
+
+/* A context made by the TCP provider has no TLS layer until a TLS socket uses it: a
+ * certificate set before is checked then, and an unusable one dropped (logged). */
+Test(tls_certs, unusable_certificate_on_a_plain_context_checked_when_tls_uses_it)
+{
+    ISocketContext *plain = ISocketProvider_CreateSocketContext(env.tcp, env.log);
+    static const char junk[] = "this is not PEM at all\n";
+    ISocketContext_SetServerCertificate(plain, (const uint8_t *)junk, sizeof(junk) - 1, NULL);
+    ISocketContext_SetVerifyPeer(cctx, false);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = h_listen_on(&env, tls, plain, l, "127.0.0.1");
+    cr_assert(h_log_contains(&env, "TLS context: unusable certificate"), "%s", h_logs(&env));
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
+    h_assert_peer_fp(c, h_ctx_fp(plain)); /* the generated one */
+    h_sock_free(c);
+    free_listener(l);
+    ISocketContext_Delete(plain);
 }
 
 /* ---- ALPN ------------------------------------------------------------------------------------ */
@@ -737,6 +798,131 @@ Test(tls_certs, alpn_on_one_side_only)
     h_sock_free(c);
     h_sock_free(c2);
     free_listener(l);
+}
+
+/* ALPN lists that are long or hold names TLS cannot carry (README "ALPN"). */
+
+/* A name of len bytes, distinct per tag: "<tag>-" padded with letters. */
+static char *alpn_name(unsigned tag, size_t len)
+{
+    char *n = malloc(len + 1);
+    cr_assert_not_null(n);
+    int o = snprintf(n, len + 1, "%u-", tag);
+    for (size_t i = (size_t)o; i < len; i++)
+        n[i] = (char)('a' + i % 26);
+    n[len] = '\0';
+    return n;
+}
+
+/* count names of len bytes, then the extra ones, NULL-terminated. */
+static char **alpn_names(size_t count, size_t len, const char *extra0, const char *extra1)
+{
+    char **v = calloc(count + 3, sizeof(char *));
+    cr_assert_not_null(v);
+    for (size_t i = 0; i < count; i++)
+        v[i] = alpn_name((unsigned)i, len);
+    v[count] = extra0 ? strdup(extra0) : NULL;
+    v[count + 1] = extra0 && extra1 ? strdup(extra1) : NULL;
+    return v;
+}
+
+static void alpn_names_free(char **v)
+{
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Connects an ALPN client, checks what both ends agreed on (NULL: nothing). */
+static void alpn_expect(const char *want, struct alpn_rec *r)
+{
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = alpn_client(r);
+    cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
+    struct h_sock *ch = h_wait_accepted(&env, l, 1, 3000);
+    cr_assert_not_null(ch);
+    if (want) {
+        cr_assert_str_eq(ISocket_GetALPNProtocol(c->sock), want);
+        cr_assert_str_eq(ISocket_GetALPNProtocol(ch->sock), want);
+    } else {
+        cr_assert_null(ISocket_GetALPNProtocol(c->sock));
+        cr_assert_null(ISocket_GetALPNProtocol(ch->sock));
+    }
+    assert_echo(c, "alpn");
+    h_sock_free(c);
+    free_listener(l);
+}
+
+/* The bug: the client wrote its comma-joined list into a 512-byte stack buffer. 40 names
+ * of 20 bytes (840 bytes) overflowed it (ASan: stack-buffer-overflow in start_ssl). */
+Test(tls_certs, alpn_client_list_over_512_bytes_overflowed_the_stack)
+{
+    char **client = alpn_names(40, 20, NULL, NULL);
+    const char *server[] = {"h2", client[37], NULL};
+    alpn_setup(server, (const char *const *)client);
+    struct alpn_rec r = {.answer = true};
+    alpn_expect(client[37], &r);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_str_eq(r.proto, client[37]);
+    alpn_names_free(client);
+}
+
+/* An empty name is dropped (logged without LOG_TLS); the others are offered. */
+Test(tls_certs, alpn_empty_name_dropped)
+{
+    const char *client[] = {"", "h2", NULL};
+    alpn_setup(h2_http11, client);
+    cr_assert(h_log_contains(&env, "empty"), "not logged:\n%s", h_logs(&env));
+    struct alpn_rec r = {.answer = true};
+    alpn_expect("h2", &r);
+}
+
+/* 255 bytes is the longest name TLS carries; 256 is dropped (logged), the rest offered. */
+Test(tls_certs, alpn_256_byte_name_dropped)
+{
+    char **client = alpn_names(1, 256, "h2", NULL);
+    alpn_setup(h2_http11, (const char *const *)client);
+    cr_assert(h_log_contains(&env, "256 bytes"), "not logged:\n%s", h_logs(&env));
+    struct alpn_rec r = {.answer = true};
+    alpn_expect("h2", &r);
+    alpn_names_free(client);
+
+    char **longest = alpn_names(1, 255, NULL, NULL);
+    const char *server[] = {longest[0], NULL};
+    alpn_setup(server, (const char *const *)longest);
+    struct alpn_rec r2 = {.answer = true};
+    alpn_expect(longest[0], &r2);
+    alpn_names_free(longest);
+}
+
+/* A list with no usable name is no list: nothing is offered, the client is not asked. */
+Test(tls_certs, alpn_only_invalid_names_offers_none)
+{
+    char **client = alpn_names(1, 300, "", "a,b");
+    alpn_setup(h2_http11, (const char *const *)client);
+    cr_assert(h_log_contains(&env, "300 bytes"), "not logged:\n%s", h_logs(&env));
+    cr_assert(h_log_contains(&env, "empty"), "not logged:\n%s", h_logs(&env));
+    cr_assert(h_log_contains(&env, "comma"), "not logged:\n%s", h_logs(&env));
+    struct alpn_rec r = {.answer = true};
+    alpn_expect(NULL, &r);
+    cr_assert_eq(r.calls, 0, "asked about a protocol it never offered");
+    alpn_names_free(client);
+}
+
+/* RFC 7301 lets the names with their length bytes fill the extension (65533 bytes); 300
+ * names of 255 bytes (76800) do not fit, nor one ClientHello record (README: 14336 bytes).
+ * The names past the limit are dropped (logged); the first ones still work. */
+Test(tls_certs, alpn_list_over_rfc_limit_truncated)
+{
+    char **client = alpn_names(300, 255, NULL, NULL);
+    const char *server[] = {client[299], client[0], NULL};
+    alpn_setup(server, (const char *const *)client);
+    cr_assert(h_log_contains(&env, "names 56 to 299 dropped: the list would exceed 14336"),
+              "not logged:\n%s", h_logs(&env));
+    struct alpn_rec r = {.answer = true};
+    alpn_expect(client[0], &r);
+    alpn_names_free(client);
 }
 
 /* ---- alerts: a refused handshake tells the peer why (checked with OpenSSL's tools) ------ */

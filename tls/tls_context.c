@@ -138,6 +138,33 @@ static bool is_certificate(const uint8_t *der, int len)
     return ok;
 }
 
+/* Puts this end's certificate chain and key from the PEM into x; what is wrong with it, or
+ * NULL. */
+static const char *use_pem(WOLFSSL_CTX *x, const uint8_t *pem, size_t len)
+{
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(x, pem, (long)len, WOLFSSL_FILETYPE_PEM) !=
+        WOLFSSL_SUCCESS)
+        return "the certificate chain in the PEM cannot be used";
+    if (wolfSSL_CTX_use_PrivateKey_buffer(x, pem, (long)len, WOLFSSL_FILETYPE_PEM) !=
+        WOLFSSL_SUCCESS)
+        return "the private key in the PEM cannot be used";
+    if (wolfSSL_CTX_check_private_key(x) != WOLFSSL_SUCCESS)
+        return "the private key does not belong to the certificate";
+    return NULL;
+}
+
+/* Tried on a scratch wolfSSL context, so a bad PEM is refused when it is set. */
+static const char *check_identity(ISocketContext *c, const uint8_t *pem, size_t len)
+{
+    (void)c;
+    WOLFSSL_CTX *x = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    if (!x)
+        return "no wolfSSL context to try it on";
+    const char *why = use_pem(x, pem, len);
+    wolfSSL_CTX_free(x);
+    return why;
+}
+
 static const uint8_t *fingerprint(ISocketContext *c, size_t *length)
 {
     struct tls_layer *l = layer_of(c);
@@ -169,8 +196,21 @@ static const uint8_t *fingerprint(ISocketContext *c, size_t *length)
 
 static const struct rs_context_layer_ops tls_layer_ops = {
     .fingerprint = fingerprint,
+    .check_identity = check_identity,
     .free = layer_free,
 };
+
+/* A certificate set before the context had this layer (a context of another provider) is
+ * checked when the layer comes; an unusable one is dropped. */
+static void drop_unusable(ISocketContext *c, uint8_t **pem, size_t *len)
+{
+    if (*pem && !rs_context_identity_usable(c, "TLS context", *pem, *len)) {
+        free(*pem);
+        *pem = NULL;
+        *len = 0;
+        c->gen++;
+    }
+}
 
 void rs_tls_context_attach(ISocketContext *c)
 {
@@ -185,6 +225,8 @@ void rs_tls_context_attach(ISocketContext *c)
     pthread_mutex_init(&l->mu, NULL);
     c->layer = l;
     c->layer_ops = &tls_layer_ops;
+    drop_unusable(c, &c->server_cert, &c->server_cert_len);
+    drop_unusable(c, &c->client_cert, &c->client_cert_len);
 }
 
 static bool load_trust(WOLFSSL_CTX *x, ISocketContext *c)
@@ -249,12 +291,7 @@ static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, b
     size_t pem_len;
     const uint8_t *pem = local_pem(c, server, &pem_len);
     if (pem) {
-        if (wolfSSL_CTX_use_certificate_chain_buffer_format(
-                x, pem, (long)pem_len, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
-            what = "the certificate chain in the PEM cannot be used";
-        else if (wolfSSL_CTX_use_PrivateKey_buffer(x, pem, (long)pem_len, WOLFSSL_FILETYPE_PEM) !=
-                 WOLFSSL_SUCCESS)
-            what = "the private key in the PEM cannot be used";
+        what = use_pem(x, pem, pem_len);
     } else if (server || (dtls && !c->client_cert_disabled)) {
         /* DTLS peers (WebRTC) identify both ends by certificate fingerprint */
         if (!ensure_identity(c, l))

@@ -285,6 +285,32 @@ static void log_failure(struct tls *t, const char *what, int ret)
                      text, err);
 }
 
+/* The client's ALPN offer, as wolfSSL takes it: the names joined by commas (the context
+ * kept only names that fit, see ISocketContext_SetALPNProtocols). */
+static void offer_alpn(struct tls *t)
+{
+    size_t size = 0;
+    for (char **p = t->ctx->alpn; *p; p++)
+        size += strlen(*p) + 1;
+    char *list = malloc(size);
+    if (!list)
+        rs_fatal("TLS socket: out of memory");
+    size_t o = 0;
+    for (char **p = t->ctx->alpn; *p; p++) {
+        size_t n = strlen(*p);
+        if (o)
+            list[o++] = ',';
+        memcpy(list + o, *p, n);
+        o += n;
+    }
+    list[o] = '\0';
+    if (wolfSSL_UseALPN(t->ssl, list, (unsigned)o, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) !=
+        WOLFSSL_SUCCESS)
+        rs_log_error(t->core.base.log, LOG_TLS, "tls %p: the ALPN list cannot be offered",
+                     (void *)t);
+    free(list);
+}
+
 static bool start_ssl(struct tls *t)
 {
     WOLFSSL_CTX *x = rs_tls_context_get(t->ctx, t->server, false);
@@ -303,13 +329,8 @@ static bool start_ssl(struct tls *t)
             if (!t->ctx->verify_off)
                 wolfSSL_check_domain_name(t->ssl, t->server_name);
         }
-        if (t->ctx->alpn) {
-            char list[512];
-            size_t o = 0;
-            for (char **p = t->ctx->alpn; *p; p++)
-                o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? "," : "", *p);
-            wolfSSL_UseALPN(t->ssl, list, (unsigned)o, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
-        }
+        if (t->ctx->alpn)
+            offer_alpn(t);
     }
     return true;
 }
@@ -655,7 +676,7 @@ static void tls_accept(ISocket *is, USocket *user)
         return;
     }
     struct tls *c = tls_new(is->mux, user, is->log, t->ctx, true);
-    c->core.base.mode = RS_MODE_ACCEPTED;
+    rs_core_accepted(&c->core);
     c->state = T_TCP;
     c->qos = t->qos;
     ISocket_Accept(t->inner, &c->inner_user);
