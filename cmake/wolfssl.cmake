@@ -152,6 +152,10 @@ set(_wolfssl_extra_defines
   -DHAVE_SERVER_RENEGOTIATION_INFO   # autotools' default: send renegotiation_info
   -DKEEP_PEER_CERT                   # the peer certificate's DER, for its fingerprint
   -DWOLFSSL_EXTRA_ALERTS             # tell the peer why a handshake failed (bad_certificate...)
+  # The client checks the server's name itself (tls/verify.c): its verify callback must
+  # also run when the chain is good, and the certificate's IP SANs must be decoded.
+  -DWOLFSSL_ALWAYS_VERIFY_CB
+  -DWOLFSSL_IP_ALT_NAME
 )
 
 # wolfSSL's CMake build puts platform facts (HAVE___UINT128_T, SIZEOF_LONG,

@@ -14,6 +14,7 @@
 
 #include "core.h"
 #include "srtp.h"
+#include "verify.h"
 
 #define RS_DTLS_DGRAM_MAX (16384 + 2048) /* the largest record, with room to spare */
 
@@ -103,7 +104,9 @@ struct dtls {
     struct dtls_port *port;
     struct dtls *hnext; /* the port's table chain */
     bool in_table;
-    struct rs_peer peer;
+    struct rs_peer peer; /* the peer; a client sets it from Connect's address (peer_known) */
+    bool peer_known;
+    struct rs_tls_expect expect; /* a client: the server's identity, for the verify callback */
     ISocketContext *ctx;
     WOLFSSL *ssl;
     enum dstate state;

@@ -12,6 +12,7 @@
 
 #include "dtls.h"
 #include "log_internal.h"
+#include "sockaddr.h"
 #include "tls_context.h"
 
 #define RS_DTLS_QUEUE_MAX            1024
@@ -263,12 +264,8 @@ static bool start_ssl(struct dtls *d, const char *server_name)
     }
     if (d->server)
         return rs_cookie_prepare(d->port, d->ssl, &d->peer);
-    if (server_name && *server_name) {
-        wolfSSL_UseSNI(d->ssl, WOLFSSL_SNI_HOST_NAME, server_name,
-                       (unsigned short)strlen(server_name));
-        if (!d->ctx->verify_off && d->ctx->trusted)
-            wolfSSL_check_domain_name(d->ssl, server_name);
-    }
+    rs_tls_expect_server(d->ssl, &d->expect, server_name, d->peer_known ? &d->peer.addr : NULL,
+                         d->core.base.log, LOG_DTLS, d);
     return true;
 }
 
@@ -614,6 +611,10 @@ static void dtls_connect(ISocket *is, const char *address, const char *serverNam
     free(d->server_name);
     d->server_name = serverName ? strdup(serverName) : NULL;
     d->state = D_UDP;
+    struct rs_sockaddr sa; /* the address the UDP socket connects to: the server's identity */
+    d->peer_known = address && rs_addr_parse_hostport(address, &sa);
+    if (d->peer_known)
+        rs_addr_to_ipaddr(&sa.u.sa, &d->peer.addr, &d->peer.port);
     d->port = rs_port_new(is->mux, is->log, d->ctx, d->v6, true);
     d->port->owner = d;
     LOG(d, "dtls %p connecting to %s%s", (void *)d, address ? address : "(null)",

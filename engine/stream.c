@@ -236,6 +236,18 @@ int rs_stream_fd(const ISocket *is)
     return S(is)->fd;
 }
 
+bool rs_stream_peer_ip(const ISocket *is, IPaddr *addr)
+{
+    if (is->ops != &rs_tcp_stream_ops && is->ops != &rs_local_stream_ops)
+        return false;
+    const struct sockaddr *sa = &S(is)->peer.u.sa;
+    uint16_t port;
+    if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+        return false;
+    rs_addr_to_ipaddr(sa, addr, &port);
+    return true;
+}
+
 bool rs_stream_receiving(const ISocket *is)
 {
     return S(is)->rbuf != NULL;

@@ -32,6 +32,9 @@ extern const struct rs_socket_ops rs_local_stream_ops;
 ISocket *rs_stream_create(const struct rs_stream_type *type, IIoMux *iomux, USocket *user,
                           IInstanceLog *log, bool useIPv6);
 int rs_stream_fd(const ISocket *s);
+/* The IP address the socket is connected to (or accepted from); false if it has none (a
+ * local socket, not connected, or no stream socket at all). */
+bool rs_stream_peer_ip(const ISocket *s, IPaddr *addr);
 /* A receive buffer is outstanding (UpgradeToTLSSocket refuses such a socket). */
 bool rs_stream_receiving(const ISocket *s);
 void rs_stream_set_qos(ISocket *s, qostraffictype_t type);

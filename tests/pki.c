@@ -1,5 +1,6 @@
 /* A test PKI made with the openssl command line (see pki.h). */
 #include "pki.h"
+#include "harness.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -104,6 +105,15 @@ void pki_free(struct pki_pem *pm)
 
 #define EC PKI_EC
 
+/* mk NAME KEYTYPE CN EXTFILE: a certificate signed by the CA, and NAME.pem */
+#define MK                                                                                         \
+    "mk() {\n"                                                                                     \
+    "  openssl req -new -newkey $2 -nodes -keyout $1.key -out $1.csr -subj \"/CN=$3\"\n"           \
+    "  openssl x509 -req -in $1.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $1.crt"          \
+    " -days 30 -extfile $4\n"                                                                      \
+    "  cat $1.crt ca.crt $1.key > $1.pem\n"                                                        \
+    "}\n"
+
 static const char gen_script[] =
     "set -e\n"
     "openssl req -x509 -new -newkey " EC " -nodes -keyout ca.key -out ca.crt -days 30"
@@ -114,13 +124,7 @@ static const char gen_script[] =
     "extendedKeyUsage=serverAuth\\n' > srv.ext\n"
     "printf 'subjectAltName=DNS:wrong.example\\nbasicConstraints=CA:FALSE\\n"
     "extendedKeyUsage=serverAuth\\n' > wrong.ext\n"
-    "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > cli.ext\n"
-    "mk() {\n"
-    "  openssl req -new -newkey $2 -nodes -keyout $1.key -out $1.csr -subj \"/CN=$3\"\n"
-    "  openssl x509 -req -in $1.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $1.crt"
-    " -days 30 -extfile $4\n"
-    "  cat $1.crt ca.crt $1.key > $1.pem\n"
-    "}\n"
+    "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > cli.ext\n" MK
     "mk srv '" EC "' localhost srv.ext\n"
     "mk srv2 '" EC "' localhost srv.ext\n"
     "mk wrong '" EC "' wrong.example wrong.ext\n"
@@ -166,4 +170,56 @@ void pki_fini(void)
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", pki_dir);
     pki_dir[0] = '\0';
+}
+
+/* ms NAME CN [SAN]: a server certificate for those names (no SAN: none at all) */
+static const char names_script[] =
+    "set -e\n" MK "ms() {\n"
+    "  { [ -z \"$3\" ] || echo \"subjectAltName=$3\"\n"
+    "    printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n'; } > $1.ext\n"
+    "  mk $1 '" EC "' \"$2\" $1.ext\n"
+    "}\n"
+    "ms dns localhost DNS:localhost\n"
+    "ms ip4 'ringsock ip4' IP:127.0.0.1\n"
+    "ms ip6 'ringsock ip6' IP:::1\n"
+    "ms dnsip 'ringsock dns-ip' DNS:127.0.0.1\n"
+    "ms cnonly localhost\n"
+    "ms cnip 127.0.0.1\n"
+    "ms wild 'ringsock wildcard' 'DNS:*.test.example'\n";
+
+void pki_name_certs(void)
+{
+    pki_run_sh(names_script);
+}
+
+static bool settled(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct h_sock *c = arg;
+    return h_count(c, H_CONNECT_COMPLETE) > 0 || h_has_shutdown(c);
+}
+
+void pki_conn_open(struct pki_conn *pc, struct h_env *env, ISocketProvider *p, ISocketContext *sctx,
+                   ISocketContext *cctx, const char *cert, bool v6, const char *name,
+                   enum LogFlags flag)
+{
+    pki_load(&pc->pem, cert);
+    ISocketContext_SetServerCertificate(sctx, pc->pem.p, pc->pem.len, NULL);
+    size_t len;
+    uint8_t *ca = pki_slurp("ca.pem", &len);
+    ISocketContext_SetTrustedCertificates(cctx, ca, len); /* copied */
+    free(ca);
+    IInstanceLog_SetLogFlags(env->log, flag);
+    env->nlog = 0;
+    pc->l = h_sock_new(env);
+    pc->l->echo = true;
+    pc->l->delete_on_shutdown = true;
+    uint16_t port = h_listen_on(env, p, sctx, pc->l, v6 ? "::1" : "127.0.0.1");
+    pc->c = h_sock_new(env);
+    char addr[64];
+    snprintf(addr, sizeof(addr), v6 ? "[::1]:%u" : "127.0.0.1:%u", port);
+    CALL(pc->c->sock = ISocketProvider_CreateSocket(p, env->mux, &pc->c->user, env->log, v6, cctx));
+    CALL(ISocket_Connect(pc->c->sock, addr, name));
+    cr_assert(h_run_until(env, settled, pc->c, 8000), "%s", h_dump(pc->c));
+    pc->ok = h_count(pc->c, H_CONNECT_COMPLETE) > 0;
 }

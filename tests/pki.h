@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ringsock/socket.h>
+
 struct pki_pem {
     uint8_t *p;
     size_t len;
@@ -24,6 +26,13 @@ extern char pki_dir[64];
 
 /* Makes the directory and the certificates above (fails the test if openssl fails). */
 void pki_init(void);
+/* Adds server certificates signed by the CA that differ in their names only (subject CN;
+ * subjectAltName): "dns" (localhost; DNS:localhost), "ip4" (ringsock ip4; IP:127.0.0.1),
+ * "ip6" (ringsock ip6; IP:::1), "dnsip" (ringsock dns-ip; DNS:127.0.0.1, a DNS name that
+ * reads like an address), "cnonly" (localhost; no SAN), "cnip" (127.0.0.1; no SAN) and
+ * "wild" (ringsock wildcard; DNS:*.test.example). "srv" has both DNS:localhost and
+ * IP:127.0.0.1. */
+void pki_name_certs(void);
 /* Removes the directory. */
 void pki_fini(void);
 /* Runs a shell script in the directory; fails the test with openssl's output if it fails. */
@@ -50,6 +59,23 @@ struct pki_unusable {
 };
 void pki_unusable(struct pki_unusable out[PKI_UNUSABLE]);
 void pki_unusable_free(struct pki_unusable v[PKI_UNUSABLE]);
+
+struct h_env;
+struct h_sock;
+
+/* One connection for the server-identity tests: sctx serves certificate CERT (a NAME as
+ * above), cctx trusts the test CA; an echoing listener of provider p on 127.0.0.1 or ::1,
+ * deleting what ends, and a client connecting to it with serverName NAME, run until its
+ * handshake is settled. The env's log gets flag and starts afresh (this connection's
+ * reasons only). Free pem, c and l when done. */
+struct pki_conn {
+    struct pki_pem pem;
+    struct h_sock *l, *c;
+    bool ok; /* the client connected */
+};
+void pki_conn_open(struct pki_conn *pc, struct h_env *env, ISocketProvider *p, ISocketContext *sctx,
+                   ISocketContext *cctx, const char *cert, bool v6, const char *name,
+                   enum LogFlags flag);
 
 /* The key type of the generated certificates, for pki_run_sh scripts. */
 #define PKI_EC "ec -pkeyopt ec_paramgen_curve:P-256"

@@ -153,7 +153,7 @@ static void ca_signed_server_trusted(bool srtp)
     else
         assert_echo(c, "verified");
 
-    /* Without a server name the chain alone is verified. */
+    /* Without a server name the address connected to is checked: srv has IP:127.0.0.1. */
     struct h_sock *c2 = h_sock_new(&env);
     cr_assert(connect_client(c2, port, NULL), "%s\n%s", h_dump(c2), h_logs(&env));
     h_assert_peer_fp(c2, srv.fp);
@@ -234,6 +234,59 @@ Test(dtls_certs, verify_peer_false_ignores_the_trust)
     h_sock_free(c);
     h_sock_free(c2);
     h_sock_free(l);
+}
+
+/* ---- the server's identity: serverName, or the connected address (README "Verification") -- */
+
+/* A client trusting the test CA connects to a server with certificate CERT (pki_conn_open);
+ * true if its handshake succeeded. On failure the server accepts nothing (it got an alert:
+ * its association ends at once), and the reason is logged under LOG_DTLS. */
+static bool identity_ok(const char *cert, bool v6, const char *name)
+{
+    struct pki_conn pc;
+    enable(false);
+    pki_conn_open(&pc, &env, udp, sctx, cctx, cert, v6, name, LOG_DTLS);
+    if (pc.ok) {
+        h_assert_peer_fp(pc.c, pc.pem.fp);
+        assert_echo(pc.c, cert);
+    } else {
+        assert_refused(pc.c, pc.l);
+        cr_assert(h_log_contains(&env, "name mismatch"), "no reason logged: %s", h_logs(&env));
+    }
+    h_sock_free(pc.c);
+    h_sock_free(pc.l);
+    pki_free(&pc.pem);
+    return pc.ok;
+}
+
+/* Issue 10: without serverName no name was checked at all. */
+Test(dtls_certs, no_server_name_checks_connected_address)
+{
+    pki_name_certs();
+    cr_assert_not(identity_ok("dns", false, NULL), "a certificate without IP SANs");
+    cr_assert_not(identity_ok("dnsip", false, NULL), "an address as a DNS SAN is no IP SAN");
+    cr_assert(identity_ok("ip4", false, NULL));
+    cr_assert(identity_ok("ip6", true, NULL), "IPv6");
+    cr_assert_not(identity_ok("ip4", true, NULL), "127.0.0.1 is not ::1");
+}
+
+/* Issue 10: an IP literal as serverName never matched an IP SAN. */
+Test(dtls_certs, ip_literal_server_name_matches_ip_san)
+{
+    pki_name_certs();
+    cr_assert(identity_ok("ip4", false, "127.0.0.1"));
+    cr_assert(identity_ok("ip6", true, "::1"));
+    cr_assert_not(identity_ok("dnsip", false, "127.0.0.1"), "a DNS SAN that reads 127.0.0.1");
+    cr_assert_not(identity_ok("ip4", false, "localhost"), "an IP SAN for a DNS name");
+    cr_assert(identity_ok("dns", false, "localhost"));
+}
+
+Test(dtls_certs, verify_peer_false_checks_no_name)
+{
+    pki_name_certs();
+    ISocketContext_SetVerifyPeer(cctx, false);
+    cr_assert(identity_ok("dns", false, NULL));
+    cr_assert(identity_ok("ip4", true, "localhost"));
 }
 
 /* ---- nothing trusted: the generated certificates, checked by fingerprint ----------------- */

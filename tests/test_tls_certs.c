@@ -401,6 +401,156 @@ Test(tls_certs, verify_peer_false_accepts_any_certificate)
     free_listener(l);
 }
 
+/* ---- the server's identity: serverName, or the connected address (README "Verification") -- */
+
+/* A client trusting the test CA connects to a server with certificate CERT (pki_conn_open);
+ * true if its handshake succeeded. On failure the server's side fails too, and the reason
+ * is logged under LOG_TLS. */
+static bool identity_ok(const char *cert, bool v6, const char *name)
+{
+    struct pki_conn pc;
+    pki_conn_open(&pc, &env, tls, sctx, cctx, cert, v6, name, LOG_TLS);
+    if (pc.ok) {
+        h_assert_peer_fp(pc.c, pc.pem.fp);
+        assert_echo(pc.c, cert);
+    } else {
+        assert_handshake_failed(pc.c);
+        cr_assert(h_log_contains(&env, "name mismatch"), "no reason logged: %s", h_logs(&env));
+        assert_server_side_failed(pc.l, 1);
+    }
+    h_sock_free(pc.c);
+    free_listener(pc.l);
+    pki_free(&pc.pem);
+    return pc.ok;
+}
+
+/* Issue 10: without serverName no name was checked at all, so any certificate from a
+ * trusted CA was good for any address. Now the address connected to must be one of the
+ * certificate's IP SANs. */
+Test(tls_certs, no_server_name_checks_connected_address)
+{
+    pki_name_certs();
+    cr_assert_not(identity_ok("dns", false, NULL), "a certificate without IP SANs");
+    cr_assert_not(identity_ok("cnip", false, NULL), "an address in the CN is no IP SAN");
+    cr_assert_not(identity_ok("dnsip", false, NULL), "an address as a DNS SAN is no IP SAN");
+    cr_assert_not(identity_ok("ip6", false, NULL), "another address");
+    cr_assert(identity_ok("ip4", false, NULL));
+    cr_assert(identity_ok("srv", false, NULL));
+    cr_assert(identity_ok("ip6", true, NULL), "IPv6");
+    cr_assert_not(identity_ok("ip4", true, NULL), "127.0.0.1 is not ::1");
+    cr_assert_not(identity_ok("srv", true, NULL));
+}
+
+/* Issue 10: an IP literal as serverName never matched an IP SAN. */
+Test(tls_certs, ip_literal_server_name_matches_ip_san)
+{
+    pki_name_certs();
+    cr_assert(identity_ok("ip4", false, "127.0.0.1"));
+    cr_assert(identity_ok("srv", false, "127.0.0.1"));
+    cr_assert(identity_ok("ip6", true, "::1"));
+    cr_assert(identity_ok("ip6", false, "::1"), "the name counts, not the address");
+    cr_assert_not(identity_ok("ip4", false, "::1"));
+    cr_assert_not(identity_ok("ip6", true, "::2"));
+}
+
+/* An IP literal matches IP SANs only, a DNS name DNS SANs only (or, with no DNS SAN at
+ * all, the subject CN). */
+Test(tls_certs, names_match_their_own_kind_only)
+{
+    pki_name_certs();
+    cr_assert_not(identity_ok("dnsip", false, "127.0.0.1"), "a DNS SAN that reads 127.0.0.1");
+    cr_assert_not(identity_ok("cnip", false, "127.0.0.1"), "a CN that reads 127.0.0.1");
+    cr_assert_not(identity_ok("ip4", false, "localhost"), "an IP SAN for a DNS name");
+    cr_assert(identity_ok("dns", false, "LocalHost"), "DNS names ignore case");
+    cr_assert(identity_ok("cnonly", false, "localhost"), "no SAN: the CN");
+    cr_assert_not(identity_ok("wrong", false, "localhost"), "CN and DNS SAN wrong.example");
+}
+
+Test(tls_certs, wildcard_matches_one_label)
+{
+    pki_name_certs();
+    cr_assert(identity_ok("wild", false, "a.test.example"));
+    cr_assert(identity_ok("wild", false, "A-1.TEST.example"));
+    cr_assert_not(identity_ok("wild", false, "test.example"));
+    cr_assert_not(identity_ok("wild", false, "a.b.test.example"));
+    cr_assert_not(identity_ok("wild", false, ".test.example"));
+    cr_assert_not(identity_ok("wild", false, "a.test.example.org"));
+}
+
+static USocketVtbl upgrade_vtbl;
+
+static void upgraded_cb(USocket *u, ISocket *s)
+{
+    (void)s;
+    (*(size_t *)h_container_of(u, struct h_sock, user)->ctx)++;
+}
+
+static bool upgrade_settled(struct h_env *e, void *arg)
+{
+    (void)e;
+    struct h_sock *c = arg;
+    return *(size_t *)c->ctx > 0 || h_has_shutdown(c);
+}
+
+/* StartTLS as a client (UpgradeToTLSSocket has no serverName) to a server with certificate
+ * CERT: the address the TCP socket connected to is checked. True if upgraded. */
+static bool upgrade_ok(const char *cert)
+{
+    struct pki_pem pem;
+    pki_load(&pem, cert);
+    ISocketContext_SetServerCertificate(sctx, pem.p, pem.len, NULL);
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+    IInstanceLog_SetLogFlags(env.log, LOG_TLS);
+    env.nlog = 0;
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *tcp = h_sock_new(&env);
+    h_tcp_socket(&env, tcp, false);
+    CALL(ISocket_Connect(tcp->sock, h_addr(port), NULL));
+    cr_assert(h_wait_count(&env, tcp, H_CONNECT_COMPLETE, 1, 3000), "%s", h_dump(tcp));
+    ISocketProvider *up = CreateTLSSocketProvider(NULL);
+    size_t upgraded = 0;
+    struct h_sock *c = h_sock_new(&env);
+    if (!upgrade_vtbl.SocketShutdown) {
+        upgrade_vtbl = *c->user.vtbl;
+        upgrade_vtbl.SocketUpgradeToTLSComplete = upgraded_cb;
+    }
+    c->user.vtbl = &upgrade_vtbl;
+    c->ctx = &upgraded;
+    CALL(c->sock = ISocketProvider_UpgradeToTLSSocket(up, tcp->sock, env.mux, &c->user, env.log,
+                                                      false, cctx));
+    tcp->sock = NULL; /* the TLS socket owns it now */
+    cr_assert(h_run_until(&env, upgrade_settled, c, 3000), "%s", h_dump(c));
+    bool ok = upgraded > 0;
+    if (!ok) {
+        cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_TLS_HANDSHAKE_FAILED, "%s", h_dump(c));
+        cr_assert(h_log_contains(&env, "name mismatch"), "no reason logged: %s", h_logs(&env));
+        assert_server_side_failed(l, 1);
+    }
+    h_sock_free(c);
+    h_sock_free(tcp);
+    free_listener(l);
+    ISocketProvider_Delete(up);
+    pki_free(&pem);
+    return ok;
+}
+
+Test(tls_certs, upgraded_client_checks_connected_address)
+{
+    pki_name_certs();
+    cr_assert(upgrade_ok("ip4"));
+    cr_assert_not(upgrade_ok("dns"));
+}
+
+Test(tls_certs, verify_peer_false_checks_no_name)
+{
+    pki_name_certs();
+    ISocketContext_SetVerifyPeer(cctx, false);
+    cr_assert(identity_ok("dns", false, NULL));
+    cr_assert(identity_ok("ip4", false, "localhost"));
+    cr_assert(identity_ok("dnsip", true, "127.0.0.1"));
+}
+
 /* ---- client certificates ---------------------------------------------------------------- */
 
 static void requiring_server(void)
@@ -988,8 +1138,10 @@ Test(tls_certs, refused_client_gets_an_alert)
               error_lines(outs[1]));
 }
 
-/* The client refuses the server's certificate: OpenSSL's server must get an alert. */
-Test(tls_certs, refusing_client_sends_an_alert)
+/* The client refuses the certificate NAME of OpenSSL's s_server, which must get an alert
+ * (with ALERT in its text). */
+static void assert_refusal_alerts_s_server(const char *name, const char *server_name,
+                                           const char *alert)
 {
     uint16_t port;
     int probe = h_raw_listen("127.0.0.1", &port);
@@ -999,19 +1151,33 @@ Test(tls_certs, refusing_client_sends_an_alert)
     snprintf(cmd, sizeof(cmd),
              /* stdin stays open a while: at its end s_server stops reporting */
              "sleep 1 | timeout 5 openssl s_server -accept 127.0.0.1:%u -naccept 1"
-             " -cert '%s/srv.crt' -key '%s/srv.key' 2>&1",
-             port, pki_dir, pki_dir);
+             " -cert '%s/%s.crt' -key '%s/%s.key' 2>&1",
+             port, pki_dir, name, pki_dir, name);
     async_open(&s, cmd);
     for (int i = 0; i < 300 && !strstr(s.out, "ACCEPT") && !s.eof; i++) {
         usleep(10000);
         sclient_done(&env, &s);
     }
     cr_assert(strstr(s.out, "ACCEPT"), "s_server did not start: %s", s.out);
-    struct h_sock *c = h_sock_new(&env); /* default verification: the CA is unknown */
-    tls_client(c, port, "localhost");
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, server_name);
     assert_handshake_failed(c);
     cr_assert(h_run_until(&env, sclient_done, &s, 6000), "s_server did not finish: %s", s.out);
     pclose(s.f);
     h_sock_free(c);
-    cr_assert(strstr(s.out, "alert"), "no alert reached OpenSSL:\n%s", s.out);
+    cr_assert(strstr(s.out, alert), "no %s alert reached OpenSSL:\n%s", alert, s.out);
+}
+
+/* Default verification: the CA is unknown. */
+Test(tls_certs, refusing_client_sends_an_alert)
+{
+    assert_refusal_alerts_s_server("srv", "localhost", "alert");
+}
+
+/* The chain is good, the name is not (no serverName, no IP SAN). */
+Test(tls_certs, name_mismatch_sends_an_alert)
+{
+    pki_name_certs();
+    ISocketContext_SetTrustedCertificates(cctx, ca.p, ca.len);
+    assert_refusal_alerts_s_server("dns", NULL, "bad certificate");
 }

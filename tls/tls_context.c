@@ -14,6 +14,7 @@
 #include "log_internal.h"
 #include "reactor.h"
 #include "tls_context.h"
+#include "verify.h"
 
 #define RS_DER_MAX 4096
 
@@ -256,7 +257,7 @@ static const char *set_verification(WOLFSSL_CTX *x, ISocketContext *c, bool serv
             wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_NONE, NULL);
             return NULL;
         }
-        wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER, NULL);
+        wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER, rs_tls_verify_server); /* + names */
         return load_trust(x, c) ? NULL : no_trust;
     }
     bool require = c->require_client_cert && !c->client_cert_disabled;

@@ -17,6 +17,7 @@
 #include "log_internal.h"
 #include "stream.h"
 #include "tls_context.h"
+#include "verify.h"
 
 
 #define RS_TLS_RX_CAP (16384 + 2048 + 5 + 256) /* the largest record, with room to spare */
@@ -60,6 +61,7 @@ struct tls {
     enum tstate state;
     int qos;
     char *server_name;
+    struct rs_tls_expect expect; /* a client: the server's identity, for the verify callback */
 
     uint8_t rx[RS_TLS_RX_CAP]; /* ciphertext from the inner socket */
     size_t rx_off, rx_len;
@@ -323,12 +325,10 @@ static bool start_ssl(struct tls *t)
     wolfSSL_SetIOReadCtx(t->ssl, t);
     wolfSSL_SetIOWriteCtx(t->ssl, t);
     if (!t->server) {
-        if (t->server_name && *t->server_name) {
-            wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, t->server_name,
-                           (unsigned short)strlen(t->server_name));
-            if (!t->ctx->verify_off)
-                wolfSSL_check_domain_name(t->ssl, t->server_name);
-        }
+        IPaddr peer;
+        bool connected = t->inner && rs_stream_peer_ip(t->inner, &peer);
+        rs_tls_expect_server(t->ssl, &t->expect, t->server_name, connected ? &peer : NULL,
+                             t->core.base.log, LOG_TLS, t);
         if (t->ctx->alpn)
             offer_alpn(t);
     }
