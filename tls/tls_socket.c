@@ -13,13 +13,13 @@
 #include <string.h>
 
 #include "alpn.h"
+#include "blocks.h"
 #include "core.h"
 #include "log_internal.h"
 #include "stream.h"
 #include "tls_context.h"
 
-
-#define RS_TLS_RX_CAP (16384 + 2048 + 5 + 256) /* the largest record, with room to spare */
+#define RS_TLS_RX_CAP               (16384 + 2048 + 5 + 256) /* the largest record, with room to spare */
 #define RS_TLS_HANDSHAKE_TIMEOUT_MS 10000 /* a peer that stalls its handshake holds nothing */
 
 enum tstate {
@@ -32,12 +32,13 @@ enum tstate {
     T_CLOSED,
 };
 
-/* Ciphertext sends on the inner socket, grouped by what caused them: one application
- * Send (its SocketSendResult is owed when all its inner sends are done) or wolfSSL on
- * its own (handshake, alerts, tickets). */
-struct group {
-    uint32_t inner;
-    bool app;
+/* One ciphertext send on the inner socket; their SocketSendResults come in order. A
+ * record wolfSSL encrypted into a pooled block goes out from that block (blk, one
+ * reference held until the send is done); app: the application Sends whose
+ * SocketSendResult is owed once this send is done. */
+struct txent {
+    void *blk;
+    uint32_t app;
 };
 
 struct plain {
@@ -54,8 +55,8 @@ struct tls {
     ISocketContext *ctx;
     WOLFSSL *ssl;
     bool server, upgrade;
-    bool alpn_scanned; /* server: read the client's ALPN list from the ClientHello */
-    bool alert_flushing;          /* ended; the inner socket still sends wolfSSL's alert */
+    bool alpn_scanned;             /* server: read the client's ALPN list from the ClientHello */
+    bool alert_flushing;           /* ended; the inner socket still sends wolfSSL's alert */
     shutdownreason_t alert_reason; /* what SocketShutdown reports once it is out */
     enum tstate state;
     int qos;
@@ -71,9 +72,8 @@ struct tls {
     uint8_t *stash; /* plaintext of a canceled receive: served first */
     size_t stash_len, stash_off;
 
-    struct group *groups;
-    size_t g_head, g_len, g_cap;
-    bool in_app_write;
+    struct txent *tx;
+    size_t tx_head, tx_len, tx_cap;
     struct plain *pending, *pending_tail; /* sends made before the handshake finished */
 
     struct rs_task drive_task;
@@ -104,19 +104,27 @@ static void drop_pending(struct tls *t)
 }
 
 /* keep_inner: the inner socket is flushing an alert; its SocketShutdown deletes it. */
+/* Deleting the inner socket ends its sends: their blocks are ours again. */
+static void delete_inner(struct tls *t, ISocket *inner)
+{
+    if (t->inner == inner)
+        t->inner = NULL;
+    ISocket_Delete(inner);
+    for (; t->tx_len > 0; t->tx_len--, t->tx_head = (t->tx_head + 1) % t->tx_cap)
+        rs_blk_free(t->tx[t->tx_head].blk);
+}
+
 static void release_tls(struct tls *t, bool keep_inner)
 {
-    if (t->inner && !keep_inner) {
-        ISocket *inner = t->inner;
-        t->inner = NULL;
-        ISocket_Delete(inner);
-    }
+    if (t->inner && !keep_inner)
+        delete_inner(t, t->inner);
     if (t->ssl) {
         wolfSSL_free(t->ssl);
         t->ssl = NULL;
     }
     drop_pending(t);
-    t->g_len = 0;
+    for (size_t i = 0; i < t->tx_len; i++) /* closed: no SendResult is owed anymore */
+        t->tx[(t->tx_head + i) % t->tx_cap].app = 0;
     t->inner_recv = false;
 }
 
@@ -126,8 +134,8 @@ static void end(struct tls *t, shutdownreason_t reason)
         return;
     /* When wolfSSL gave up, its alert is queued on the inner socket: let that flush
      * and close it (its SocketShutdown deletes it), so the peer learns why. */
-    bool alert = (reason == SOCKET_TLS_HANDSHAKE_FAILED || reason == SOCKET_LOST) && t->inner &&
-                 t->ssl;
+    bool alert =
+        (reason == SOCKET_TLS_HANDSHAKE_FAILED || reason == SOCKET_LOST) && t->inner && t->ssl;
     t->state = T_CLOSED;
     release_tls(t, alert);
     rs_task_cancel(&t->drive_task);
@@ -149,7 +157,7 @@ static void tls_free(struct rs_core *c)
     struct tls *t = (struct tls *)c;
     release_tls(t, false);
     ITimer_Delete(t->handshake_timer);
-    free(t->groups);
+    free(t->tx);
     free(t->stash);
     free(t->server_name);
     free(t);
@@ -184,40 +192,34 @@ static struct tls *of_inner(USocket *u)
 
 /* ---- wolfSSL memory I/O ---------------------------------------------------------------- */
 
-static void group_push(struct tls *t, bool app)
+static struct txent *tx_push(struct tls *t)
 {
-    if (t->g_len == t->g_cap) {
-        size_t cap = t->g_cap ? t->g_cap * 2 : 8;
-        struct group *g = malloc(cap * sizeof(*g));
-        if (!g)
+    if (t->tx_len == t->tx_cap) {
+        size_t cap = t->tx_cap ? t->tx_cap * 2 : 8;
+        struct txent *v = malloc(cap * sizeof(*v));
+        if (!v)
             rs_fatal("TLS socket: out of memory");
-        for (size_t i = 0; i < t->g_len; i++)
-            g[i] = t->groups[(t->g_head + i) % t->g_cap];
-        free(t->groups);
-        t->groups = g;
-        t->g_head = 0;
-        t->g_cap = cap;
+        for (size_t i = 0; i < t->tx_len; i++)
+            v[i] = t->tx[(t->tx_head + i) % t->tx_cap];
+        free(t->tx);
+        t->tx = v;
+        t->tx_head = 0;
+        t->tx_cap = cap;
     }
-    t->groups[(t->g_head + t->g_len) % t->g_cap] = (struct group){0, app};
-    t->g_len++;
+    struct txent *e = &t->tx[(t->tx_head + t->tx_len++) % t->tx_cap];
+    *e = (struct txent){NULL, 0};
+    return e;
 }
 
-static struct group *group_tail(struct tls *t)
+/* An application Send is done once the inner sends made so far are. */
+static void owe_send_result(struct tls *t)
 {
-    return &t->groups[(t->g_head + t->g_len - 1) % t->g_cap];
-}
-
-/* Pops the finished groups at the head; application ones owe a SendResult. */
-static void groups_release(struct tls *t)
-{
-    while (t->g_len > 0 && t->groups[t->g_head].inner == 0) {
-        if (t->groups[t->g_head].app)
-            t->core.ready_results++;
-        t->g_head = (t->g_head + 1) % t->g_cap;
-        t->g_len--;
+    if (t->tx_len > 0) {
+        t->tx[(t->tx_head + t->tx_len - 1) % t->tx_cap].app++;
+        return;
     }
-    if (t->core.ready_results)
-        rs_core_event(&t->core, RS_EV_SENDS);
+    t->core.ready_results++;
+    rs_core_event(&t->core, RS_EV_SENDS);
 }
 
 int rs_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
@@ -226,10 +228,19 @@ int rs_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     struct tls *t = ctx;
     if (!t->inner || t->state == T_CLOSED)
         return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    if (!t->in_app_write)
-        group_push(t, false);
-    group_tail(t)->inner++;
-    ISocket_Send(t->inner, buf, (size_t)sz); /* copied by the inner socket */
+    struct txent *e = tx_push(t);
+    size_t cap;
+    uint8_t *b = rs_blk_last_record(&cap);
+    if (b && (uint8_t *)buf >= b && (uint8_t *)buf + sz <= b + cap) {
+        /* wolfSSL's output buffer, a pooled block: once we return, wolfSSL frees it
+         * without writing to it again (SendBuffered, ShrinkOutputBuffer), so it goes
+         * out as it is, kept alive by our reference. */
+        rs_blk_ref(b);
+        e->blk = b;
+        ISocket_SendNoCopy(t->inner, buf, (size_t)sz);
+    } else {
+        ISocket_Send(t->inner, buf, (size_t)sz); /* copied by the inner socket */
+    }
     return sz;
 }
 
@@ -281,8 +292,8 @@ static void log_failure(struct tls *t, const char *what, int ret)
     int err = wolfSSL_get_error(t->ssl, ret);
     char text[WOLFSSL_MAX_ERROR_SZ];
     wolfSSL_ERR_error_string_n((unsigned long)err, text, sizeof(text));
-    IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: %s failed: %s (%d)", (void *)t, what,
-                     text, err);
+    IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: %s failed: %s (%d)", (void *)t, what, text,
+                     err);
 }
 
 static bool start_ssl(struct tls *t)
@@ -290,8 +301,7 @@ static bool start_ssl(struct tls *t)
     WOLFSSL_CTX *x = rs_tls_context_get(t->ctx, t->server, false);
     t->ssl = x ? wolfSSL_new(x) : NULL;
     if (!t->ssl) {
-        rs_log_error(t->core.base.log, LOG_TLS, "tls %p: cannot create the TLS session",
-                     (void *)t);
+        rs_log_error(t->core.base.log, LOG_TLS, "tls %p: cannot create the TLS session", (void *)t);
         return false;
     }
     wolfSSL_SetIOReadCtx(t->ssl, t);
@@ -316,11 +326,10 @@ static bool start_ssl(struct tls *t)
 
 static void app_write(struct tls *t, const uint8_t *buf, size_t len)
 {
-    group_push(t, true);
     if (len > 0) {
-        t->in_app_write = true;
+        rs_blk_track(true); /* rs_tls_io_send finds wolfSSL's output buffer */
         int n = wolfSSL_write(t->ssl, buf, (int)len);
-        t->in_app_write = false;
+        rs_blk_track(false);
         if (n != (int)len) {
             log_failure(t, "write", n);
             end(t, SOCKET_LOST);
@@ -328,7 +337,7 @@ static void app_write(struct tls *t, const uint8_t *buf, size_t len)
         }
         t->core.base.stats.bytesSent += len;
     }
-    groups_release(t);
+    owe_send_result(t);
 }
 
 static void flush_pending(struct tls *t)
@@ -348,6 +357,10 @@ static void begin_close(struct tls *t)
     /* Queued sends are out (they went to the inner socket, which flushes on Shutdown). */
     t->state = T_CLOSING;
     wolfSSL_shutdown(t->ssl); /* close_notify, through rs_tls_io_send */
+    /* What the peer still sends (a session ticket) is read and dropped: unread bytes at
+     * the close would make the kernel reset the connection, and the peer lose the end
+     * of our data. */
+    want_input(t);
     ISocket_Shutdown(t->inner);
 }
 
@@ -485,8 +498,7 @@ static void handshake_timed_out(ITimer *timer, void *arg)
 static void arm_handshake_timer(struct tls *t)
 {
     if (!t->handshake_timer)
-        t->handshake_timer =
-            rs_timer_create_internal(t->core.base.mux, handshake_timed_out, t);
+        t->handshake_timer = rs_timer_create_internal(t->core.base.mux, handshake_timed_out, t);
     /* RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS changes it (tests, diagnostics) */
     const char *env = getenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
     unsigned ms = env && atoi(env) > 0 ? (unsigned)atoi(env) : RS_TLS_HANDSHAKE_TIMEOUT_MS;
@@ -549,10 +561,16 @@ static void inner_send_result(USocket *u, ISocket *inner)
 {
     (void)inner;
     struct tls *t = of_inner(u);
-    if (t->g_len == 0)
+    if (t->tx_len == 0)
         return;
-    t->groups[t->g_head].inner--;
-    groups_release(t);
+    struct txent e = t->tx[t->tx_head];
+    t->tx_head = (t->tx_head + 1) % t->tx_cap;
+    t->tx_len--;
+    rs_blk_free(e.blk);
+    if (e.app) {
+        t->core.ready_results += e.app;
+        rs_core_event(&t->core, RS_EV_SENDS);
+    }
 }
 
 static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
@@ -575,9 +593,7 @@ static void inner_recv_canceled(USocket *u, ISocket *inner, void *buf)
 static void inner_shutdown(USocket *u, ISocket *inner, shutdownreason_t reason)
 {
     struct tls *t = of_inner(u);
-    if (t->inner == inner)
-        t->inner = NULL;
-    ISocket_Delete(inner);
+    delete_inner(t, inner);
     switch (t->state) {
     case T_CLOSED:
         if (t->alert_flushing) { /* the alert is out (or the connection went first) */
@@ -852,15 +868,16 @@ static const struct rs_core_type tls_core_type = {
     .free = tls_free,
 };
 
-/* ---- the provider ----------------------------------------------------------------------------- */
+/* ---- the provider -----------------------------------------------------------------------------
+ */
 
 struct tls_provider {
     ISocketProvider base;
     ISocketProvider *tcp;
 };
 
-static ISocket *tls_create_socket(ISocketProvider *p, IIoMux *m, USocket *user,
-                                  IInstanceLog *log, bool useIPv6, ISocketContext *ctx)
+static ISocket *tls_create_socket(ISocketProvider *p, IIoMux *m, USocket *user, IInstanceLog *log,
+                                  bool useIPv6, ISocketContext *ctx)
 {
     struct tls_provider *tp = (struct tls_provider *)p;
     if (!tp->tcp)
