@@ -20,6 +20,7 @@
 #include "tls_context.h"
 
 #define RS_TLS_RX_CAP               (16384 + 2048 + 5 + 256) /* the largest record, with room to spare */
+#define RS_TLS_RX_IDLE              2048 /* receive buffer of a connection the peer is not sending on */
 #define RS_TLS_HANDSHAKE_TIMEOUT_MS 10000 /* a peer that stalls its handshake holds nothing */
 
 enum tstate {
@@ -62,9 +63,13 @@ struct tls {
     int qos;
     char *server_name;
 
-    uint8_t rx[RS_TLS_RX_CAP]; /* ciphertext from the inner socket */
-    size_t rx_off, rx_len;
+    /* Ciphertext from the inner socket: in rx_idle while the peer sends little, in a
+     * pooled block of RS_BLK_RX (several records per receive) while data streams in. */
+    uint8_t *rx;
+    size_t rx_off, rx_len, rx_cap;
+    bool rx_filled;  /* the last inner receive filled rx: more is waiting */
     bool inner_recv; /* an inner Recv into rx is outstanding */
+    uint8_t rx_idle[RS_TLS_RX_IDLE];
 
     uint8_t *rbuf; /* the application's receive */
     size_t rlen, rfill;
@@ -105,6 +110,15 @@ static void drop_pending(struct tls *t)
 
 /* keep_inner: the inner socket is flushing an alert; its SocketShutdown deletes it. */
 /* Deleting the inner socket ends its sends: their blocks are ours again. */
+static void rx_use(struct tls *t, uint8_t *buf, size_t cap)
+{
+    if (t->rx != t->rx_idle)
+        rs_blk_free(t->rx);
+    t->rx = buf;
+    t->rx_cap = cap;
+}
+
+/* Deleting the inner socket ends its sends and receive: their blocks are ours again. */
 static void delete_inner(struct tls *t, ISocket *inner)
 {
     if (t->inner == inner)
@@ -112,6 +126,8 @@ static void delete_inner(struct tls *t, ISocket *inner)
     ISocket_Delete(inner);
     for (; t->tx_len > 0; t->tx_len--, t->tx_head = (t->tx_head + 1) % t->tx_cap)
         rs_blk_free(t->tx[t->tx_head].blk);
+    t->rx_off = t->rx_len = 0;
+    rx_use(t, t->rx_idle, sizeof(t->rx_idle));
 }
 
 static void release_tls(struct tls *t, bool keep_inner)
@@ -157,6 +173,7 @@ static void tls_free(struct rs_core *c)
     struct tls *t = (struct tls *)c;
     release_tls(t, false);
     ITimer_Delete(t->handshake_timer);
+    rx_use(t, t->rx_idle, sizeof(t->rx_idle));
     free(t->tx);
     free(t->stash);
     free(t->server_name);
@@ -181,6 +198,8 @@ static struct tls *tls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketC
     rs_tls_context_attach(t->ctx);
     t->server = server;
     t->qos = -1;
+    t->rx = t->rx_idle;
+    t->rx_cap = sizeof(t->rx_idle);
     rs_task_init(&t->drive_task, drive_task_run);
     return t;
 }
@@ -268,20 +287,38 @@ static void want_input(struct tls *t)
 {
     if (t->inner_recv || !t->inner)
         return;
-    if (t->rx_off == t->rx_len) {
+    size_t have = t->rx_len - t->rx_off;
+    bool big = t->rx != t->rx_idle;
+    /* wolfSSL takes all it is given, so rx is empty here unless the ALPN scan waits for
+     * the rest of a ClientHello. An empty rx picks the buffer for the next receive: a
+     * block while the receives fill it, the small one (the block back to the pool) once
+     * one did not, so an idle connection holds no record-sized buffer. */
+    if (have == 0 && big != t->rx_filled)
+        rx_use(t, t->rx_filled ? rs_blk_alloc(RS_BLK_RX) : t->rx_idle,
+               t->rx_filled ? RS_BLK_RX : sizeof(t->rx_idle));
+    else if (have > 0 && !big && t->rx_len == t->rx_cap) {
+        uint8_t *b = rs_blk_alloc(RS_BLK_RX);
+        memcpy(b, t->rx + t->rx_off, have);
+        rx_use(t, b, RS_BLK_RX);
+        t->rx_off = 0;
+        t->rx_len = have;
+    }
+    if (!t->rx)
+        rs_fatal("TLS socket: out of memory");
+    if (have == 0) {
         t->rx_off = t->rx_len = 0;
     } else if (t->rx_off > 0) {
-        memmove(t->rx, t->rx + t->rx_off, t->rx_len - t->rx_off);
-        t->rx_len -= t->rx_off;
+        memmove(t->rx, t->rx + t->rx_off, have);
+        t->rx_len = have;
         t->rx_off = 0;
     }
-    if (t->rx_len == RS_TLS_RX_CAP) { /* more than a record buffered: garbage */
+    if (t->rx_len == t->rx_cap) { /* more than a record buffered: garbage */
         IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: oversized record", (void *)t);
         end(t, t->state == T_HANDSHAKE ? SOCKET_TLS_HANDSHAKE_FAILED : SOCKET_LOST);
         return;
     }
     t->inner_recv = true;
-    ISocket_Recv(t->inner, t->rx + t->rx_len, RS_TLS_RX_CAP - t->rx_len, true);
+    ISocket_Recv(t->inner, t->rx + t->rx_len, t->rx_cap - t->rx_len, true);
 }
 
 /* ---- the state machine ---------------------------------------------------------------------- */
@@ -579,6 +616,7 @@ static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
     (void)buf;
     struct tls *t = of_inner(u);
     t->inner_recv = false;
+    t->rx_filled = t->rx_len + len == t->rx_cap;
     t->rx_len += len;
     drive(t);
 }
