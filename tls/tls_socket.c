@@ -396,7 +396,8 @@ static void begin_close(struct tls *t)
     wolfSSL_shutdown(t->ssl); /* close_notify, through rs_tls_io_send */
     /* What the peer still sends (a session ticket) is read and dropped: unread bytes at
      * the close would make the kernel reset the connection, and the peer lose the end
-     * of our data. */
+     * of our data. Nothing received is delivered after Shutdown: rx starts over. */
+    t->rx_off = t->rx_len = 0;
     want_input(t);
     ISocket_Shutdown(t->inner);
 }
