@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blocks.h"
 #include "reactor.h"
 
 uint64_t rs_now_ns(void)
@@ -59,6 +60,7 @@ IIoMux *IIoMux_Create(void)
         free(m);
         return NULL;
     }
+    rs_blk_thread_muxes(1);
     return m;
 }
 
@@ -89,6 +91,7 @@ void IIoMux_Delete(IIoMux *m)
     rs_backend_destroy(m->io); /* cancels the wake read with the ring */
     rs_exec_destroy(m);
     free(m);
+    rs_blk_thread_muxes(-1); /* the last one empties the thread's block cache */
 }
 
 struct rs_bufpool *rs_mux_datagram_pool(IIoMux *m)

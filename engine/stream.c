@@ -7,8 +7,10 @@
  * the last in-flight operation has completed.
  *
  * Receives go straight into the caller's buffer (MSG_WAITALL for full receives).
- * Sends are copied into 16 KiB segments that coalesce the sends of one loop round
- * into one SEND; large sends first try to go straight out without a copy. */
+ * Sends are copied into 16 KiB segments that coalesce the sends of one loop round;
+ * a send larger than a segment's room continues in the next one, and up to
+ * RS_SEND_IOV queued segments go out in one SEND (sendmsg). Large sends first try to
+ * go straight out without a copy. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
@@ -28,6 +30,7 @@
 #define RS_DIRECT_SEND_MIN 65536 /* from here a send first tries to go straight out */
 #define RS_ZC_MIN          65536 /* zero-copy only pays for large payloads (perf/results) */
 #define RS_ACCEPT_RETRY_MS 100   /* back-off when accept runs out of descriptors */
+#define RS_SEND_IOV        16    /* segments per SEND */
 
 enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 
@@ -69,6 +72,8 @@ struct rs_stream {
     /* send: shead..scur fully sent (awaiting release), scur.. still to send */
     struct seg *shead, *scur, *stail;
     bool sop_inflight;
+    struct msghdr smsg; /* a SEND of several segments */
+    struct iovec siov[RS_SEND_IOV];
     uint64_t zc_issued, zc_done;
     struct rs_task flush_task;
 
@@ -96,21 +101,20 @@ static void accept_arm(struct rs_stream *s);
 
 /* ---- segments ------------------------------------------------------------------------ */
 
-static struct seg *seg_new_copy(IIoMux *m, size_t len)
+static struct seg *seg_new_copy(IIoMux *m)
 {
     struct seg *g;
-    size_t cap = len > RS_SEG_SIZE ? len : RS_SEG_SIZE;
-    if (cap == RS_SEG_SIZE && m->spare_segs) {
+    if (m->spare_segs) {
         g = (struct seg *)m->spare_segs;
         m->spare_segs = m->spare_segs->next;
         m->spare_segs_len--;
     } else {
-        g = malloc(sizeof(*g) + cap);
+        g = malloc(sizeof(*g) + RS_SEG_SIZE);
         if (!g)
             rs_fatal("ISocket_Send: out of memory");
     }
     memset(g, 0, sizeof(*g));
-    g->cap = cap;
+    g->cap = RS_SEG_SIZE;
     g->data = g->bytes;
     return g;
 }
@@ -515,9 +519,19 @@ static void send_next(struct rs_stream *s)
         s->core.base.stats.zeroCopySends++;
         rs_io_send_zc(s->core.base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off,
                       0);
-    } else {
-        rs_io_send(s->core.base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off, 0);
+        return;
     }
+    /* The segments queued behind it (up to a zero-copy one) go along: one system call. */
+    size_t n = 0;
+    for (struct seg *q = g; q && !q->zc && n < RS_SEND_IOV; q = q->next)
+        if (q->off < q->len)
+            s->siov[n++] = (struct iovec){(void *)(q->data + q->off), q->len - q->off};
+    if (n == 1) {
+        rs_io_send(s->core.base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off, 0);
+        return;
+    }
+    s->smsg = (struct msghdr){.msg_iov = s->siov, .msg_iovlen = n};
+    rs_io_sendmsg(s->core.base.mux->io, &s->send_op, s->fd, &s->smsg, 0);
 }
 
 static void flush_task_run(struct rs_task *t)
@@ -545,10 +559,15 @@ static void send_complete(struct rs_op *op, int res, unsigned flags)
     if (s->state == ST_CLOSED || s->core.deleted) {
         /* nothing */
     } else if (res >= 0) {
-        log_traffic(s, "sent", g->data + g->off, (size_t)res);
-        g->off += (size_t)res;
         s->core.base.stats.bytesSent += (uint64_t)res;
-        if (g->off == g->len) {
+        /* res may span several segments (sendmsg) */
+        for (size_t left = (size_t)res; g && (left > 0 || g->off == g->len); g = s->scur) {
+            size_t n = g->len - g->off < left ? g->len - g->off : left;
+            log_traffic(s, "sent", g->data + g->off, n);
+            g->off += n;
+            left -= n;
+            if (g->off < g->len)
+                break;
             if (g->zc)
                 g->zc_mark = s->zc_issued;
             s->scur = g->next;
@@ -564,30 +583,8 @@ static void send_complete(struct rs_op *op, int res, unsigned flags)
         rs_core_op_end(&s->core);
 }
 
-static void append_send(struct rs_stream *s, const uint8_t *buf, size_t len, bool nocopy)
+static void push_segment(struct rs_stream *s, struct seg *g)
 {
-    struct seg *t = s->stail;
-    if (!nocopy && t && t->cap && t->cap - t->len >= len) {
-        memcpy(t->bytes + t->len, buf, len);
-        t->len += len;
-        t->results++;
-        if (!s->scur)
-            s->scur = t;
-        return;
-    }
-    struct seg *g;
-    if (nocopy) {
-        g = calloc(1, sizeof(*g));
-        if (!g)
-            rs_fatal("ISocket_SendNoCopy: out of memory");
-        g->data = buf;
-        g->zc = s->zc_ok && len >= RS_ZC_MIN;
-    } else {
-        g = seg_new_copy(s->core.base.mux, len);
-        memcpy(g->bytes, buf, len);
-    }
-    g->len = len;
-    g->results = 1;
     if (s->stail)
         s->stail->next = g;
     else
@@ -595,6 +592,38 @@ static void append_send(struct rs_stream *s, const uint8_t *buf, size_t len, boo
     s->stail = g;
     if (!s->scur)
         s->scur = g;
+}
+
+static void append_send(struct rs_stream *s, const uint8_t *buf, size_t len, bool nocopy)
+{
+    if (nocopy) {
+        struct seg *g = calloc(1, sizeof(*g));
+        if (!g)
+            rs_fatal("ISocket_SendNoCopy: out of memory");
+        g->data = buf;
+        g->zc = s->zc_ok && len >= RS_ZC_MIN;
+        g->len = len;
+        g->results = 1;
+        push_segment(s, g);
+        return;
+    }
+    /* Fill the last segment's room, then cached segments; the SendResult is owed when
+     * the segment holding the last byte is released. */
+    struct seg *t = s->stail;
+    do {
+        if (!t || !t->cap || t->len == t->cap) {
+            t = seg_new_copy(s->core.base.mux);
+            push_segment(s, t);
+        }
+        size_t n = t->cap - t->len < len ? t->cap - t->len : len;
+        memcpy(t->bytes + t->len, buf, n);
+        t->len += n;
+        buf += n;
+        len -= n;
+        if (!s->scur)
+            s->scur = t;
+    } while (len > 0);
+    t->results++;
 }
 
 static void stream_send(ISocket *is, const void *buf, size_t len, bool nocopy)

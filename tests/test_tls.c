@@ -709,6 +709,37 @@ Test(tls, shutdown_flushes_sends_then_close_notify)
     free_listener(l);
 }
 
+/* The client ended with the server's session ticket unread in its socket: the kernel
+ * answered the close with a reset, and the server lost the data it had not read yet. */
+Test(tls, shutdown_with_the_peers_ticket_unread_resets_the_connection)
+{
+    struct h_sock *l = h_sock_new(&env);
+    l->collect = true; /* the server receives only once the client is gone */
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 3000), "%s", h_dump(c));
+    cr_assert(h_run_until(&env, settled, l, 3000));
+    struct h_sock *srv = l->accepted[0];
+    cr_assert_eq(h_count(srv, H_ACCEPT_COMPLETE), 1, "%s", h_dump(srv));
+    h_run_for(&env, 20); /* the ticket (TLS 1.3) is in the client's socket now */
+    static uint8_t data[256 * 1024];
+    h_fill(data, sizeof(data), 77);
+    CALL(ISocket_Send(c->sock, data, sizeof(data)));
+    CALL(ISocket_Shutdown(c->sock));
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 4000), "%s", h_dump(c));
+    cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_NORMAL, "%s", h_dump(c));
+    h_run_for(&env, 50);
+    srv->sink = true;
+    CALL(ISocket_Recv(srv->sock, srv->echo_buf, srv->echo_len, true));
+    cr_assert(h_wait_count(&env, srv, H_SHUTDOWN, 1, 4000), "%s", h_dump(srv));
+    cr_assert_eq(h_last(srv, H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_BY_PEER, "%s", h_dump(srv));
+    cr_assert_eq(srv->data_len, sizeof(data), "every byte before close_notify");
+    cr_assert_arr_eq(srv->data, data, sizeof(data));
+    h_sock_free(c);
+    free_listener(l);
+}
+
 Test(tls, shutdown_before_handshake_sends_queued_data_first)
 {
     struct h_sock *l = h_sock_new(&env);

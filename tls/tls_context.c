@@ -11,6 +11,7 @@
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include "blocks.h"
 #include "log_internal.h"
 #include "reactor.h"
 #include "tls_context.h"
@@ -34,6 +35,9 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void do_init(void)
 {
+    /* Record buffers come from the loop thread's block cache (before wolfSSL allocates
+     * anything: every block it frees must have come from these). */
+    wolfSSL_SetAllocators(rs_blk_alloc, rs_blk_free, rs_blk_realloc);
     wolfSSL_Init();
 }
 

@@ -13,14 +13,15 @@
 #include <string.h>
 
 #include "alpn.h"
+#include "blocks.h"
 #include "core.h"
 #include "log_internal.h"
 #include "stream.h"
 #include "tls_context.h"
 #include "verify.h"
 
-
-#define RS_TLS_RX_CAP (16384 + 2048 + 5 + 256) /* the largest record, with room to spare */
+#define RS_TLS_RX_CAP               (16384 + 2048 + 5 + 256) /* the largest record, with room to spare */
+#define RS_TLS_RX_IDLE              2048 /* receive buffer of a connection the peer is not sending on */
 #define RS_TLS_HANDSHAKE_TIMEOUT_MS 10000 /* a peer that stalls its handshake holds nothing */
 
 enum tstate {
@@ -33,12 +34,13 @@ enum tstate {
     T_CLOSED,
 };
 
-/* Ciphertext sends on the inner socket, grouped by what caused them: one application
- * Send (its SocketSendResult is owed when all its inner sends are done) or wolfSSL on
- * its own (handshake, alerts, tickets). */
-struct group {
-    uint32_t inner;
-    bool app;
+/* One ciphertext send on the inner socket; their SocketSendResults come in order. A
+ * record wolfSSL encrypted into a pooled block goes out from that block (blk, one
+ * reference held until the send is done); app: the application Sends whose
+ * SocketSendResult is owed once this send is done. */
+struct txent {
+    void *blk;
+    uint32_t app;
 };
 
 struct plain {
@@ -55,17 +57,21 @@ struct tls {
     ISocketContext *ctx;
     WOLFSSL *ssl;
     bool server, upgrade;
-    bool alpn_scanned; /* server: read the client's ALPN list from the ClientHello */
-    bool alert_flushing;          /* ended; the inner socket still sends wolfSSL's alert */
+    bool alpn_scanned;             /* server: read the client's ALPN list from the ClientHello */
+    bool alert_flushing;           /* ended; the inner socket still sends wolfSSL's alert */
     shutdownreason_t alert_reason; /* what SocketShutdown reports once it is out */
     enum tstate state;
     int qos;
     char *server_name;
     struct rs_tls_expect expect; /* a client: the server's identity, for the verify callback */
 
-    uint8_t rx[RS_TLS_RX_CAP]; /* ciphertext from the inner socket */
-    size_t rx_off, rx_len;
+    /* Ciphertext from the inner socket: in rx_idle while the peer sends little, in a
+     * pooled block of RS_BLK_RX (several records per receive) while data streams in. */
+    uint8_t *rx;
+    size_t rx_off, rx_len, rx_cap;
+    bool rx_filled;  /* the last inner receive filled rx: more is waiting */
     bool inner_recv; /* an inner Recv into rx is outstanding */
+    uint8_t rx_idle[RS_TLS_RX_IDLE];
 
     uint8_t *rbuf; /* the application's receive */
     size_t rlen, rfill;
@@ -73,9 +79,8 @@ struct tls {
     uint8_t *stash; /* plaintext of a canceled receive: served first */
     size_t stash_len, stash_off;
 
-    struct group *groups;
-    size_t g_head, g_len, g_cap;
-    bool in_app_write;
+    struct txent *tx;
+    size_t tx_head, tx_len, tx_cap;
     struct plain *pending, *pending_tail; /* sends made before the handshake finished */
 
     struct rs_task drive_task;
@@ -106,19 +111,38 @@ static void drop_pending(struct tls *t)
 }
 
 /* keep_inner: the inner socket is flushing an alert; its SocketShutdown deletes it. */
+/* Deleting the inner socket ends its sends: their blocks are ours again. */
+static void rx_use(struct tls *t, uint8_t *buf, size_t cap)
+{
+    if (t->rx != t->rx_idle)
+        rs_blk_free(t->rx);
+    t->rx = buf;
+    t->rx_cap = cap;
+}
+
+/* Deleting the inner socket ends its sends and receive: their blocks are ours again. */
+static void delete_inner(struct tls *t, ISocket *inner)
+{
+    if (t->inner == inner)
+        t->inner = NULL;
+    ISocket_Delete(inner);
+    for (; t->tx_len > 0; t->tx_len--, t->tx_head = (t->tx_head + 1) % t->tx_cap)
+        rs_blk_free(t->tx[t->tx_head].blk);
+    t->rx_off = t->rx_len = 0;
+    rx_use(t, t->rx_idle, sizeof(t->rx_idle));
+}
+
 static void release_tls(struct tls *t, bool keep_inner)
 {
-    if (t->inner && !keep_inner) {
-        ISocket *inner = t->inner;
-        t->inner = NULL;
-        ISocket_Delete(inner);
-    }
+    if (t->inner && !keep_inner)
+        delete_inner(t, t->inner);
     if (t->ssl) {
         wolfSSL_free(t->ssl);
         t->ssl = NULL;
     }
     drop_pending(t);
-    t->g_len = 0;
+    for (size_t i = 0; i < t->tx_len; i++) /* closed: no SendResult is owed anymore */
+        t->tx[(t->tx_head + i) % t->tx_cap].app = 0;
     t->inner_recv = false;
 }
 
@@ -128,8 +152,8 @@ static void end(struct tls *t, shutdownreason_t reason)
         return;
     /* When wolfSSL gave up, its alert is queued on the inner socket: let that flush
      * and close it (its SocketShutdown deletes it), so the peer learns why. */
-    bool alert = (reason == SOCKET_TLS_HANDSHAKE_FAILED || reason == SOCKET_LOST) && t->inner &&
-                 t->ssl;
+    bool alert =
+        (reason == SOCKET_TLS_HANDSHAKE_FAILED || reason == SOCKET_LOST) && t->inner && t->ssl;
     t->state = T_CLOSED;
     release_tls(t, alert);
     rs_task_cancel(&t->drive_task);
@@ -151,7 +175,8 @@ static void tls_free(struct rs_core *c)
     struct tls *t = (struct tls *)c;
     release_tls(t, false);
     ITimer_Delete(t->handshake_timer);
-    free(t->groups);
+    rx_use(t, t->rx_idle, sizeof(t->rx_idle));
+    free(t->tx);
     free(t->stash);
     free(t->server_name);
     free(t);
@@ -175,6 +200,8 @@ static struct tls *tls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketC
     rs_tls_context_attach(t->ctx);
     t->server = server;
     t->qos = -1;
+    t->rx = t->rx_idle;
+    t->rx_cap = sizeof(t->rx_idle);
     rs_task_init(&t->drive_task, drive_task_run);
     return t;
 }
@@ -186,40 +213,34 @@ static struct tls *of_inner(USocket *u)
 
 /* ---- wolfSSL memory I/O ---------------------------------------------------------------- */
 
-static void group_push(struct tls *t, bool app)
+static struct txent *tx_push(struct tls *t)
 {
-    if (t->g_len == t->g_cap) {
-        size_t cap = t->g_cap ? t->g_cap * 2 : 8;
-        struct group *g = malloc(cap * sizeof(*g));
-        if (!g)
+    if (t->tx_len == t->tx_cap) {
+        size_t cap = t->tx_cap ? t->tx_cap * 2 : 8;
+        struct txent *v = malloc(cap * sizeof(*v));
+        if (!v)
             rs_fatal("TLS socket: out of memory");
-        for (size_t i = 0; i < t->g_len; i++)
-            g[i] = t->groups[(t->g_head + i) % t->g_cap];
-        free(t->groups);
-        t->groups = g;
-        t->g_head = 0;
-        t->g_cap = cap;
+        for (size_t i = 0; i < t->tx_len; i++)
+            v[i] = t->tx[(t->tx_head + i) % t->tx_cap];
+        free(t->tx);
+        t->tx = v;
+        t->tx_head = 0;
+        t->tx_cap = cap;
     }
-    t->groups[(t->g_head + t->g_len) % t->g_cap] = (struct group){0, app};
-    t->g_len++;
+    struct txent *e = &t->tx[(t->tx_head + t->tx_len++) % t->tx_cap];
+    *e = (struct txent){NULL, 0};
+    return e;
 }
 
-static struct group *group_tail(struct tls *t)
+/* An application Send is done once the inner sends made so far are. */
+static void owe_send_result(struct tls *t)
 {
-    return &t->groups[(t->g_head + t->g_len - 1) % t->g_cap];
-}
-
-/* Pops the finished groups at the head; application ones owe a SendResult. */
-static void groups_release(struct tls *t)
-{
-    while (t->g_len > 0 && t->groups[t->g_head].inner == 0) {
-        if (t->groups[t->g_head].app)
-            t->core.ready_results++;
-        t->g_head = (t->g_head + 1) % t->g_cap;
-        t->g_len--;
+    if (t->tx_len > 0) {
+        t->tx[(t->tx_head + t->tx_len - 1) % t->tx_cap].app++;
+        return;
     }
-    if (t->core.ready_results)
-        rs_core_event(&t->core, RS_EV_SENDS);
+    t->core.ready_results++;
+    rs_core_event(&t->core, RS_EV_SENDS);
 }
 
 int rs_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
@@ -228,10 +249,19 @@ int rs_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     struct tls *t = ctx;
     if (!t->inner || t->state == T_CLOSED)
         return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    if (!t->in_app_write)
-        group_push(t, false);
-    group_tail(t)->inner++;
-    ISocket_Send(t->inner, buf, (size_t)sz); /* copied by the inner socket */
+    struct txent *e = tx_push(t);
+    size_t cap;
+    uint8_t *b = rs_blk_last_record(&cap);
+    if (b && (uint8_t *)buf >= b && (uint8_t *)buf + sz <= b + cap) {
+        /* wolfSSL's output buffer, a pooled block: once we return, wolfSSL frees it
+         * without writing to it again (SendBuffered, ShrinkOutputBuffer), so it goes
+         * out as it is, kept alive by our reference. */
+        rs_blk_ref(b);
+        e->blk = b;
+        ISocket_SendNoCopy(t->inner, buf, (size_t)sz);
+    } else {
+        ISocket_Send(t->inner, buf, (size_t)sz); /* copied by the inner socket */
+    }
     return sz;
 }
 
@@ -259,20 +289,38 @@ static void want_input(struct tls *t)
 {
     if (t->inner_recv || !t->inner)
         return;
-    if (t->rx_off == t->rx_len) {
+    size_t have = t->rx_len - t->rx_off;
+    bool big = t->rx != t->rx_idle;
+    /* wolfSSL takes all it is given, so rx is empty here unless the ALPN scan waits for
+     * the rest of a ClientHello. An empty rx picks the buffer for the next receive: a
+     * block while the receives fill it, the small one (the block back to the pool) once
+     * one did not, so an idle connection holds no record-sized buffer. */
+    if (have == 0 && big != t->rx_filled)
+        rx_use(t, t->rx_filled ? rs_blk_alloc(RS_BLK_RX) : t->rx_idle,
+               t->rx_filled ? RS_BLK_RX : sizeof(t->rx_idle));
+    else if (have > 0 && !big && t->rx_len == t->rx_cap) {
+        uint8_t *b = rs_blk_alloc(RS_BLK_RX);
+        memcpy(b, t->rx + t->rx_off, have);
+        rx_use(t, b, RS_BLK_RX);
+        t->rx_off = 0;
+        t->rx_len = have;
+    }
+    if (!t->rx)
+        rs_fatal("TLS socket: out of memory");
+    if (have == 0) {
         t->rx_off = t->rx_len = 0;
     } else if (t->rx_off > 0) {
-        memmove(t->rx, t->rx + t->rx_off, t->rx_len - t->rx_off);
-        t->rx_len -= t->rx_off;
+        memmove(t->rx, t->rx + t->rx_off, have);
+        t->rx_len = have;
         t->rx_off = 0;
     }
-    if (t->rx_len == RS_TLS_RX_CAP) { /* more than a record buffered: garbage */
+    if (t->rx_len == t->rx_cap) { /* more than a record buffered: garbage */
         IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: oversized record", (void *)t);
         end(t, t->state == T_HANDSHAKE ? SOCKET_TLS_HANDSHAKE_FAILED : SOCKET_LOST);
         return;
     }
     t->inner_recv = true;
-    ISocket_Recv(t->inner, t->rx + t->rx_len, RS_TLS_RX_CAP - t->rx_len, true);
+    ISocket_Recv(t->inner, t->rx + t->rx_len, t->rx_cap - t->rx_len, true);
 }
 
 /* ---- the state machine ---------------------------------------------------------------------- */
@@ -283,8 +331,8 @@ static void log_failure(struct tls *t, const char *what, int ret)
     int err = wolfSSL_get_error(t->ssl, ret);
     char text[WOLFSSL_MAX_ERROR_SZ];
     wolfSSL_ERR_error_string_n((unsigned long)err, text, sizeof(text));
-    IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: %s failed: %s (%d)", (void *)t, what,
-                     text, err);
+    IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: %s failed: %s (%d)", (void *)t, what, text,
+                     err);
 }
 
 /* The client's ALPN offer, as wolfSSL takes it: the names joined by commas (the context
@@ -318,8 +366,7 @@ static bool start_ssl(struct tls *t)
     WOLFSSL_CTX *x = rs_tls_context_get(t->ctx, t->server, false);
     t->ssl = x ? wolfSSL_new(x) : NULL;
     if (!t->ssl) {
-        rs_log_error(t->core.base.log, LOG_TLS, "tls %p: cannot create the TLS session",
-                     (void *)t);
+        rs_log_error(t->core.base.log, LOG_TLS, "tls %p: cannot create the TLS session", (void *)t);
         return false;
     }
     wolfSSL_SetIOReadCtx(t->ssl, t);
@@ -337,11 +384,10 @@ static bool start_ssl(struct tls *t)
 
 static void app_write(struct tls *t, const uint8_t *buf, size_t len)
 {
-    group_push(t, true);
     if (len > 0) {
-        t->in_app_write = true;
+        rs_blk_track(true); /* rs_tls_io_send finds wolfSSL's output buffer */
         int n = wolfSSL_write(t->ssl, buf, (int)len);
-        t->in_app_write = false;
+        rs_blk_track(false);
         if (n != (int)len) {
             log_failure(t, "write", n);
             end(t, SOCKET_LOST);
@@ -349,7 +395,7 @@ static void app_write(struct tls *t, const uint8_t *buf, size_t len)
         }
         t->core.base.stats.bytesSent += len;
     }
-    groups_release(t);
+    owe_send_result(t);
 }
 
 static void flush_pending(struct tls *t)
@@ -369,6 +415,11 @@ static void begin_close(struct tls *t)
     /* Queued sends are out (they went to the inner socket, which flushes on Shutdown). */
     t->state = T_CLOSING;
     wolfSSL_shutdown(t->ssl); /* close_notify, through rs_tls_io_send */
+    /* What the peer still sends (a session ticket) is read and dropped: unread bytes at
+     * the close would make the kernel reset the connection, and the peer lose the end
+     * of our data. Nothing received is delivered after Shutdown: rx starts over. */
+    t->rx_off = t->rx_len = 0;
+    want_input(t);
     ISocket_Shutdown(t->inner);
 }
 
@@ -506,8 +557,7 @@ static void handshake_timed_out(ITimer *timer, void *arg)
 static void arm_handshake_timer(struct tls *t)
 {
     if (!t->handshake_timer)
-        t->handshake_timer =
-            rs_timer_create_internal(t->core.base.mux, handshake_timed_out, t);
+        t->handshake_timer = rs_timer_create_internal(t->core.base.mux, handshake_timed_out, t);
     /* RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS changes it (tests, diagnostics) */
     const char *env = getenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
     unsigned ms = env && atoi(env) > 0 ? (unsigned)atoi(env) : RS_TLS_HANDSHAKE_TIMEOUT_MS;
@@ -570,10 +620,16 @@ static void inner_send_result(USocket *u, ISocket *inner)
 {
     (void)inner;
     struct tls *t = of_inner(u);
-    if (t->g_len == 0)
+    if (t->tx_len == 0)
         return;
-    t->groups[t->g_head].inner--;
-    groups_release(t);
+    struct txent e = t->tx[t->tx_head];
+    t->tx_head = (t->tx_head + 1) % t->tx_cap;
+    t->tx_len--;
+    rs_blk_free(e.blk);
+    if (e.app) {
+        t->core.ready_results += e.app;
+        rs_core_event(&t->core, RS_EV_SENDS);
+    }
 }
 
 static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
@@ -582,6 +638,7 @@ static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
     (void)buf;
     struct tls *t = of_inner(u);
     t->inner_recv = false;
+    t->rx_filled = t->rx_len + len == t->rx_cap;
     t->rx_len += len;
     drive(t);
 }
@@ -596,9 +653,7 @@ static void inner_recv_canceled(USocket *u, ISocket *inner, void *buf)
 static void inner_shutdown(USocket *u, ISocket *inner, shutdownreason_t reason)
 {
     struct tls *t = of_inner(u);
-    if (t->inner == inner)
-        t->inner = NULL;
-    ISocket_Delete(inner);
+    delete_inner(t, inner);
     switch (t->state) {
     case T_CLOSED:
         if (t->alert_flushing) { /* the alert is out (or the connection went first) */
@@ -873,15 +928,16 @@ static const struct rs_core_type tls_core_type = {
     .free = tls_free,
 };
 
-/* ---- the provider ----------------------------------------------------------------------------- */
+/* ---- the provider -----------------------------------------------------------------------------
+ */
 
 struct tls_provider {
     ISocketProvider base;
     ISocketProvider *tcp;
 };
 
-static ISocket *tls_create_socket(ISocketProvider *p, IIoMux *m, USocket *user,
-                                  IInstanceLog *log, bool useIPv6, ISocketContext *ctx)
+static ISocket *tls_create_socket(ISocketProvider *p, IIoMux *m, USocket *user, IInstanceLog *log,
+                                  bool useIPv6, ISocketContext *ctx)
 {
     struct tls_provider *tp = (struct tls_provider *)p;
     if (!tp->tcp)
