@@ -30,17 +30,14 @@
 #endif
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,6 +45,8 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+
+#include "baseline.h"
 
 #define BUF_SIZE       16384 // one TLS record's plaintext
 #define MAX_EVENTS     256
@@ -74,12 +73,6 @@ static struct conn *conns;
 static struct conn *q_head, *q_tail; // connections with work left after their turn
 static int epfd = -1;
 static SSL_CTX *ctx;
-
-static void die(const char *what)
-{
-    fprintf(stderr, "openssl-tls-echo: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
 
 static void die_ssl(const char *what)
 {
@@ -276,44 +269,6 @@ static void setup_ctx(const char *cert, bool keep_buffers)
     }
 }
 
-static int open_listener(const char *addr, const char *port)
-{
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
-    };
-    struct addrinfo *res;
-    int rc = getaddrinfo(addr, port, &hints, &res);
-    if (rc != 0) {
-        fprintf(stderr, "openssl-tls-echo: %s:%s: %s\n", addr, port, gai_strerror(rc));
-        exit(1);
-    }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        die("socket");
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-        die("setsockopt(SO_REUSEADDR)");
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
-        die("bind");
-    freeaddrinfo(res);
-    if (listen(fd, SOMAXCONN) < 0)
-        die("listen");
-    return fd;
-}
-
-static int bound_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-        die("getsockname");
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -324,6 +279,7 @@ int main(int argc, char **argv)
     const char *addr = "127.0.0.1", *port = "0", *cert = NULL;
     bool keep_buffers = false;
     int opt;
+    baseline_name = "openssl-tls-echo";
     while ((opt = getopt_long(argc, argv, "p:a:c:kh", opts, NULL)) != -1) {
         switch (opt) {
         case 'p':
@@ -346,27 +302,14 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    char *end;
-    long pnum = strtol(port, &end, 10);
-    if (optind != argc || *end || end == port || pnum < 0 || pnum > 65535) {
+    if (optind != argc || !baseline_valid_port(port)) {
         usage(stderr);
         return 2;
     }
 
-    // Signals through a signalfd: no race between a flag and epoll_wait.
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-        die("sigprocmask");
-    signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd < 0)
-        die("signalfd");
-
+    int sfd = baseline_signalfd();
     setup_ctx(cert, keep_buffers);
-    int lfd = open_listener(addr, port);
+    int lfd = baseline_listen(addr, port);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("epoll_create1");
@@ -376,7 +319,7 @@ int main(int argc, char **argv)
     ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = &listen_tag};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) < 0)
         die("epoll_ctl(listener)");
-    printf("listening on %d\n", bound_port(lfd));
+    printf("listening on %d\n", baseline_bound_port(lfd));
     fflush(stdout);
 
     struct epoll_event events[MAX_EVENTS];

@@ -41,20 +41,10 @@ cd "$tmp"
 fail() { die "$@"; } # the first failure ends the test
 
 head -c 262144 /dev/urandom > payload.bin
+PAYLOAD_SIZE=262144
 
 start_server() { # NAME ARGS...
     start_bg "$1" '^listening on \([0-9]*\)$' "$SERVER" "${@:2}" --port 0
-}
-
-s_client_echo() { # NAME PORT ARGS...
-    local name=$1 port=$2
-    shift 2
-    run_fed "$name" payload.bin \
-        $T openssl s_client -connect "127.0.0.1:$port" -quiet -no_ign_eof -nocommands "$@"
-    [ "$RC" -eq 0 ] || fail "$name: openssl s_client $* exited $RC: $(cat "$name.cerr")"
-    cmp payload.bin "$name.echo" ||
-        fail "$name: echo differs ($(stat -c %s "$name.echo") of 262144 bytes back)"
-    echo "$name: openssl s_client $*: 262144 bytes echoed exactly"
 }
 
 # load NAME ARGS...: ringsock-load must succeed (it fails at the first wrong byte) and
