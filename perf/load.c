@@ -926,5 +926,9 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < cfg.conns; i++)
         if (conns[i].fd >= 0)
             close(conns[i].fd);
+    free(rate.q);
+    free(ts);
+    free(conns);
+    free(pattern);
     return 0;
 }
