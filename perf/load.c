@@ -923,9 +923,11 @@ int main(int argc, char **argv)
     }
     if (cfg.tls)
         tls_close_all(conns);
-    for (unsigned i = 0; i < cfg.conns; i++)
+    for (unsigned i = 0; i < cfg.conns; i++) {
         if (conns[i].fd >= 0)
             close(conns[i].fd);
+        free(conns[i].iov); // io_uring's send vector
+    }
     free(rate.q);
     free(ts);
     free(conns);
