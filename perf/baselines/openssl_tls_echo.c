@@ -199,7 +199,7 @@ static void accept_ready(int lfd)
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        // malloc, not calloc: the buffer's pages are touched only when used.
+        // Not zeroed: the buffer's pages are touched only when used.
         struct conn *c = malloc(sizeof(*c));
         SSL *ssl = c ? SSL_new(ctx) : NULL;
         if (!ssl || !SSL_set_fd(ssl, fd)) {
@@ -210,8 +210,14 @@ static void accept_ready(int lfd)
             continue;
         }
         SSL_set_accept_state(ssl);
-        *c = (struct conn){
-            .fd = fd, .ssl = ssl, .hs_wait = WAIT_IN, .rd_wait = WAIT_IN, .wr_wait = WAIT_OUT};
+        // Field by field: a compound literal would zero the buffer too, touching its pages.
+        c->fd = fd;
+        c->ssl = ssl;
+        c->handshaken = c->readable = c->writable = c->queued = false;
+        c->hs_wait = c->rd_wait = WAIT_IN;
+        c->wr_wait = WAIT_OUT;
+        c->out_off = c->out_len = 0;
+        c->prev = c->q_next = NULL;
         // Registered once for both directions: the first epoll_wait reports what is ready.
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                  .data.ptr = c};
