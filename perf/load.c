@@ -24,7 +24,8 @@
 //
 // The client must not be what is measured: it reports its own CPU use (all threads, from
 // CLOCK_PROCESS_CPUTIME_ID) and warns when it used more than 90% of a core. --server-pid
-// adds the server's CPU time per message from /proc/PID/stat over the measured interval.
+// adds the server's CPU time and minor page faults per message from /proc/PID/stat over the
+// measured interval.
 
 #include "load.h"
 
@@ -79,12 +80,18 @@ struct hist {
 };
 static struct hist hist_all, hist_sec; // the measured interval; the current second
 
+// --server-pid: the server's /proc/PID/stat figures.
+struct srv_stat {
+    long ticks; // utime + stime
+    long minflt;
+};
+
 // The run's clock, set by start_clock().
 static struct {
     uint64_t start, measure_at, stop_at, next_report;
     uint64_t msgs_at_start, msgs_at_report;
     double cpu_at_start, cpu_at_report;
-    long srv_at_start;
+    struct srv_stat srv_at_start;
     uint64_t idle_first; // --mode idle: connections that have had their echo
     bool idle_ready;
 } clk;
@@ -398,23 +405,28 @@ void connect_all(struct conn *conns)
 
 // ---- the server, from /proc ----
 
-// utime + stime of every thread, alive or gone, in clock ticks; -1 if unreadable.
-static long server_ticks(void)
+// utime + stime of every thread, alive or gone, in clock ticks, and the minor page faults;
+// ticks -1 if unreadable.
+static struct srv_stat server_stat(void)
 {
+    struct srv_stat st = {-1, -1};
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", cfg.server_pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return -1;
+        return st;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
-    // Fields after "(comm)": state is field 3, utime 14, stime 15.
+    // Fields after "(comm)": state is field 3, minflt 10, utime 14, stime 15.
     char *p = strrchr(buf, ')');
-    unsigned long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (long)(ut + st);
+    unsigned long minflt, ut, stime;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu %*u %*u %*u %lu %lu", &minflt, &ut,
+                     &stime) != 3)
+        return st;
+    st.ticks = (long)(ut + stime);
+    st.minflt = (long)minflt;
+    return st;
 }
 
 static long server_rss_kb(void)
@@ -459,7 +471,7 @@ static void begin_measuring(struct conn *conns, uint64_t t)
     clk.msgs_at_start = msgs_done;
     clk.cpu_at_start = cpu_seconds();
     if (cfg.server_pid)
-        clk.srv_at_start = server_ticks();
+        clk.srv_at_start = server_stat();
     for (unsigned i = 0; i < cfg.conns; i++)
         conns[i].recv_mark = conns[i].recv_idx;
 }
@@ -563,8 +575,8 @@ static void usage(FILE *f)
         "defaults: --mode pingpong --conns 1 --size 64 --depth 1 --seconds 5 --warmup 1\n"
         "  pipelined: --depth 16; bulk: --size 65536 --depth 16; idle: --seconds 1 (the hold)\n"
         "--rate R: at most R messages (churn: connections) per second in all\n"
-        "--server-pid PID: the server's CPU per message from /proc/PID/stat over the measured\n"
-        "                  interval; idle mode: its VmRSS growth per connection\n"
+        "--server-pid PID: the server's CPU and minor page faults per message from /proc/PID/stat\n"
+        "                  over the measured interval; idle mode: its VmRSS growth per connection\n"
         "--epoll: TCP/local through epoll instead of io_uring\n"
         "--no-verify: count echoed bytes without comparing them (TCP through io_uring: they\n"
         "             are dropped unread, MSG_TRUNC, so receiving costs no copy)\n"
@@ -771,7 +783,7 @@ static void parse_args(int argc, char **argv)
 
 // ---- the summary ----
 
-static void print_summary(double wall, double cpu, long srv_ticks)
+static void print_summary(double wall, double cpu, struct srv_stat srv)
 {
     double msgs = (double)(msgs_done - clk.msgs_at_start);
     double rate_v = wall > 0 ? msgs / wall : 0;
@@ -780,10 +792,11 @@ static void print_summary(double wall, double cpu, long srv_ticks)
     double p999 = hist_quantile_us(&hist_all, 0.999);
     double client_cpu = wall > 0 ? cpu / wall : 0;
     double hz = (double)sysconf(_SC_CLK_TCK);
-    double srv_cpu = -1, srv_us = -1;
-    if (cfg.server_pid && srv_ticks >= 0 && clk.srv_at_start >= 0 && wall > 0) {
-        srv_cpu = (double)(srv_ticks - clk.srv_at_start) / hz / wall;
+    double srv_cpu = -1, srv_us = -1, srv_flt = -1;
+    if (cfg.server_pid && srv.ticks >= 0 && clk.srv_at_start.ticks >= 0 && wall > 0) {
+        srv_cpu = (double)(srv.ticks - clk.srv_at_start.ticks) / hz / wall;
         srv_us = msgs > 0 ? srv_cpu * wall * 1e6 / msgs : 0;
+        srv_flt = msgs > 0 ? (double)(srv.minflt - clk.srv_at_start.minflt) / msgs : 0;
     }
     const char *proto = cfg.udp ? "udp" : cfg.tls ? "tls" : cfg.local ? "local" : "tcp";
     const char *io = cfg.udp || cfg.tls || cfg.epoll ? "epoll" : "io_uring";
@@ -798,7 +811,9 @@ static void print_summary(double wall, double cpu, long srv_ticks)
         if (cfg.udp)
             printf(", \"lost\": %" PRIu64, udp_lost);
         if (srv_cpu >= 0)
-            printf(", \"server_cpu\": %.3f, \"server_us_per_msg\": %.3f", srv_cpu, srv_us);
+            printf(", \"server_cpu\": %.3f, \"server_us_per_msg\": %.3f, "
+                   "\"server_minflt_per_msg\": %.4f",
+                   srv_cpu, srv_us, srv_flt);
         if (cfg.mode == MODE_IDLE && cfg.server_pid)
             printf(", \"server_rss_before_kb\": %ld, \"server_rss_after_kb\": %ld, "
                    "\"server_bytes_per_conn\": %.0f",
@@ -813,7 +828,8 @@ static void print_summary(double wall, double cpu, long srv_ticks)
         if (cfg.udp)
             printf(" lost=%" PRIu64, udp_lost);
         if (srv_cpu >= 0)
-            printf(" server_cpu=%.3f server_us_per_msg=%.3f", srv_cpu, srv_us);
+            printf(" server_cpu=%.3f server_us_per_msg=%.3f server_minflt_per_msg=%.4f", srv_cpu,
+                   srv_us, srv_flt);
         if (cfg.mode == MODE_IDLE && cfg.server_pid)
             printf(" server_rss_before_kb=%ld server_rss_after_kb=%ld server_bytes_per_conn=%.0f",
                    srv_rss_before_kb, srv_rss_after_kb,
@@ -855,7 +871,7 @@ int main(int argc, char **argv)
     }
     if (cfg.server_pid) {
         srv_rss_before_kb = server_rss_kb();
-        if (srv_rss_before_kb < 0 || server_ticks() < 0)
+        if (srv_rss_before_kb < 0 || server_stat().ticks < 0)
             fail("--server-pid %d: cannot read /proc/%d", cfg.server_pid, cfg.server_pid);
     }
 
@@ -881,11 +897,11 @@ int main(int argc, char **argv)
 
     uint64_t t = now_ns();
     double cpu = cpu_seconds() - clk.cpu_at_start;
-    long srv_ticks = cfg.server_pid ? server_ticks() : -1;
+    struct srv_stat srv = cfg.server_pid ? server_stat() : (struct srv_stat){-1, -1};
     double wall = (double)(t - clk.measure_at) / 1e9;
     if (cfg.mode == MODE_IDLE)
         wall = 0; // no rate to speak of: the summary carries the latency and the memory
-    print_summary(wall, cpu, srv_ticks);
+    print_summary(wall, cpu, srv);
 
     if (udp_late)
         fprintf(stderr,
@@ -907,8 +923,14 @@ int main(int argc, char **argv)
     }
     if (cfg.tls)
         tls_close_all(conns);
-    for (unsigned i = 0; i < cfg.conns; i++)
+    for (unsigned i = 0; i < cfg.conns; i++) {
         if (conns[i].fd >= 0)
             close(conns[i].fd);
+        free(conns[i].iov); // io_uring's send vector
+    }
+    free(rate.q);
+    free(ts);
+    free(conns);
+    free(pattern);
     return 0;
 }

@@ -534,4 +534,7 @@ void epoll_run(struct conn *conns)
         }
     }
     close(epfd);
+    free(useq);
+    free(uhdr);
+    free(upend);
 }

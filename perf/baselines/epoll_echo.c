@@ -9,20 +9,19 @@
 #endif
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "baseline.h"
 
 #define READ_BUF_SIZE   (64 * 1024)
 #define MAX_EVENTS      256
@@ -44,12 +43,6 @@ static int listen_tag, signal_tag;
 static struct conn *conns; // all live connections, so shutdown can close them
 static int epfd = -1;
 static char rbuf[READ_BUF_SIZE];
-
-static void die(const char *what)
-{
-    fprintf(stderr, "epoll-echo: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
 
 static void usage(FILE *f)
 {
@@ -252,46 +245,6 @@ static bool accept_ready(int lfd)
     return false; // more may be queued; level-triggered epoll will say so
 }
 
-static int open_listener(const char *addr, const char *port)
-{
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
-    };
-    struct addrinfo *res;
-    int rc = getaddrinfo(addr, port, &hints, &res);
-    if (rc != 0) {
-        fprintf(stderr, "epoll-echo: %s:%s: %s\n", addr, port, gai_strerror(rc));
-        exit(1);
-    }
-
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        die("socket");
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-        die("setsockopt(SO_REUSEADDR)");
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
-        die("bind");
-    freeaddrinfo(res);
-    if (listen(fd, SOMAXCONN) < 0)
-        die("listen");
-    return fd;
-}
-
-static int bound_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-        die("getsockname");
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -303,6 +256,7 @@ int main(int argc, char **argv)
     const char *addr = "127.0.0.1";
     const char *port = NULL;
     int opt;
+    baseline_name = "epoll-echo";
 
     while ((opt = getopt_long(argc, argv, "p:a:h", opts, NULL)) != -1) {
         switch (opt) {
@@ -324,27 +278,13 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    char *end;
-    long pnum = strtol(port, &end, 10);
-    if (*end || end == port || pnum < 0 || pnum > 65535) {
+    if (!baseline_valid_port(port)) {
         fprintf(stderr, "epoll-echo: bad port '%s'\n", port);
         return 2;
     }
 
-    // Signals arrive through a signalfd, so there's no race between a flag check and
-    // epoll_wait() and no handler to keep async-signal-safe.
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-        die("sigprocmask");
-    signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd < 0)
-        die("signalfd");
-
-    int lfd = open_listener(addr, port);
+    int sfd = baseline_signalfd();
+    int lfd = baseline_listen(addr, port);
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
@@ -355,7 +295,7 @@ int main(int argc, char **argv)
     if (listener_resume(lfd) < 0)
         die("epoll_ctl(listener)");
 
-    printf("listening on %d\n", bound_port(lfd));
+    printf("listening on %d\n", baseline_bound_port(lfd));
     fflush(stdout);
 
     struct epoll_event events[MAX_EVENTS];

@@ -138,6 +138,19 @@ run_fed() {
     RC=$(cat "$name.done")
 }
 
+# s_client_echo NAME PORT ARGS...: payload.bin (PAYLOAD_SIZE bytes) through openssl s_client
+# ARGS to 127.0.0.1:PORT must come back exactly.
+s_client_echo() {
+    local name=$1 port=$2
+    shift 2
+    run_fed "$name" payload.bin \
+        $T openssl s_client -connect "127.0.0.1:$port" -quiet -no_ign_eof -nocommands "$@"
+    [ "$RC" -eq 0 ] || fail "$name: openssl s_client $* exited $RC: $(cat "$name.cerr")"
+    cmp payload.bin "$name.echo" ||
+        fail "$name: echo differs ($(stat -c %s "$name.echo") of $PAYLOAD_SIZE bytes back)"
+    echo "$name: openssl s_client $*: $PAYLOAD_SIZE bytes echoed exactly"
+}
+
 # fingerprint CERT: SHA-256 of the certificate, uppercase hex with colons (as in SDP).
 fingerprint() {
     $T openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/.*=//'

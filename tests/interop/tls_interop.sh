@@ -101,19 +101,6 @@ handshake_failures() { # NAME: how many connections ringsock-echo closed in the 
     grep -c 'connection closed: SOCKET_TLS_HANDSHAKE_FAILED' "$1.err" || true
 }
 
-# s_client_echo NAME PORT ARGS...: the payload through openssl s_client ARGS must come back
-# exactly.
-s_client_echo() {
-    local name=$1 port=$2
-    shift 2
-    run_fed "$name" payload.bin \
-        $T openssl s_client -connect "127.0.0.1:$port" -quiet -no_ign_eof -nocommands "$@"
-    [ "$RC" -eq 0 ] || fail "$name: openssl s_client $* exited $RC: $(cat "$name.cerr")"
-    cmp payload.bin "$name.echo" ||
-        fail "$name: echo differs ($(stat -c %s "$name.echo") of $PAYLOAD_SIZE bytes back)"
-    echo "$name: openssl s_client $*: $PAYLOAD_SIZE bytes echoed exactly"
-}
-
 # s_client_refused NAME PORT ALERT ARGS...: s_client must fail and get no byte back; unless
 # ALERT is -, its error must be the alert the server sent (s_client's words: "alert ALERT").
 # The client sends no data: with TLS 1.3 it would send it before the server's verdict, and a
