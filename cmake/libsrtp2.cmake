@@ -61,7 +61,7 @@ if(RINGSOCK_SRTP_SOURCE)
   set(_srtp_src "${RINGSOCK_SRTP_SOURCE}")
 else()
   ringsock_debian_source(libsrtp2 _srtp_src
-    "Set RINGSOCK_SRTP_SOURCE to an unpacked libsrtp2 tree, or RINGSOCK_SRTP_FROM_SOURCE=OFF for the system libsrtp2.")
+    "Instead, -DRINGSOCK_SRTP_SOURCE=DIR can name an unpacked libsrtp2 tree, or -DRINGSOCK_SRTP_FROM_SOURCE=OFF take the system libsrtp2.")
 endif()
 if(NOT EXISTS "${_srtp_src}/CMakeLists.txt" OR NOT EXISTS "${_srtp_src}/srtp/srtp.c")
   message(FATAL_ERROR "RINGSOCK_SRTP_SOURCE=${_srtp_src} is not a libsrtp2 source tree")

@@ -13,7 +13,7 @@
 #
 # Cache variables:
 #   RINGSOCK_WOLFSSL_SOURCE   unpacked wolfSSL source tree; empty (default):
-#                             run scripts/fetch-wolfssl (apt-get source) at
+#                             run scripts/fetch-source wolfssl (apt-get source) at
 #                             configure time and use what it prints.
 #   RINGSOCK_WOLFSSL_CACHE    ON (default): keep the built library in
 #                             ${RINGSOCK_CACHE_DIR}/wolfssl-build/<ver>-<hash>
@@ -68,7 +68,7 @@ include(${CMAKE_CURRENT_LIST_DIR}/debian-source.cmake)
 find_package(Threads REQUIRED)
 
 set(RINGSOCK_WOLFSSL_SOURCE "" CACHE PATH
-  "Unpacked wolfSSL source tree (empty: fetch Debian's source package with scripts/fetch-wolfssl)")
+  "Unpacked wolfSSL source tree (empty: fetch Debian's source package with scripts/fetch-source)")
 option(RINGSOCK_WOLFSSL_CACHE "Reuse a wolfSSL build cached under RINGSOCK_CACHE_DIR" ON)
 if(DEFINED ENV{RINGSOCK_CACHE} AND NOT "$ENV{RINGSOCK_CACHE}" STREQUAL "")
   set(_ringsock_cache_default "$ENV{RINGSOCK_CACHE}")
@@ -87,7 +87,7 @@ if(RINGSOCK_WOLFSSL_SOURCE)
   set(_wolfssl_src "${RINGSOCK_WOLFSSL_SOURCE}")
 else()
   ringsock_debian_source(wolfssl _wolfssl_src
-    "Set RINGSOCK_WOLFSSL_SOURCE to an unpacked wolfSSL tree instead.")
+    "Instead, -DRINGSOCK_WOLFSSL_SOURCE=DIR can name an unpacked wolfSSL tree.")
 endif()
 if(NOT EXISTS "${_wolfssl_src}/CMakeLists.txt" OR NOT EXISTS "${_wolfssl_src}/src/ssl.c")
   message(FATAL_ERROR "RINGSOCK_WOLFSSL_SOURCE=${_wolfssl_src} is not a wolfSSL source tree")

@@ -35,9 +35,8 @@
 
 #include <ringsock/socket.h>
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
-#define BUF_SIZE              65536
-#define MAX_SENDS_OUT         4
+#define BUF_SIZE      65536
+#define MAX_SENDS_OUT 4
 
 struct server {
     USocket user; /* the listener's callbacks */

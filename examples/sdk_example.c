@@ -10,8 +10,6 @@
 
 #include <ringsock/socket.h>
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
-
 static const char request[] = "hello server";
 static const char answer[] = "hello client";
 

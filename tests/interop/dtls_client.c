@@ -34,8 +34,7 @@
 
 #include "read_file.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
-#define MSG_MAX               1400
+#define MSG_MAX 1400
 
 struct client {
     USocket user;

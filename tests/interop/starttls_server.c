@@ -22,9 +22,8 @@
 
 #include <ringsock/socket.h>
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
-#define BUF_SIZE              16384
-#define LINE_MAX_LEN          1000 /* RFC 5321's limit on a command line */
+#define BUF_SIZE     16384
+#define LINE_MAX_LEN 1000 /* RFC 5321's limit on a command line */
 
 enum cstate { C_PLAIN, C_UPGRADING, C_HANDSHAKE, C_TLS };
 

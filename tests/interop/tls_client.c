@@ -27,8 +27,7 @@
 
 #include "read_file.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
-#define BUF_SIZE              16384
+#define BUF_SIZE 16384
 
 struct client {
     USocket user;
