@@ -82,7 +82,7 @@ static void maybe_done(struct server *s)
 
 static void conn_recv_result(USocket *u, ISocket *sock, void *buf, size_t len)
 {
-    struct conn *c = container_of(u, struct conn, user);
+    struct conn *c = RINGSOCK_CONTAINER_OF(u, struct conn, user);
     ISocket_Send(sock, buf, len);
     if (++c->sends_out < MAX_SENDS_OUT)
         ISocket_Recv(sock, buf, BUF_SIZE, true);
@@ -92,7 +92,7 @@ static void conn_recv_result(USocket *u, ISocket *sock, void *buf, size_t len)
 
 static void conn_send_result(USocket *u, ISocket *sock)
 {
-    struct conn *c = container_of(u, struct conn, user);
+    struct conn *c = RINGSOCK_CONTAINER_OF(u, struct conn, user);
     c->sends_out--;
     if (c->paused) {
         c->paused = false;
@@ -119,7 +119,7 @@ static void print_srtp_keys(ISocket *sock)
 
 static void conn_accept_complete(USocket *u, ISocket *sock)
 {
-    struct conn *c = container_of(u, struct conn, user);
+    struct conn *c = RINGSOCK_CONTAINER_OF(u, struct conn, user);
     c->sock = sock;
     if (c->srv->stopping) { /* a TLS handshake that finished after the signal */
         ISocket_Shutdown(sock);
@@ -132,7 +132,7 @@ static void conn_accept_complete(USocket *u, ISocket *sock)
 
 static void conn_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
 {
-    struct conn *c = container_of(u, struct conn, user);
+    struct conn *c = RINGSOCK_CONTAINER_OF(u, struct conn, user);
     if (reason == SOCKET_TLS_HANDSHAKE_FAILED)
         fprintf(stderr, "ringsock-echo: connection closed: %s\n",
                 SocketShutdownReasonToStr(reason));
@@ -163,7 +163,7 @@ static void srv_bind_result(USocket *u, ISocket *sock, const char *addr, uint16_
 
 static void srv_listen_result(USocket *u, ISocket *sock, const char *addr, uint16_t port)
 {
-    struct server *s = container_of(u, struct server, user);
+    struct server *s = RINGSOCK_CONTAINER_OF(u, struct server, user);
     (void)addr;
     (void)port;
     struct conn *c = malloc(sizeof(*c));
@@ -198,7 +198,7 @@ static void listener_closed(struct server *s, ISocket *sock, shutdownreason_t re
 
 static void srv_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
 {
-    listener_closed(container_of(u, struct server, user), sock, reason);
+    listener_closed(RINGSOCK_CONTAINER_OF(u, struct server, user), sock, reason);
 }
 
 static const USocketVtbl srv_vtbl = {
@@ -227,7 +227,7 @@ static void udp_recv_from(USocket *u, ISocket *sock, void *buf, size_t len, IPad
 
 static void udp_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
 {
-    listener_closed(container_of(u, struct server, udp_user), sock, reason);
+    listener_closed(RINGSOCK_CONTAINER_OF(u, struct server, udp_user), sock, reason);
 }
 
 static const USocketVtbl udp_vtbl = {
@@ -238,7 +238,7 @@ static const USocketVtbl udp_vtbl = {
 
 static void on_shutdown(IShutdownHandler *h)
 {
-    struct server *s = container_of(h, struct server, shutdown);
+    struct server *s = RINGSOCK_CONTAINER_OF(h, struct server, shutdown);
     s->stopping = true;
     if (s->listener)
         ISocket_Shutdown(s->listener);

@@ -50,7 +50,7 @@ static void closed(struct app *a, ISocket *s)
 
 static void srv_bind(USocket *u, ISocket *s, const char *addr, uint16_t port)
 {
-    struct server *sv = container_of(u, struct server, listen_user);
+    struct server *sv = RINGSOCK_CONTAINER_OF(u, struct server, listen_user);
     (void)s;
     printf("server: bound to %s:%u\n", addr, port);
     snprintf(sv->addr, sizeof(sv->addr), "127.0.0.1:%u", port);
@@ -64,7 +64,7 @@ static void srv_bind(USocket *u, ISocket *s, const char *addr, uint16_t port)
 
 static void srv_listen(USocket *u, ISocket *s, const char *addr, uint16_t port)
 {
-    struct server *sv = container_of(u, struct server, listen_user);
+    struct server *sv = RINGSOCK_CONTAINER_OF(u, struct server, listen_user);
     printf("server: connection from %s:%u\n", addr, port);
     ISocket_Accept(s, &sv->conn_user);
     ISocket_Shutdown(sv->listener); /* one client is all this example serves */
@@ -72,14 +72,14 @@ static void srv_listen(USocket *u, ISocket *s, const char *addr, uint16_t port)
 
 static void srv_listen_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
 {
-    struct server *sv = container_of(u, struct server, listen_user);
+    struct server *sv = RINGSOCK_CONTAINER_OF(u, struct server, listen_user);
     printf("server: listener closed (%s)\n", SocketShutdownReasonToStr(r));
     closed(sv->app, s);
 }
 
 static void srv_accepted(USocket *u, ISocket *s)
 {
-    struct server *sv = container_of(u, struct server, conn_user);
+    struct server *sv = RINGSOCK_CONTAINER_OF(u, struct server, conn_user);
     sv->conn = s;
     sv->app->open_sockets++;
     ISocket_Recv(s, sv->buf, sizeof(sv->buf), false); /* the whole request */
@@ -95,7 +95,7 @@ static void srv_recv(USocket *u, ISocket *s, void *buf, size_t len)
 
 static void srv_conn_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
 {
-    struct server *sv = container_of(u, struct server, conn_user);
+    struct server *sv = RINGSOCK_CONTAINER_OF(u, struct server, conn_user);
     printf("server: connection closed (%s)\n", SocketShutdownReasonToStr(r));
     closed(sv->app, s);
 }
@@ -115,14 +115,14 @@ static const USocketVtbl conn_vtbl = {
 
 static void cli_connected(USocket *u, ISocket *s)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     printf("client: connected\n");
     ISocket_Recv(s, c->buf, sizeof(c->buf), false);
 }
 
 static void cli_recv(USocket *u, ISocket *s, void *buf, size_t len)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     printf("client: received '%.*s'\n", (int)len, (char *)buf);
     c->app->ok = len == sizeof(answer) - 1 && memcmp(buf, answer, len) == 0;
     ISocket_Shutdown(s);
@@ -130,7 +130,7 @@ static void cli_recv(USocket *u, ISocket *s, void *buf, size_t len)
 
 static void cli_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     printf("client: closed (%s)\n", SocketShutdownReasonToStr(r));
     closed(c->app, s);
 }

@@ -18,6 +18,6 @@ int main()
     conn c = {7, {&vtbl}};
     USocket *user = &c.user;
     IPaddr a;
-    bool found = container_of(user, conn, user)->id == 7; // the macro from socket.h, in C++
+    bool found = RINGSOCK_CONTAINER_OF(user, conn, user)->id == 7; // the macro from socket.h, in C++
     return found && IPaddr_FromString(&a, "127.0.0.1") && IPaddr_IsV4(&a) ? 0 : 1;
 }

@@ -60,14 +60,11 @@ struct USocket {
     const USocketVtbl *vtbl;
 };
 
-/* The object a member is embedded in, from a pointer to that member: an application embeds
- * its USocket (UTimer, UIoExec, IShutdownHandler) in its own struct and gets the struct back
- * in a callback with container_of(self, struct conn, user). container_of is left alone when
- * something else (another library) defined it first. */
+/* Extension. The object a member is embedded in, from a pointer to that member: an
+ * application embeds its USocket (UTimer, UIoExec, IShutdownHandler) in its own struct and
+ * gets the struct back in a callback with RINGSOCK_CONTAINER_OF(self, struct conn, user).
+ * Not named container_of: applications (and other libraries) define that themselves. */
 #define RINGSOCK_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#ifndef container_of
-#define container_of(ptr, type, member) RINGSOCK_CONTAINER_OF(ptr, type, member)
-#endif
 
 /* Providers. A provider may be deleted while its sockets live. */
 ISocketProvider *CreateTCPSocketProvider(void);

@@ -117,7 +117,7 @@ static void print_hex(const char *name, const uint8_t *b, size_t n)
 
 static void on_connect(USocket *u, ISocket *sock)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     printf("connected\nhandshake_ms=%.1f\n", ms_since(&c->start));
     uint8_t fp[32];
     if (ISocket_GetPeerCertificateFingerprint(sock, fp))
@@ -152,7 +152,7 @@ static void on_connect(USocket *u, ISocket *sock)
 
 static void on_send_result(USocket *u, ISocket *sock)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     (void)sock;
     if (++c->sent_results == c->count && !c->expect_echo)
         close_client(c);
@@ -160,7 +160,7 @@ static void on_send_result(USocket *u, ISocket *sock)
 
 static void on_recv(USocket *u, ISocket *sock, void *buf, size_t len)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     uint8_t want[MSG_MAX];
     size_t n = message(c, c->echoed, want);
     if (len != n || memcmp(buf, want, n) != 0) {
@@ -180,7 +180,7 @@ static void on_recv(USocket *u, ISocket *sock, void *buf, size_t len)
 
 static void on_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     (void)sock;
     if (c->closing && reason == SOCKET_SHUTDOWN_NORMAL) {
         finish(c, 0);
@@ -200,7 +200,7 @@ static const USocketVtbl client_vtbl = {
 static void on_timeout(UTimer *u, ITimer *timer)
 {
     (void)timer;
-    struct client *c = container_of(u, struct client, timer_user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, timer_user);
     fprintf(stderr, "ringsock-dtls-client: timeout\n");
     finish(c, 3);
 }

@@ -75,7 +75,7 @@ static void reply(struct conn *c, const char *text)
 
 static void tls_upgraded(USocket *u, ISocket *sock)
 {
-    struct conn *c = container_of(u, struct conn, tls_user);
+    struct conn *c = RINGSOCK_CONTAINER_OF(u, struct conn, tls_user);
     const char *alpn = ISocket_GetALPNProtocol(sock);
     fprintf(stderr, "ringsock-starttls-server: upgraded: TLS%s%s\n", alpn ? ", alpn " : "",
             alpn ? alpn : "");
@@ -92,8 +92,8 @@ static void tls_recv(USocket *u, ISocket *sock, void *buf, size_t len)
 
 static void conn_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
 {
-    struct conn *c = u->vtbl == &tls_vtbl ? container_of(u, struct conn, tls_user)
-                                          : container_of(u, struct conn, plain_user);
+    struct conn *c = u->vtbl == &tls_vtbl ? RINGSOCK_CONTAINER_OF(u, struct conn, tls_user)
+                                          : RINGSOCK_CONTAINER_OF(u, struct conn, plain_user);
     (void)sock;
     fprintf(stderr, "ringsock-starttls-server: closed: %s\n", SocketShutdownReasonToStr(reason));
     conn_free(c);
@@ -137,7 +137,7 @@ static bool command(struct conn *c, const char *line)
 
 static void conn_recv(USocket *u, ISocket *sock, void *buf, size_t len)
 {
-    struct conn *c = container_of(u, struct conn, plain_user);
+    struct conn *c = RINGSOCK_CONTAINER_OF(u, struct conn, plain_user);
     const char *p = buf, *end = p + len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -171,7 +171,7 @@ static void conn_recv(USocket *u, ISocket *sock, void *buf, size_t len)
 
 static void conn_send_result(USocket *u, ISocket *sock)
 {
-    struct conn *c = container_of(u, struct conn, plain_user);
+    struct conn *c = RINGSOCK_CONTAINER_OF(u, struct conn, plain_user);
     (void)sock;
     if (--c->sends_out == 0 && c->state == C_UPGRADING)
         upgrade(c);
@@ -179,7 +179,7 @@ static void conn_send_result(USocket *u, ISocket *sock)
 
 static void conn_accepted(USocket *u, ISocket *sock)
 {
-    struct conn *c = container_of(u, struct conn, plain_user);
+    struct conn *c = RINGSOCK_CONTAINER_OF(u, struct conn, plain_user);
     c->sock = sock;
     reply(c, "220 ringsock ESMTP StartTLS test server\r\n");
     ISocket_Recv(sock, c->buf, BUF_SIZE, true);
@@ -205,7 +205,7 @@ static void srv_bind_result(USocket *u, ISocket *sock, const char *addr, uint16_
 
 static void srv_listen_result(USocket *u, ISocket *sock, const char *addr, uint16_t port)
 {
-    struct server *s = container_of(u, struct server, user);
+    struct server *s = RINGSOCK_CONTAINER_OF(u, struct server, user);
     (void)addr;
     (void)port;
     struct conn *c = calloc(1, sizeof(*c));
@@ -225,7 +225,7 @@ static void srv_listen_result(USocket *u, ISocket *sock, const char *addr, uint1
 
 static void srv_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
 {
-    struct server *s = container_of(u, struct server, user);
+    struct server *s = RINGSOCK_CONTAINER_OF(u, struct server, user);
     fprintf(stderr, "ringsock-starttls-server: listener closed: %s\n",
             SocketShutdownReasonToStr(reason));
     ISocket_Delete(sock);
@@ -241,7 +241,7 @@ static const USocketVtbl srv_vtbl = {
 
 static void on_signal(IShutdownHandler *h)
 {
-    struct server *s = container_of(h, struct server, shutdown);
+    struct server *s = RINGSOCK_CONTAINER_OF(h, struct server, shutdown);
     IIoMux_ShutdownComplete(s->mux, h); /* main closes what is left */
 }
 

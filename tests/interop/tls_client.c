@@ -51,7 +51,7 @@ static void finish(struct client *c, int status)
 
 static void on_connect(USocket *u, ISocket *sock)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     const char *alpn = ISocket_GetALPNProtocol(sock);
     uint8_t fp[32];
     printf("connected\nalpn: %s\n", alpn ? alpn : "none");
@@ -75,7 +75,7 @@ static void on_connect(USocket *u, ISocket *sock)
 
 static void on_recv(USocket *u, ISocket *sock, void *buf, size_t len)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     fwrite(buf, 1, len, stdout);
     fflush(stdout);
     c->got += len;
@@ -89,7 +89,7 @@ static void on_recv(USocket *u, ISocket *sock, void *buf, size_t len)
 
 static void on_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
 {
-    struct client *c = container_of(u, struct client, user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, user);
     (void)sock;
     if (c->closing && reason == SOCKET_SHUTDOWN_NORMAL) {
         finish(c, 0);
@@ -108,7 +108,7 @@ static const USocketVtbl client_vtbl = {
 static void on_timeout(UTimer *u, ITimer *timer)
 {
     (void)timer;
-    struct client *c = container_of(u, struct client, timer_user);
+    struct client *c = RINGSOCK_CONTAINER_OF(u, struct client, timer_user);
     fprintf(stderr, "ringsock-tls-client: timeout\n");
     finish(c, 3);
 }
