@@ -38,6 +38,8 @@ ISocketContext *ISocketProvider_CreateSocketContext(ISocketProvider *p, IInstanc
     if (!c)
         rs_fatal("ISocketProvider_CreateSocketContext: out of memory");
     c->log = log;
+    const char *ktls = getenv("RINGSOCK_KTLS");
+    c->ktls = ktls && strcmp(ktls, "1") == 0;
     if (p && p->ops->init_context)
         p->ops->init_context(c);
     return c;
@@ -167,6 +169,11 @@ void ISocketContext_SetVerifyPeer(ISocketContext *c, bool verify)
 {
     c->verify_off = !verify;
     c->gen++;
+}
+
+void ISocketContext_EnableKernelTLS(ISocketContext *c, bool enable)
+{
+    c->ktls = enable;
 }
 
 void ISocketContext_RequireClientCertificate(ISocketContext *c, bool require)

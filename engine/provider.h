@@ -40,6 +40,7 @@ struct ISocketContext {
     bool dtls, srtp;
     bool client_cert_disabled;
     bool verify_off;          /* client: do not verify the server (extension) */
+    bool ktls;                /* kernel TLS asked for (not offloaded yet: api.md's fallback) */
     bool require_client_cert; /* server: ask for and verify a client certificate */
     uint8_t *server_cert, *client_cert, *trusted;
     size_t server_cert_len, client_cert_len, trusted_len;

@@ -39,6 +39,12 @@ void rs_callback_check(IIoMux *m, const char *callback)
 IIoMux *IIoMux_Create(void)
 {
     char why[256];
+    const char *backend = getenv("RINGSOCK_BACKEND");
+    if (backend && *backend && strcmp(backend, "io_uring") != 0) {
+        fprintf(stderr, "ringsock: IIoMux_Create: RINGSOCK_BACKEND=%s: this build has only the "
+                        "io_uring backend\n", backend);
+        return NULL;
+    }
     IIoMux *m = calloc(1, sizeof(*m));
     if (!m) {
         fprintf(stderr, "ringsock: IIoMux_Create: out of memory\n");
@@ -62,6 +68,12 @@ IIoMux *IIoMux_Create(void)
     }
     rs_blk_thread_muxes(1);
     return m;
+}
+
+const char *IIoMux_GetBackend(IIoMux *m)
+{
+    (void)m;
+    return "io_uring";
 }
 
 void IIoMux_Delete(IIoMux *m)

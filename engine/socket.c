@@ -315,6 +315,13 @@ bool ISocket_ExportKeyingMaterial(ISocket *s, const char *label, const uint8_t *
            s->ops->export_keying_material(s, label, context, contextLen, out, len);
 }
 
+/* No socket is offloaded yet (ISocketContext_EnableKernelTLS). */
+unsigned ISocket_GetKernelTLS(ISocket *s)
+{
+    (void)s;
+    return 0;
+}
+
 void ISocket_GetStats(ISocket *s, ISocketStats *stats)
 {
     *stats = s->stats;

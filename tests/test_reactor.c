@@ -38,6 +38,24 @@
 static struct h_env env;
 static pthread_t loop_thread;
 
+/* IIoMux_GetBackend names the backend; RINGSOCK_BACKEND forces one, and forcing one this
+ * build lacks (epoll, for now) gives NULL instead of a loop on another backend. */
+Test(reactor, backend_is_named_and_can_be_forced)
+{
+    IIoMux *m = IIoMux_Create();
+    cr_assert_not_null(m);
+    cr_assert_str_eq(IIoMux_GetBackend(m), "io_uring");
+    IIoMux_Delete(m);
+    setenv("RINGSOCK_BACKEND", "io_uring", 1);
+    m = IIoMux_Create();
+    cr_assert_not_null(m);
+    cr_assert_str_eq(IIoMux_GetBackend(m), "io_uring");
+    IIoMux_Delete(m);
+    setenv("RINGSOCK_BACKEND", "epoll", 1);
+    cr_assert_null(IIoMux_Create());
+    unsetenv("RINGSOCK_BACKEND");
+}
+
 static void reset_globals(void);
 
 static void setup(void)

@@ -182,6 +182,40 @@ Test(tls, echo_roundtrip_exact_bytes)
     free_listener(l);
 }
 
+/* No kernel here offers the "tls" ULP, and this build does not offload yet: with kernel
+ * TLS asked for (on the context and through RINGSOCK_KTLS=1), a socket works in user space,
+ * with no error, and says so (api.md: the fallback is silent, semantics unchanged). */
+Test(tls, kernel_tls_asked_for_falls_back_to_user_space)
+{
+    setenv("RINGSOCK_KTLS", "1", 1);
+    ISocketContext *kctx = ISocketProvider_CreateSocketContext(tls, env.log);
+    unsetenv("RINGSOCK_KTLS");
+    ISocketContext_SetVerifyPeer(kctx, false);
+    ISocketContext_EnableKernelTLS(sctx, true);
+    struct h_sock *l = h_sock_new(&env);
+    l->echo = true;
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    h_connect_on(&env, tls, kctx, c, port, "localhost");
+    cr_assert_eq(ISocket_GetKernelTLS(c->sock), 0u); /* before the handshake */
+    static const char msg[] = "kernel tls asked for";
+    static char in[sizeof(msg)];
+    CALL(ISocket_Send(c->sock, msg, sizeof(msg)));
+    CALL(ISocket_Recv(c->sock, in, sizeof(in), false));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 5000), "%s", h_dump(c));
+    cr_assert_arr_eq(in, msg, sizeof(msg));
+    cr_assert_eq(ISocket_GetKernelTLS(c->sock), 0u);
+    cr_assert_eq(ISocket_GetKernelTLS(l->accepted[0]->sock), 0u);
+    cr_assert_eq(ISocket_GetKernelTLS(l->sock), 0u);
+    CALL(ISocket_Shutdown(c->sock));
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 3000));
+    cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_NORMAL);
+    h_sock_free(c);
+    free_listener(l);
+    ISocketContext_EnableKernelTLS(sctx, false);
+    ISocketContext_Delete(kctx);
+}
+
 /* ---- full duplex: 16 MiB each way, random send sizes (0 included), random receives ---- */
 
 #define BULK_BYTES   (16u << 20)

@@ -48,6 +48,10 @@ void IIoMux_CancelSetExec(IIoMux *iomux, UIoExec *exec);
 void IIoMux_RegisterShutdownHandler(IIoMux *iomux, IShutdownHandler *handler); /* SIGINT/SIGTERM */
 void IIoMux_ShutdownComplete(IIoMux *iomux, IShutdownHandler *handler);
 
+/* Extension: the I/O backend this IIoMux runs on. "io_uring" (the only one this build has:
+ * RINGSOCK_BACKEND=epoll makes IIoMux_Create return NULL with the reason on stderr). */
+const char *IIoMux_GetBackend(IIoMux *iomux);
+
 ITimer *ITimer_Create(IIoMux *iomux, UTimer *owner);
 void ITimer_Delete(ITimer *timer);
 void ITimer_Start(ITimer *timer, unsigned timeoutMs); /* restarts a running timer */

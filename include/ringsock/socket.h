@@ -146,6 +146,16 @@ const char *ISocket_GetSRTPProfile(ISocket *socket);
 bool ISocket_ExportKeyingMaterial(ISocket *socket, const char *label, const uint8_t *context,
                                   size_t contextLen, uint8_t *out, size_t len);
 
+/* Kernel TLS offload (api.md). With it on, a TLS socket whose handshake settled on a cipher
+ * the kernel can take would hand its record keys to the kernel (TCP_ULP "tls") and move
+ * plaintext. This build does not offload yet: the switch is accepted (and
+ * RINGSOCK_KTLS=1 turns it on for every context) but every socket stays in user space, as
+ * api.md prescribes where the kernel cannot offload, and ISocket_GetKernelTLS says 0. */
+void ISocketContext_EnableKernelTLS(ISocketContext *ctx, bool enable);
+enum { KTLS_TX = 1, KTLS_RX = 2 };
+/* KTLS_TX|KTLS_RX in effect; 0 before the handshake, without offload, other socket types. */
+unsigned ISocket_GetKernelTLS(ISocket *socket);
+
 /* Counters of one socket, for diagnostics. */
 typedef struct ISocketStats {
     uint64_t bytesSent, bytesReceived;
