@@ -12,9 +12,11 @@
 #   max_retries  ... but not more often than this in all, to bound the time
 # and defines server_cmd NAME, which prints the command line of the server called NAME.
 # spid is the running server's pid (empty when none): the caller's EXIT trap kills it.
+# Sourced once the programs are built: bench_elapsed counts from here.
 
 hz=$(getconf CLK_TCK)
 spid=
+bench_started=$SECONDS
 quiet_tries=15 # wait_quiet gives up after this many 0.2 s looks
 gate_waits=0   # runs that had to wait for the machine to be idle
 retries=0      # runs repeated
@@ -52,6 +54,18 @@ wait_quiet() { # up to quiet_tries x 0.2 s for the machine to be idle
     ((i > 0)) || gate_waits=$((gate_waits + 1))
   done
   return 0 # busy anyway: the run goes ahead and counts what the others took
+}
+
+# --quick promises about a minute even on a busy machine: at most 1 s of waiting for an idle
+# machine before a run, and at most 4 repeated runs in all.
+quick_limits() {
+  quiet_tries=5
+  max_retries=4
+}
+quiet_secs() { awk -v n="$quiet_tries" 'BEGIN { print n * 0.2 }'; } # wait_quiet's limit, in s
+bench_elapsed() { # the time since the script sourced this file, as "M min S s"
+  local s=$((SECONDS - bench_started))
+  echo "$((s / 60)) min $((s % 60)) s"
 }
 
 start_server() { # NAME [ENV=VALUE...] -> spid, sport
@@ -127,13 +141,15 @@ run_load() {
     "$others" "$( ((stalled)) && echo ' stalled')" | tee -a "$tmp/runs.log" >&2
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+median() { # - when there is nothing
+  sort -g | awk '{a[NR]=$1} END {print !NR ? "-" : (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
+}
 col() { cut -d' ' -f"$2" "$1" | median; } # FILE FIELD -> median
 # FILE_A FIELD_A FILE_B FIELD_B -> median over repetitions of A/B, as x.xx: runs next to each
 # other in time are compared with each other.
 pratio() {
   paste -d' ' <(cut -d' ' -f"$2" "$1") <(cut -d' ' -f"$4" "$3") |
-    awk '$2 > 0 { print $1 / $2 }' | median | awk '{ printf "%.2f", $1 }'
+    awk '$2 > 0 { print $1 / $2 }' | median | awk '{ if ($1 == "-") print; else printf "%.2f", $1 }'
 }
 r() { echo "$tmp/r-$1-$2"; } # ROW SERVER -> its results file
 # ROW SERVER FIELD: the median, or - without that server
@@ -150,4 +166,29 @@ vs_mark() {
     'BEGIN { q = b > 0 ? a / b : 0; printf "%s%s", p, (p > 0 && (q / p > 1.1 || q / p < 0.91)) ? " †" : "" }'
 }
 num() { awk -v x="$1" -v d="$2" 'BEGIN { if (x == "-") print x; else printf "%.*f", d, x }'; }
-yes_no() { awk "BEGIN { print (($1) ? \"met\" : \"missed\") }"; }
+met_missed() { awk "BEGIN { print (($1) ? \"met\" : \"missed\") }"; } # CONDITION
+# TEST GOAL FIGURE [CONDITION [UNIT]]: one line of a goals table (| test | goal | this run |
+# verdict |), FIGURE with UNIT (default x, a ratio) and met or missed by "FIGURE CONDITION";
+# without CONDITION no verdict. Without a figure (- or empty: a server or iperf3 gave none)
+# the goal is neither met nor missed.
+goal() {
+  local verdict='' unit=${5-x}
+  if [ -z "$3" ] || [ "$3" = - ]; then
+    echo "| $1 | $2 | - | no figure |"
+    return
+  fi
+  [ -z "${4:-}" ] || verdict=$(met_missed "$3 $4")
+  echo "| $1 | $2 | $3$unit | $verdict |"
+}
+goals_header() {
+  echo "| test | goal | this run | |"
+  echo "|---|---|---:|---|"
+}
+# PATHSPEC...: the source revision and the uncommitted files under PATHSPEC, for a report;
+# ? outside a git checkout or without git.
+source_state() {
+  local rev dirty
+  rev=$(git rev-parse --short HEAD 2>/dev/null) || { echo '?'; return; }
+  dirty=$(git status --porcelain -- "$@" 2>/dev/null | awk '{print $2}' | xargs) || dirty=
+  echo "$rev${dirty:+ with uncommitted changes in $dirty}"
+}
