@@ -32,6 +32,11 @@
 #define RS_ACCEPT_RETRY_MS 100   /* back-off when accept runs out of descriptors */
 #define RS_SEND_IOV        16    /* segments per SEND */
 
+struct sendv {
+    struct msghdr msg;
+    struct iovec iov[RS_SEND_IOV];
+};
+
 enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 
 /* Connection failures (refused, reset, invalid address) are logged under the type's
@@ -72,8 +77,7 @@ struct rs_stream {
     /* send: shead..scur fully sent (awaiting release), scur.. still to send */
     struct seg *shead, *scur, *stail;
     bool sop_inflight;
-    struct msghdr smsg; /* a SEND of several segments */
-    struct iovec siov[RS_SEND_IOV];
+    struct sendv *sendv; /* a SEND of several segments; made by the first such SEND */
     uint64_t zc_issued, zc_done;
     struct rs_task flush_task;
 
@@ -155,6 +159,7 @@ static void stream_free(struct rs_core *c)
     struct rs_stream *s = (struct rs_stream *)c;
     free(s->stash);
     free(s->accepted);
+    free(s->sendv);
     free(s);
 }
 
@@ -522,16 +527,19 @@ static void send_next(struct rs_stream *s)
         return;
     }
     /* The segments queued behind it (up to a zero-copy one) go along: one system call. */
-    size_t n = 0;
-    for (struct seg *q = g; q && !q->zc && n < RS_SEND_IOV; q = q->next)
-        if (q->off < q->len)
-            s->siov[n++] = (struct iovec){(void *)(q->data + q->off), q->len - q->off};
-    if (n == 1) {
+    bool several = g->next && !g->next->zc && g->next->off < g->next->len;
+    if (several && !s->sendv)
+        s->sendv = malloc(sizeof(*s->sendv)); /* idle connections do without */
+    if (!several || !s->sendv) {
         rs_io_send(s->core.base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off, 0);
         return;
     }
-    s->smsg = (struct msghdr){.msg_iov = s->siov, .msg_iovlen = n};
-    rs_io_sendmsg(s->core.base.mux->io, &s->send_op, s->fd, &s->smsg, 0);
+    size_t n = 0;
+    for (struct seg *q = g; q && !q->zc && n < RS_SEND_IOV; q = q->next)
+        if (q->off < q->len)
+            s->sendv->iov[n++] = (struct iovec){(void *)(q->data + q->off), q->len - q->off};
+    s->sendv->msg = (struct msghdr){.msg_iov = s->sendv->iov, .msg_iovlen = n};
+    rs_io_sendmsg(s->core.base.mux->io, &s->send_op, s->fd, &s->sendv->msg, 0);
 }
 
 static void flush_task_run(struct rs_task *t)
