@@ -253,12 +253,12 @@ set(_wolfssl_options
   -DWOLFSSL_TLSV12=yes
   -DWOLFSSL_OLD_TLS=no
   -DWOLFSSL_DTLS=yes
-  # 5.5.4's CMake only compiles src/dtls.c (DTLS 1.2 stateless cookies,
-  # DoClientHelloStateless) with WOLFSSL_DTLS_CID, which in turn insists on
-  # WOLFSSL_DTLS13. Without dtls.c a DTLS build does not link.
-  -DWOLFSSL_DTLS13=yes
-  -DWOLFSSL_DTLS_CID=yes
-  -DWOLFSSL_HRR_COOKIE=yes           # DTLS13 forces it anyway (with a warning)
+  # DTLS 1.2 only: DTLS 1.3 would add about 1 KB to every WOLFSSL object, TLS
+  # ones included. 5.5.4's CMake compiles src/dtls.c (DTLS 1.2 stateless
+  # cookies) only with DTLS 1.3 connection IDs; wolfssl-patches/0002 fixes that.
+  -DWOLFSSL_DTLS13=no
+  -DWOLFSSL_DTLS_CID=no
+  -DWOLFSSL_HRR_COOKIE=yes           # TLS 1.3 servers: a stateless HelloRetryRequest
   -DWOLFSSL_SNI=yes
   -DWOLFSSL_SESSION_TICKET=yes
   -DWOLFSSL_SUPPORTED_CURVES=yes
