@@ -253,12 +253,12 @@ set(_wolfssl_options
   -DWOLFSSL_TLSV12=yes
   -DWOLFSSL_OLD_TLS=no
   -DWOLFSSL_DTLS=yes
-  # 5.5.4's CMake only compiles src/dtls.c (DTLS 1.2 stateless cookies,
-  # DoClientHelloStateless) with WOLFSSL_DTLS_CID, which in turn insists on
-  # WOLFSSL_DTLS13. Without dtls.c a DTLS build does not link.
-  -DWOLFSSL_DTLS13=yes
-  -DWOLFSSL_DTLS_CID=yes
-  -DWOLFSSL_HRR_COOKIE=yes           # DTLS13 forces it anyway (with a warning)
+  # DTLS 1.2 only: DTLS 1.3 would add about 1 KB to every WOLFSSL object, TLS
+  # ones included. 5.5.4's CMake compiles src/dtls.c (DTLS 1.2 stateless
+  # cookies) only with DTLS 1.3 connection IDs; wolfssl-patches/0002 fixes that.
+  -DWOLFSSL_DTLS13=no
+  -DWOLFSSL_DTLS_CID=no
+  -DWOLFSSL_HRR_COOKIE=yes           # TLS 1.3 servers: a stateless HelloRetryRequest
   -DWOLFSSL_SNI=yes
   -DWOLFSSL_SESSION_TICKET=yes
   -DWOLFSSL_SUPPORTED_CURVES=yes
@@ -338,13 +338,22 @@ endif()
 set(RINGSOCK_WOLFSSL_VERSION "${_wolfssl_version}")
 
 if(_wolfssl_build)
+  # A build dir configured from another source tree (the patches changed, so did the
+  # patched copy) makes CMake refuse to configure there: start it afresh.
+  set(_wolfssl_bin "${CMAKE_BINARY_DIR}/_deps/wolfssl-build")
+  if(EXISTS "${_wolfssl_bin}/CMakeCache.txt")
+    file(STRINGS "${_wolfssl_bin}/CMakeCache.txt" _home REGEX "^CMAKE_HOME_DIRECTORY:")
+    if(NOT _home STREQUAL "CMAKE_HOME_DIRECTORY:INTERNAL=${_wolfssl_src}")
+      file(REMOVE_RECURSE "${_wolfssl_bin}" "${CMAKE_BINARY_DIR}/_deps/wolfssl-ep")
+    endif()
+  endif()
   # An ExternalProject is a separate CMake run that sees only these
   # arguments: nothing of ours (the top-level add_compile_options -Wall
   # -Wextra -Werror, sanitizer flags) leaks in. CMAKE_C_FLAGS is set
   # explicitly, so an environment CFLAGS does not leak in either.
   ExternalProject_Add(ringsock_wolfssl_ep
     SOURCE_DIR "${_wolfssl_src}"
-    BINARY_DIR "${CMAKE_BINARY_DIR}/_deps/wolfssl-build"
+    BINARY_DIR "${_wolfssl_bin}"
     PREFIX "${CMAKE_BINARY_DIR}/_deps/wolfssl-ep"
     INSTALL_DIR "${_wolfssl_local_prefix}"
     DOWNLOAD_COMMAND ""

@@ -32,12 +32,12 @@
 #define RS_ACCEPT_RETRY_MS 100   /* back-off when accept runs out of descriptors */
 #define RS_SEND_IOV        16    /* segments per SEND */
 
+enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
+
 struct sendv {
     struct msghdr msg;
     struct iovec iov[RS_SEND_IOV];
 };
-
-enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 
 /* Connection failures (refused, reset, invalid address) are logged under the type's
  * flag; running out of resources (descriptors, accept failures) always is. */
@@ -77,7 +77,8 @@ struct rs_stream {
     /* send: shead..scur fully sent (awaiting release), scur.. still to send */
     struct seg *shead, *scur, *stail;
     bool sop_inflight;
-    struct sendv *sendv; /* a SEND of several segments; made by the first such SEND */
+    struct sendv *sendv; /* a SEND of several segments; allocated by the first one, so a
+                            connection that never sends much (most idle ones) has none */
     uint64_t zc_issued, zc_done;
     struct rs_task flush_task;
 
@@ -505,6 +506,21 @@ static void maybe_finish_shutdown(struct rs_stream *s)
         end(s, SOCKET_SHUTDOWN_NORMAL);
 }
 
+/* The unsent bytes of g and the segments queued behind it (up to a zero-copy one, at
+ * most RS_SEND_IOV): how many, and into iov unless it is NULL. */
+static size_t gather(struct seg *g, struct iovec *iov)
+{
+    size_t n = 0;
+    for (struct seg *q = g; q && !q->zc && n < RS_SEND_IOV; q = q->next) {
+        if (q->off == q->len)
+            continue;
+        if (iov)
+            iov[n] = (struct iovec){(void *)(q->data + q->off), q->len - q->off};
+        n++;
+    }
+    return n;
+}
+
 static void send_next(struct rs_stream *s)
 {
     if (s->state != ST_CONNECTED || s->sop_inflight)
@@ -527,17 +543,13 @@ static void send_next(struct rs_stream *s)
         return;
     }
     /* The segments queued behind it (up to a zero-copy one) go along: one system call. */
-    bool several = g->next && !g->next->zc && g->next->off < g->next->len;
-    if (several && !s->sendv)
-        s->sendv = malloc(sizeof(*s->sendv)); /* idle connections do without */
-    if (!several || !s->sendv) {
+    if (gather(g, NULL) == 1) {
         rs_io_send(s->core.base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off, 0);
         return;
     }
-    size_t n = 0;
-    for (struct seg *q = g; q && !q->zc && n < RS_SEND_IOV; q = q->next)
-        if (q->off < q->len)
-            s->sendv->iov[n++] = (struct iovec){(void *)(q->data + q->off), q->len - q->off};
+    if (!s->sendv && !(s->sendv = malloc(sizeof(*s->sendv))))
+        rs_fatal("ISocket_Send: out of memory");
+    size_t n = gather(g, s->sendv->iov);
     s->sendv->msg = (struct msghdr){.msg_iov = s->sendv->iov, .msg_iovlen = n};
     rs_io_sendmsg(s->core.base.mux->io, &s->send_op, s->fd, &s->sendv->msg, 0);
 }

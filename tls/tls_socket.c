@@ -84,8 +84,9 @@ struct tls {
     struct plain *pending, *pending_tail; /* sends made before the handshake finished */
 
     struct rs_task drive_task;
-    ITimer *handshake_timer;
-    char alpn[256];
+    ITimer *handshake_timer; /* deleted once the handshake is done: an open connection keeps
+                                only what it uses */
+    char *alpn;              /* the negotiated protocol; NULL: none */
     uint8_t peer_fp[32];
     bool peer_fp_valid;
 };
@@ -179,6 +180,7 @@ static void tls_free(struct rs_core *c)
     free(t->tx);
     free(t->stash);
     free(t->server_name);
+    free(t->alpn);
     free(t);
 }
 
@@ -426,7 +428,8 @@ static void begin_close(struct tls *t)
 static void handshake_done(struct tls *t)
 {
     t->state = T_OPEN;
-    ITimer_Cancel(t->handshake_timer);
+    ITimer_Delete(t->handshake_timer);
+    t->handshake_timer = NULL;
     WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(t->ssl);
     if (peer) {
         int n = 0;
@@ -439,14 +442,17 @@ static void handshake_done(struct tls *t)
     }
     char *proto = NULL;
     unsigned short plen = 0;
-    if (wolfSSL_ALPN_GetProtocol(t->ssl, &proto, &plen) == WOLFSSL_SUCCESS && proto &&
-        plen < sizeof(t->alpn)) {
+    if (wolfSSL_ALPN_GetProtocol(t->ssl, &proto, &plen) == WOLFSSL_SUCCESS && proto && plen > 0) {
+        t->alpn = malloc(plen + 1u);
+        if (!t->alpn)
+            rs_fatal("TLS socket: out of memory");
         memcpy(t->alpn, proto, plen);
         t->alpn[plen] = '\0';
     }
     LOG(t, "tls %p: %s %s%s%s", (void *)t, wolfSSL_get_version(t->ssl),
-        wolfSSL_get_cipher_name(t->ssl), t->alpn[0] ? " alpn=" : "", t->alpn);
-    bool accepted = t->server || !t->ctx->alpn || rs_cb_accept_alpn(&t->core.base, t->alpn);
+        wolfSSL_get_cipher_name(t->ssl), t->alpn ? " alpn=" : "", t->alpn ? t->alpn : "");
+    bool accepted =
+        t->server || !t->ctx->alpn || rs_cb_accept_alpn(&t->core.base, t->alpn ? t->alpn : "");
     if (t->core.deleted)
         return;
     if (!accepted) {
@@ -876,7 +882,7 @@ static bool tls_peer_fingerprint(ISocket *is, uint8_t out[32])
 static const char *tls_alpn_protocol(ISocket *is)
 {
     struct tls *t = T(is);
-    return t->alpn[0] ? t->alpn : NULL;
+    return t->alpn;
 }
 
 static const struct rs_socket_ops tls_ops = {
