@@ -46,8 +46,8 @@ int main(void)
         return fail("setsockopt(TCP_ULP, \"tls\")");
 
     /* Fixed test keys: the same on both ends, so what one end seals the other opens. */
-    struct tls12_crypto_info_aes_gcm_128 ci = {.info = {.version = TLS_1_3_VERSION,
-                                                        .cipher_type = TLS_CIPHER_AES_GCM_128}};
+    struct tls12_crypto_info_aes_gcm_128 ci = {
+        .info = {.version = TLS_1_3_VERSION, .cipher_type = TLS_CIPHER_AES_GCM_128}};
     memset(ci.key, 0x11, sizeof(ci.key));
     memset(ci.iv, 0x22, sizeof(ci.iv));
     memset(ci.salt, 0x33, sizeof(ci.salt));
