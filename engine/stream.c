@@ -543,13 +543,16 @@ static void send_next(struct rs_stream *s)
         return;
     }
     /* The segments queued behind it (up to a zero-copy one) go along: one system call. */
-    if (gather(g, NULL) == 1) {
+    size_t n = gather(g, s->sendv ? s->sendv->iov : NULL);
+    if (n == 1) {
         rs_io_send(s->core.base.mux->io, &s->send_op, s->fd, g->data + g->off, g->len - g->off, 0);
         return;
     }
-    if (!s->sendv && !(s->sendv = malloc(sizeof(*s->sendv))))
-        rs_fatal("ISocket_Send: out of memory");
-    size_t n = gather(g, s->sendv->iov);
+    if (!s->sendv) { /* the first SEND of several: gathered again, into the new vector */
+        if (!(s->sendv = malloc(sizeof(*s->sendv))))
+            rs_fatal("ISocket_Send: out of memory");
+        gather(g, s->sendv->iov);
+    }
     s->sendv->msg = (struct msghdr){.msg_iov = s->sendv->iov, .msg_iovlen = n};
     rs_io_sendmsg(s->core.base.mux->io, &s->send_op, s->fd, &s->sendv->msg, 0);
 }

@@ -111,8 +111,7 @@ static void drop_pending(struct tls *t)
     t->pending_tail = NULL;
 }
 
-/* keep_inner: the inner socket is flushing an alert; its SocketShutdown deletes it. */
-/* Deleting the inner socket ends its sends: their blocks are ours again. */
+/* rx becomes buf (rx_idle or a pooled block); a block it was goes back to the pool. */
 static void rx_use(struct tls *t, uint8_t *buf, size_t cap)
 {
     if (t->rx != t->rx_idle)
@@ -133,6 +132,7 @@ static void delete_inner(struct tls *t, ISocket *inner)
     rx_use(t, t->rx_idle, sizeof(t->rx_idle));
 }
 
+/* keep_inner: the inner socket is flushing an alert; its SocketShutdown deletes it. */
 static void release_tls(struct tls *t, bool keep_inner)
 {
     if (t->inner && !keep_inner)
@@ -286,6 +286,14 @@ void rs_tls_set_io(WOLFSSL_CTX *x)
     wolfSSL_CTX_SetIOSend(x, rs_tls_io_send);
 }
 
+static uint8_t *rx_block(void)
+{
+    uint8_t *b = rs_blk_alloc(RS_BLK_RX);
+    if (!b)
+        rs_fatal("TLS socket: out of memory");
+    return b;
+}
+
 /* wolfSSL needs more ciphertext: keep one inner receive outstanding. */
 static void want_input(struct tls *t)
 {
@@ -298,17 +306,15 @@ static void want_input(struct tls *t)
      * block while the receives fill it, the small one (the block back to the pool) once
      * one did not, so an idle connection holds no record-sized buffer. */
     if (have == 0 && big != t->rx_filled)
-        rx_use(t, t->rx_filled ? rs_blk_alloc(RS_BLK_RX) : t->rx_idle,
+        rx_use(t, t->rx_filled ? rx_block() : t->rx_idle,
                t->rx_filled ? RS_BLK_RX : sizeof(t->rx_idle));
     else if (have > 0 && !big && t->rx_len == t->rx_cap) {
-        uint8_t *b = rs_blk_alloc(RS_BLK_RX);
+        uint8_t *b = rx_block();
         memcpy(b, t->rx + t->rx_off, have);
         rx_use(t, b, RS_BLK_RX);
         t->rx_off = 0;
         t->rx_len = have;
     }
-    if (!t->rx)
-        rs_fatal("TLS socket: out of memory");
     if (have == 0) {
         t->rx_off = t->rx_len = 0;
     } else if (t->rx_off > 0) {
@@ -934,8 +940,7 @@ static const struct rs_core_type tls_core_type = {
     .free = tls_free,
 };
 
-/* ---- the provider -----------------------------------------------------------------------------
- */
+/* ---- the provider -------------------------------------------------------------------------- */
 
 struct tls_provider {
     ISocketProvider base;
