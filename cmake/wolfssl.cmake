@@ -156,6 +156,9 @@ set(_wolfssl_extra_defines
   # also run when the chain is good, and the certificate's IP SANs must be decoded.
   -DWOLFSSL_ALWAYS_VERIFY_CB
   -DWOLFSSL_IP_ALT_NAME
+  # The record keys, IVs and sequence numbers after the handshake (wolfSSL_GetClientWriteKey
+  # & co), which kernel TLS takes over (tls/ktls.c).
+  -DATOMIC_USER
 )
 
 # wolfSSL's CMake build puts platform facts (HAVE___UINT128_T, SIZEOF_LONG,

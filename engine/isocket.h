@@ -34,6 +34,7 @@ struct rs_socket_ops {
     const char *(*srtp_profile)(ISocket *s);
     bool (*export_keying_material)(ISocket *s, const char *label, const uint8_t *context,
                                    size_t context_len, uint8_t *out, size_t len);
+    unsigned (*kernel_tls)(ISocket *s); /* KTLS_TX|KTLS_RX */
 };
 
 struct ISocket {

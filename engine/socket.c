@@ -315,11 +315,9 @@ bool ISocket_ExportKeyingMaterial(ISocket *s, const char *label, const uint8_t *
            s->ops->export_keying_material(s, label, context, contextLen, out, len);
 }
 
-/* No socket is offloaded yet (ISocketContext_EnableKernelTLS). */
 unsigned ISocket_GetKernelTLS(ISocket *s)
 {
-    (void)s;
-    return 0;
+    return s && s->ops->kernel_tls ? s->ops->kernel_tls(s) : 0;
 }
 
 void ISocket_GetStats(ISocket *s, ISocketStats *stats)

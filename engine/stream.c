@@ -12,6 +12,7 @@
  * RS_SEND_IOV queued segments go out in one SEND (sendmsg). Large sends first try to
  * go straight out without a copy. */
 #include <errno.h>
+#include <linux/tls.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <stdio.h>
@@ -33,6 +34,23 @@
 #define RS_SEND_IOV        16    /* segments per SEND */
 
 enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
+
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+
+/* Receiving on a kernel TLS socket (rs_stream_ktls_rx): each receive is a recvmsg whose
+ * control message names the record type; records other than application data go to fn. */
+struct ktls_rx {
+    rs_stream_record_fn fn;
+    void *arg;
+    struct msghdr msg;
+    struct iovec iov;
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(uint8_t))];
+    } cmsg;
+};
 
 struct sendv {
     struct msghdr msg;
@@ -73,6 +91,7 @@ struct rs_stream {
     uint8_t *rop_dst;
     uint8_t *stash; /* bytes that arrived for a canceled receive: served first */
     size_t stash_len, stash_off;
+    struct ktls_rx *ktls; /* kernel TLS receive, NULL on a plain socket */
 
     /* send: shead..scur fully sent (awaiting release), scur.. still to send */
     struct seg *shead, *scur, *stail;
@@ -159,6 +178,7 @@ static void stream_free(struct rs_core *c)
 {
     struct rs_stream *s = (struct rs_stream *)c;
     free(s->stash);
+    free(s->ktls);
     free(s->accepted);
     free(s->sendv);
     free(s);
@@ -244,6 +264,23 @@ ISocket *rs_stream_create(const struct rs_stream_type *type, IIoMux *m, USocket 
 int rs_stream_fd(const ISocket *is)
 {
     return S(is)->fd;
+}
+
+void rs_stream_ktls_tx(ISocket *is)
+{
+    S(is)->zc_ok = false; /* the kernel encrypts into its own buffers anyway */
+}
+
+void rs_stream_ktls_rx(ISocket *is, rs_stream_record_fn fn, void *arg)
+{
+    struct rs_stream *s = S(is);
+    if (!s->ktls) {
+        s->ktls = calloc(1, sizeof(*s->ktls));
+        if (!s->ktls)
+            rs_fatal("kernel TLS: out of memory");
+    }
+    s->ktls->fn = fn;
+    s->ktls->arg = arg;
 }
 
 bool rs_stream_peer_ip(const ISocket *is, IPaddr *addr)
@@ -408,8 +445,35 @@ static void recv_start(struct rs_stream *s)
     s->rop_canceled = false;
     s->rop_dst = s->rbuf + s->rfill;
     rs_core_op_begin(&s->core);
-    rs_io_recv(s->core.base.mux->io, &s->recv_op, s->fd, s->rop_dst, s->rlen - s->rfill,
-               s->rpartial ? 0 : MSG_WAITALL);
+    int flags = s->rpartial ? 0 : MSG_WAITALL;
+    struct ktls_rx *k = s->ktls;
+    if (k) {
+        k->iov = (struct iovec){s->rop_dst, s->rlen - s->rfill};
+        k->msg = (struct msghdr){.msg_iov = &k->iov,
+                                 .msg_iovlen = 1,
+                                 .msg_control = k->cmsg.bytes,
+                                 .msg_controllen = sizeof(k->cmsg.bytes)};
+        rs_io_recvmsg(s->core.base.mux->io, &s->recv_op, s->fd, &k->msg, flags);
+        return;
+    }
+    rs_io_recv(s->core.base.mux->io, &s->recv_op, s->fd, s->rop_dst, s->rlen - s->rfill, flags);
+}
+
+/* A kernel TLS receive that brought a record other than application data: the bytes go
+ * to the record hook, not to the caller. */
+static bool ktls_control_record(struct rs_stream *s, int res)
+{
+    struct ktls_rx *k = s->ktls;
+    if (!k || res <= 0)
+        return false;
+    uint8_t type = 23; /* application data, also when the kernel adds no control message */
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&k->msg); c; c = CMSG_NXTHDR(&k->msg, c))
+        if (c->cmsg_level == SOL_TLS && c->cmsg_type == TLS_GET_RECORD_TYPE)
+            type = *CMSG_DATA(c);
+    if (type == 23)
+        return false;
+    k->fn(k->arg, type, s->rop_dst, (size_t)res);
+    return true;
 }
 
 static void recv_complete(struct rs_op *op, int res, unsigned flags)
@@ -421,7 +485,13 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
         rs_core_op_end(&s->core);
         return;
     }
-    if (s->rop_canceled) {
+    if (ktls_control_record(s, res)) {
+        if (s->state != ST_CLOSED && !s->core.deleted) {
+            if (s->rop_canceled)
+                rs_core_event(&s->core, RS_EV_RECV_CANCELED);
+            recv_start(s);
+        }
+    } else if (s->rop_canceled) {
         if (res > 0) {
             s->core.base.stats.bytesReceived += (uint64_t)res;
             stash_insert(s, s->rop_dst, (size_t)res, false);

@@ -39,4 +39,13 @@ bool rs_stream_peer_ip(const ISocket *s, IPaddr *addr);
 bool rs_stream_receiving(const ISocket *s);
 void rs_stream_set_qos(ISocket *s, qostraffictype_t type);
 
+/* Kernel TLS (the tls ULP set up by the caller): sends carry plaintext the kernel seals,
+ * so none goes out zero-copy. */
+void rs_stream_ktls_tx(ISocket *s);
+/* Receives carry plaintext the kernel opened; a record that is not application data
+ * (an alert, a post-handshake message) goes to fn, from the loop, instead of the
+ * caller's buffer, and the receive goes on. fn may delete the socket. */
+typedef void (*rs_stream_record_fn)(void *arg, uint8_t type, const uint8_t *data, size_t len);
+void rs_stream_ktls_rx(ISocket *s, rs_stream_record_fn fn, void *arg);
+
 #endif

@@ -15,6 +15,7 @@
 #include "alpn.h"
 #include "blocks.h"
 #include "core.h"
+#include "ktls.h"
 #include "log_internal.h"
 #include "stream.h"
 #include "tls_context.h"
@@ -89,6 +90,33 @@ struct tls {
     char *alpn;              /* the negotiated protocol; NULL: none */
     uint8_t peer_fp[32];
     bool peer_fp_valid;
+
+    /* Kernel TLS (ISocketContext_EnableKernelTLS). wolfSSL is given no byte past the record
+     * it reads (rec_bound; rec_left: what is left of that record), so the stream after its
+     * last record is ours to hand to the kernel. TX goes over once the records wolfSSL
+     * wrote are out (tx_wait), RX once wolfSSL has read up to a record boundary. */
+    unsigned ktls; /* KTLS_TX|KTLS_RX in effect */
+    bool rec_bound, ktls_tx_wait, ktls_rx_wait;
+    bool ktls_close; /* Shutdown: close_notify goes once the sends before it are out */
+    size_t rec_left;
+    struct ktls_ctl { /* what a control record holds so far */
+        uint8_t type, have, hdr[4];
+        uint32_t skip;
+    } ctl;
+    struct ktls_alert *alert_out; /* close_notify on its way through the kernel */
+};
+
+/* close_notify sent through the kernel: an alert record, by type (TLS_SET_RECORD_TYPE). */
+struct ktls_alert {
+    struct rs_op op;
+    struct tls *t;
+    struct msghdr msg;
+    struct iovec iov;
+    uint8_t body[2];
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(uint8_t))];
+    } cmsg;
 };
 
 #define T(isock)    ((struct tls *)(isock))
@@ -251,6 +279,14 @@ int rs_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     struct tls *t = ctx;
     if (!t->inner || t->state == T_CLOSED)
         return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    if (t->ktls & KTLS_TX) {
+        /* The kernel owns the sending keys: wolfSSL has nothing left to say (it would
+         * only answer a KeyUpdate it read in user space, which kernel TX cannot follow). */
+        IInstanceLog_Log(t->core.base.log, LOG_TLS,
+                         "tls %p: wolfSSL wrote a record after the kernel took over sending",
+                         (void *)t);
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
     struct txent *e = tx_push(t);
     size_t cap;
     uint8_t *b = rs_blk_last_record(&cap);
@@ -267,6 +303,34 @@ int rs_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return sz;
 }
 
+/* The bytes of n wolfSSL may have without reading past the current record; 0 until the
+ * record's header is in. */
+static size_t record_bound(struct tls *t, size_t n)
+{
+    if (t->rec_left == 0) {
+        const uint8_t *h = t->rx + t->rx_off;
+        if (t->rx_len - t->rx_off < 5)
+            return 0;
+        t->rec_left = 5 + ((size_t)h[3] << 8 | h[4]);
+    }
+    if (n > t->rec_left)
+        n = t->rec_left;
+    t->rec_left -= n;
+    return n;
+}
+
+/* How many more bytes rx needs to end on a record boundary (0: it does). */
+static size_t to_record_boundary(const struct tls *t)
+{
+    size_t pos = t->rx_off + t->rec_left;
+    while (pos < t->rx_len) {
+        if (t->rx_len - pos < 5)
+            return 5 - (t->rx_len - pos);
+        pos += 5 + ((size_t)t->rx[pos + 3] << 8 | t->rx[pos + 4]);
+    }
+    return pos - t->rx_len;
+}
+
 int rs_tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
@@ -275,6 +339,8 @@ int rs_tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     if (avail == 0)
         return WOLFSSL_CBIO_ERR_WANT_READ;
     size_t n = avail < (size_t)sz ? avail : (size_t)sz;
+    if (t->rec_bound && (n = record_bound(t, n)) == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
     memcpy(buf, t->rx + t->rx_off, n);
     t->rx_off += n;
     return (int)n;
@@ -294,11 +360,17 @@ static uint8_t *rx_block(void)
     return b;
 }
 
+static void ktls_rx_start(struct tls *t);
+
 /* wolfSSL needs more ciphertext: keep one inner receive outstanding. */
 static void want_input(struct tls *t)
 {
     if (t->inner_recv || !t->inner)
         return;
+    if (t->ktls_rx_wait && t->rx_off == t->rx_len && t->rec_left == 0) {
+        ktls_rx_start(t); /* wolfSSL has read all it was sent in user space */
+        return;
+    }
     size_t have = t->rx_len - t->rx_off;
     bool big = t->rx != t->rx_idle;
     /* wolfSSL takes all it is given, so rx is empty here unless the ALPN scan waits for
@@ -327,8 +399,15 @@ static void want_input(struct tls *t)
         end(t, t->state == T_HANDSHAKE ? SOCKET_TLS_HANDSHAKE_FAILED : SOCKET_LOST);
         return;
     }
+    size_t room = t->rx_cap - t->rx_len;
+    if (t->ktls_rx_wait) { /* read up to the end of the record only */
+        size_t need = to_record_boundary(t);
+        if (need == 0)
+            return; /* wolfSSL reads what rx holds first */
+        room = need < room ? need : room;
+    }
     t->inner_recv = true;
-    ISocket_Recv(t->inner, t->rx + t->rx_len, t->rx_cap - t->rx_len, true);
+    ISocket_Recv(t->inner, t->rx + t->rx_len, room, true);
 }
 
 /* ---- the state machine ---------------------------------------------------------------------- */
@@ -379,6 +458,7 @@ static bool start_ssl(struct tls *t)
     }
     wolfSSL_SetIOReadCtx(t->ssl, t);
     wolfSSL_SetIOWriteCtx(t->ssl, t);
+    t->rec_bound = t->ctx->ktls; /* see struct tls */
     if (!t->server) {
         IPaddr peer;
         bool connected = t->inner && rs_stream_peer_ip(t->inner, &peer);
@@ -390,9 +470,16 @@ static bool start_ssl(struct tls *t)
     return true;
 }
 
-static void app_write(struct tls *t, const uint8_t *buf, size_t len)
+static void app_write(struct tls *t, const uint8_t *buf, size_t len, bool nocopy)
 {
-    if (len > 0) {
+    if (len > 0 && (t->ktls & KTLS_TX)) { /* plaintext: the kernel seals it */
+        tx_push(t);
+        if (nocopy)
+            ISocket_SendNoCopy(t->inner, buf, len);
+        else
+            ISocket_Send(t->inner, buf, len);
+        t->core.base.stats.bytesSent += len;
+    } else if (len > 0) {
         rs_blk_track(true); /* rs_tls_io_send finds wolfSSL's output buffer */
         int n = wolfSSL_write(t->ssl, buf, (int)len);
         rs_blk_track(false);
@@ -406,15 +493,185 @@ static void app_write(struct tls *t, const uint8_t *buf, size_t len)
     owe_send_result(t);
 }
 
-static void flush_pending(struct tls *t)
+/* The sends queued before the handshake ended (and the kernel took over sending) go out,
+ * then a Shutdown asked for meanwhile. */
+static void begin_close(struct tls *t);
+static void open_for_sends(struct tls *t)
 {
     while (t->pending && t->state == T_OPEN) {
         struct plain *p = t->pending;
         t->pending = p->next;
         if (!t->pending)
             t->pending_tail = NULL;
-        app_write(t, p->bytes, p->len);
+        app_write(t, p->bytes, p->len, false);
         free(p);
+    }
+    if (t->state == T_OPEN && t->core.shutdown_requested)
+        begin_close(t);
+}
+
+/* ---- kernel TLS ------------------------------------------------------------------------- */
+
+static void ktls_alert_sent(struct rs_op *op, int res, unsigned flags)
+{
+    (void)flags;
+    struct ktls_alert *a = rs_container_of(op, struct ktls_alert, op);
+    struct tls *t = a->t;
+    t->alert_out = NULL;
+    free(a);
+    if (res < 0)
+        LOG(t, "tls %p: close_notify not sent: %s", (void *)t, strerror(-res));
+    if (t->state == T_CLOSING && t->inner)
+        ISocket_Shutdown(t->inner);
+    rs_core_op_end(&t->core);
+}
+
+/* close_notify through the kernel, after every send before it (their results are in). */
+static void ktls_send_close_notify(struct tls *t)
+{
+    struct ktls_alert *a = calloc(1, sizeof(*a));
+    if (!a)
+        rs_fatal("TLS socket: out of memory");
+    a->op.complete = ktls_alert_sent;
+    a->t = t;
+    a->body[0] = 1; /* warning */
+    a->body[1] = 0; /* close_notify */
+    a->iov = (struct iovec){a->body, sizeof(a->body)};
+    a->msg = (struct msghdr){.msg_iov = &a->iov,
+                             .msg_iovlen = 1,
+                             .msg_control = a->cmsg.bytes,
+                             .msg_controllen = sizeof(a->cmsg.bytes)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&a->msg);
+    c->cmsg_level = SOL_TLS;
+    c->cmsg_type = TLS_SET_RECORD_TYPE;
+    c->cmsg_len = CMSG_LEN(sizeof(uint8_t));
+    *CMSG_DATA(c) = RS_TLS_ALERT;
+    t->ktls_close = false;
+    t->alert_out = a;
+    rs_core_op_begin(&t->core);
+    rs_io_sendmsg(t->core.base.mux->io, &a->op, rs_stream_fd(t->inner), &a->msg, 0);
+}
+
+/* The handshake is done and the context wants kernel TLS: attach the ULP. Sending moves to
+ * the kernel once wolfSSL's last records are out, receiving once wolfSSL has read up to a
+ * record boundary. Where the kernel refuses, the socket stays in user space, silently. */
+static void ktls_begin(struct tls *t)
+{
+    t->rec_bound = false;
+    if (!t->ctx->ktls || !t->inner || t->inner->ops != &rs_tcp_stream_ops)
+        return;
+    char why[160];
+    struct rs_ktls_keys probe;
+    if (!rs_ktls_keys(t->ssl, true, &probe, why, sizeof(why))) {
+        LOG(t, "tls %p: no kernel TLS: %s", (void *)t, why);
+        return;
+    }
+    memset(&probe, 0, sizeof(probe));
+    int err = rs_ktls_attach(rs_stream_fd(t->inner));
+    if (err) {
+        LOG(t, "tls %p: no kernel TLS: TCP_ULP tls: %s", (void *)t, strerror(err));
+        return;
+    }
+    t->ktls_tx_wait = true;
+    /* wolfSSL read the handshake record by record; an inner receive still outstanding
+     * would read on past the boundary (none is, after a handshake) */
+    t->ktls_rx_wait = !t->inner_recv;
+    t->rec_bound = t->ktls_rx_wait;
+}
+
+/* Sending moves to the kernel once the inner socket has sent all wolfSSL wrote. */
+static void ktls_tx_try(struct tls *t)
+{
+    if (!t->ktls_tx_wait || t->tx_len > 0 || t->state != T_OPEN)
+        return;
+    t->ktls_tx_wait = false;
+    char why[160];
+    if (rs_ktls_install(rs_stream_fd(t->inner), t->ssl, true, why, sizeof(why)) == 0) {
+        t->ktls |= KTLS_TX;
+        rs_stream_ktls_tx(t->inner);
+        LOG(t, "tls %p: kernel TLS sends", (void *)t);
+    } else {
+        LOG(t, "tls %p: sending stays in user space: %s", (void *)t, why);
+    }
+    open_for_sends(t);
+}
+
+static void ktls_record(void *arg, uint8_t type, const uint8_t *data, size_t len);
+
+/* Receiving moves to the kernel: wolfSSL has read every byte received, to a boundary. */
+static void ktls_rx_start(struct tls *t)
+{
+    t->ktls_rx_wait = t->rec_bound = false;
+    char why[160];
+    if (rs_ktls_install(rs_stream_fd(t->inner), t->ssl, false, why, sizeof(why)) != 0) {
+        LOG(t, "tls %p: receiving stays in user space: %s", (void *)t, why);
+        want_input(t);
+        return;
+    }
+    t->ktls |= KTLS_RX;
+    rs_stream_ktls_rx(t->inner, ktls_record, t);
+    t->rx_off = t->rx_len = 0;
+    rx_use(t, t->rx_idle, sizeof(t->rx_idle));
+    LOG(t, "tls %p: kernel TLS receives", (void *)t);
+}
+
+static void ktls_alert(struct tls *t, uint8_t level, uint8_t desc)
+{
+    if (desc == 0) {
+        LOG(t, "tls %p: close_notify from the peer", (void *)t);
+        end(t, SOCKET_SHUTDOWN_BY_PEER);
+    } else if (!(level == 1 && desc == 90)) { /* user_canceled: close_notify follows */
+        IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: alert %u (level %u) from the peer",
+                         (void *)t, desc, level);
+        end(t, SOCKET_LOST);
+    }
+}
+
+static void ktls_handshake_message(struct tls *t, uint8_t msg)
+{
+    if (msg == RS_TLS_NEW_SESSION_TICKET || msg == RS_TLS_HELLO_REQUEST)
+        return; /* no resumption, no renegotiation: both may be ignored */
+    if (msg == RS_TLS_KEY_UPDATE)
+        IInstanceLog_Log(t->core.base.log, LOG_TLS,
+                         "tls %p: the peer updated its keys (TLS 1.3 KeyUpdate), which kernel "
+                         "TLS cannot follow on this kernel: connection ended",
+                         (void *)t);
+    else
+        IInstanceLog_Log(t->core.base.log, LOG_TLS,
+                         "tls %p: unexpected handshake message %u after the handshake",
+                         (void *)t, msg);
+    end(t, SOCKET_LOST);
+}
+
+/* A record other than application data, opened by the kernel (in pieces when the receive
+ * buffer is small): alerts and post-handshake messages, parsed as they come. */
+static void ktls_record(void *arg, uint8_t type, const uint8_t *data, size_t len)
+{
+    struct tls *t = arg;
+    struct ktls_ctl *c = &t->ctl;
+    for (size_t i = 0; i < len && t->state == T_OPEN; i++) {
+        if (type != c->type)
+            *c = (struct ktls_ctl){.type = type};
+        if (c->skip > 0) {
+            size_t n = len - i < c->skip ? len - i : c->skip;
+            c->skip -= (uint32_t)n;
+            i += n - 1;
+            continue;
+        }
+        c->hdr[c->have++] = data[i];
+        if (type == RS_TLS_ALERT && c->have == 2) {
+            c->have = 0;
+            ktls_alert(t, c->hdr[0], c->hdr[1]);
+        } else if (type == RS_TLS_HANDSHAKE && c->have == 4) {
+            c->have = 0;
+            c->skip = (uint32_t)c->hdr[1] << 16 | (uint32_t)c->hdr[2] << 8 | c->hdr[3];
+            ktls_handshake_message(t, c->hdr[0]);
+        } else if (type != RS_TLS_ALERT && type != RS_TLS_HANDSHAKE) {
+            IInstanceLog_Log(t->core.base.log, LOG_TLS,
+                             "tls %p: unexpected record type %u after the handshake", (void *)t,
+                             type);
+            end(t, SOCKET_LOST);
+        }
     }
 }
 
@@ -422,12 +679,22 @@ static void begin_close(struct tls *t)
 {
     /* Queued sends are out (they went to the inner socket, which flushes on Shutdown). */
     t->state = T_CLOSING;
-    wolfSSL_shutdown(t->ssl); /* close_notify, through rs_tls_io_send */
+    t->ktls_rx_wait = t->rec_bound = false;
     /* What the peer still sends (a session ticket) is read and dropped: unread bytes at
      * the close would make the kernel reset the connection, and the peer lose the end
      * of our data. Nothing received is delivered after Shutdown: rx starts over. */
+    if ((t->ktls & KTLS_RX) && t->inner_recv)
+        ISocket_RecvCancel(t->inner); /* it was the application's buffer */
     t->rx_off = t->rx_len = 0;
     want_input(t);
+    if (t->ktls & KTLS_TX) {
+        if (t->tx_len == 0)
+            ktls_send_close_notify(t); /* then the inner Shutdown */
+        else
+            t->ktls_close = true;
+        return;
+    }
+    wolfSSL_shutdown(t->ssl); /* close_notify, through rs_tls_io_send */
     ISocket_Shutdown(t->inner);
 }
 
@@ -470,9 +737,11 @@ static void handshake_done(struct tls *t)
     rs_core_event(&t->core, t->upgrade  ? RS_EV_UPGRADED
                             : t->server ? RS_EV_ACCEPTED
                                         : RS_EV_CONNECTED);
-    flush_pending(t);
-    if (t->state == T_OPEN && t->core.shutdown_requested)
-        begin_close(t);
+    ktls_begin(t);
+    if (t->ktls_tx_wait)
+        ktls_tx_try(t); /* then open_for_sends */
+    else
+        open_for_sends(t);
 }
 
 static void serve_stash(struct tls *t)
@@ -500,6 +769,14 @@ static void read_app_data(struct tls *t)
             rs_core_event(&t->core, RS_EV_RECV_DONE);
             return;
         }
+        if ((t->ktls & KTLS_RX) && wolfSSL_pending(t->ssl) == 0) {
+            /* the kernel opens the records, straight into the application's buffer */
+            if (!t->inner_recv) {
+                t->inner_recv = true;
+                ISocket_Recv(t->inner, t->rbuf + t->rfill, t->rlen - t->rfill, t->rpartial);
+            }
+            return;
+        }
         int n = wolfSSL_read(t->ssl, t->rbuf + t->rfill, (int)(t->rlen - t->rfill));
         if (n > 0) {
             t->rfill += (size_t)n;
@@ -509,6 +786,8 @@ static void read_app_data(struct tls *t)
         int err = wolfSSL_get_error(t->ssl, n);
         if (err == WOLFSSL_ERROR_WANT_READ) {
             want_input(t);
+            if (t->ktls & KTLS_RX)
+                continue; /* the kernel took over receiving just now */
         } else if (err == WOLFSSL_ERROR_ZERO_RETURN) {
             LOG(t, "tls %p: close_notify from the peer", (void *)t);
             end(t, SOCKET_SHUTDOWN_BY_PEER);
@@ -642,6 +921,10 @@ static void inner_send_result(USocket *u, ISocket *inner)
         t->core.ready_results += e.app;
         rs_core_event(&t->core, RS_EV_SENDS);
     }
+    if (t->tx_len == 0 && t->ktls_tx_wait)
+        ktls_tx_try(t);
+    else if (t->tx_len == 0 && t->ktls_close && t->state == T_CLOSING)
+        ktls_send_close_notify(t);
 }
 
 static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
@@ -650,8 +933,17 @@ static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
     (void)buf;
     struct tls *t = of_inner(u);
     t->inner_recv = false;
-    t->rx_filled = t->rx_len + len == t->rx_cap;
-    t->rx_len += len;
+    if (t->ktls & KTLS_RX) {
+        if (t->state == T_CLOSING) { /* read and dropped, see begin_close */
+            want_input(t);
+            return;
+        }
+        t->rfill += len; /* plaintext, in the application's buffer */
+        t->core.base.stats.bytesReceived += len;
+    } else {
+        t->rx_filled = t->rx_len + len == t->rx_cap;
+        t->rx_len += len;
+    }
     drive(t);
 }
 
@@ -659,7 +951,16 @@ static void inner_recv_canceled(USocket *u, ISocket *inner, void *buf)
 {
     (void)inner;
     (void)buf;
-    of_inner(u)->inner_recv = false;
+    struct tls *t = of_inner(u);
+    t->inner_recv = false;
+    if (!(t->ktls & KTLS_RX))
+        return;
+    /* the application's Recv was canceled (or Shutdown came): its successor, or the
+     * reading that drops what comes after Shutdown, goes on */
+    if (t->state == T_CLOSING)
+        want_input(t);
+    else if (t->rbuf)
+        drive(t);
 }
 
 static void inner_shutdown(USocket *u, ISocket *inner, shutdownreason_t reason)
@@ -757,7 +1058,8 @@ static void tls_shutdown(ISocket *is)
     t->core.shutdown_requested = true;
     switch (t->state) {
     case T_OPEN:
-        begin_close(t);
+        if (!t->ktls_tx_wait) /* else once the kernel took over sending */
+            begin_close(t);
         break;
     case T_LISTENING:
         ISocket_Shutdown(t->inner);
@@ -777,15 +1079,14 @@ static void tls_shutdown(ISocket *is)
 
 static void tls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 {
-    (void)nocopy; /* encryption copies anyway */
     struct tls *t = T(is);
     if (t->state == T_LISTENING)
         rs_socket_misuse(is, "ISocket_Send on a listening socket");
     if (t->core.shutdown_requested || t->state == T_CLOSED || t->state == T_CLOSING)
         return;
     t->core.base.stats.sends++;
-    if (t->state == T_OPEN) {
-        app_write(t, buf, len);
+    if (t->state == T_OPEN && !t->ktls_tx_wait) {
+        app_write(t, buf, len, nocopy);
         return;
     }
     struct plain *p = malloc(sizeof(*p) + len);
@@ -823,6 +1124,8 @@ static void tls_recv_cancel(ISocket *is)
     struct tls *t = T(is);
     if (!t->rbuf || t->core.closed_delivered)
         return;
+    if ((t->ktls & KTLS_RX) && t->inner_recv)
+        ISocket_RecvCancel(t->inner); /* keeps what it read for the next Recv */
     if (t->rfill > 0) { /* decrypted already: the next Recv gets it first */
         size_t rest = t->stash_len - t->stash_off;
         uint8_t *b = malloc(t->rfill + rest);
@@ -891,6 +1194,11 @@ static const char *tls_alpn_protocol(ISocket *is)
     return t->alpn;
 }
 
+static unsigned tls_kernel_tls(ISocket *is)
+{
+    return T(is)->ktls;
+}
+
 static const struct rs_socket_ops tls_ops = {
     .name = "tls",
     .connect = tls_connect,
@@ -906,6 +1214,7 @@ static const struct rs_socket_ops tls_ops = {
     .destroy = tls_destroy,
     .peer_fingerprint = tls_peer_fingerprint,
     .alpn_protocol = tls_alpn_protocol,
+    .kernel_tls = tls_kernel_tls,
 };
 
 /* ---- the socket core's hooks -------------------------------------------------------------- */
