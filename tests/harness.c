@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -560,6 +561,19 @@ int h_raw_listen(const char *ip, uint16_t *port)
     *port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
                                           : ((struct sockaddr_in6 *)&ss)->sin6_port);
     return fd;
+}
+
+bool h_kernel_has_tls_ulp(void)
+{
+    uint16_t port = 0;
+    int l = h_raw_listen("127.0.0.1", &port);
+    int c = h_raw_connect("127.0.0.1", port);
+    int s = accept(l, NULL, NULL);
+    bool ok = setsockopt(c, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) == 0;
+    close(s);
+    close(c);
+    close(l);
+    return ok;
 }
 
 void h_raw_reset(int fd)

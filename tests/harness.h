@@ -147,6 +147,9 @@ void h_expect_abort(void (*scenario)(void), const char *needle);
 int h_raw_connect(const char *ip, uint16_t port); /* blocking connect, returns fd */
 int h_raw_listen(const char *ip, uint16_t *port); /* listening fd on an ephemeral port */
 void h_raw_reset(int fd);                         /* close with RST (SO_LINGER 0) */
+/* Whether this kernel takes TCP_ULP "tls" on a connected loopback pair, as ringsock does:
+ * kernel TLS tests expect offload where it does and the user-space fallback elsewhere. */
+bool h_kernel_has_tls_ulp(void);
 void h_raw_write_all(int fd, const void *buf, size_t len);
 size_t h_raw_read_n(int fd, void *buf, size_t len, unsigned timeout_ms);
 
