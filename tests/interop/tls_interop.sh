@@ -14,7 +14,7 @@
 #      a payload byte for byte; gnutls-cli too; ALPN by the server's preference; a client
 #      certificate required: present works, missing or untrusted fails the handshake (the
 #      client gets wolfSSL's alert) and the server serves the next client; the generated
-#      self-signed certificate.
+#      self-signed certificate; --ktls: the same echo, one "ktls ..." line per connection.
 #   2. ringsock-tls-client against s_server: SNI reaches the server (it switches
 #      certificates on it), ALPN as s_server chose it, verification fails for an untrusted
 #      certificate and for a wrong name (SOCKET_TLS_HANDSHAKE_FAILED, and s_server gets the
@@ -208,6 +208,25 @@ grep -q 'O *= *ringsock self-signed' selfsigned.info ||
 s_client_refused selfsigned-verify "$self_port" - -tls1_3 -verify_return_error
 gnutls_echo gnutls-insecure "$self_port" --insecure
 stop_server selfsigned "$self_pid"
+
+# --ktls: the echo is the same whatever the kernel takes (api.md: user space where it cannot),
+# and each connection reports once, after its handshake and before its first echo.
+step "ringsock-echo --tls --ktls"
+start_ringsock ktls "$ECHO" --tls --ktls --cert server.pem --port 0
+ktls_pid=$SERVER_PID ktls_port=$PORT
+s_client_echo ktls13 "$ktls_port" -tls1_3 "${VERIFY[@]}"
+s_client_echo ktls12 "$ktls_port" -tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256 "${VERIFY[@]}"
+s_client_echo ktls13-chacha "$ktls_port" -tls1_3 -ciphersuites TLS_CHACHA20_POLY1305_SHA256 \
+    "${VERIFY[@]}"
+ktls_lines=$(grep -c '^ktls' ktls.out || true)
+ktls_valid=$(grep -cE '^ktls (tx\+rx|tx|rx|none)$' ktls.out || true)
+[ "$ktls_lines:$ktls_valid" = 3:3 ] ||
+    fail "ktls: want one 'ktls tx+rx|tx|rx|none' line per connection (3): $(cat ktls.out)"
+echo "ktls: offloaded per connection: $(sed -n 's/^ktls //p' ktls.out | xargs)"
+stop_server ktls "$ktls_pid"
+rc=0
+"$ECHO" --ktls --port 0 > /dev/null 2> ktls-usage.err || rc=$?
+[ "$rc" -eq 2 ] || fail "ringsock-echo --ktls without --tls: exit status $rc, want 2 (usage)"
 
 # ==== 2. ringsock-tls-client against openssl s_server ====
 # run_client NAME WANT_STATUS ARGS...: ringsock-tls-client ARGS must exit with WANT_STATUS.
