@@ -15,9 +15,11 @@
  * certificate. --alpn sets the server's ALPN protocols, most preferred first.
  * --require-client-cert refuses clients without a certificate signed by a CA in CAFILE.
  * A failed handshake closes that connection only (the reason goes to stderr).
- * --ktls: kernel TLS offload (ISocketContext_EnableKernelTLS); each connection prints which
- * directions the kernel took once its handshake is done: "ktls tx+rx", "ktls tx", "ktls rx"
- * or "ktls none" (user space: no tls ULP, a cipher the kernel cannot take).
+ * --ktls: kernel TLS offload (ISocketContext_EnableKernelTLS); each connection that completed
+ * its handshake prints, when it closes, which directions the kernel took: "ktls tx+rx",
+ * "ktls tx", "ktls rx" or "ktls none" (user space: no tls ULP, a cipher the kernel cannot
+ * take). Not at the handshake's end: the keys go to the kernel a little later (sending once
+ * the last handshake records are out, receiving at a record boundary).
  *
  * --dtls: the UDP provider with a DTLS context (ISocketContext_EnableDTLS): every peer that
  * returns a cookie is accepted and gets its own socket; each message comes back as one
@@ -132,14 +134,6 @@ static void conn_accept_complete(USocket *u, ISocket *sock)
     }
     if (c->srv->srtp)
         print_srtp_keys(sock);
-    if (c->srv->ktls) {
-        unsigned k = ISocket_GetKernelTLS(sock);
-        printf("ktls %s\n", k == (KTLS_TX | KTLS_RX) ? "tx+rx"
-                            : k == KTLS_TX           ? "tx"
-                            : k == KTLS_RX           ? "rx"
-                                                     : "none");
-        fflush(stdout);
-    }
     ISocket_Recv(sock, c->buf, BUF_SIZE, true);
 }
 
@@ -149,6 +143,14 @@ static void conn_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
     if (reason == SOCKET_TLS_HANDSHAKE_FAILED)
         fprintf(stderr, "ringsock-echo: connection closed: %s\n",
                 SocketShutdownReasonToStr(reason));
+    if (c->srv->ktls && c->sock) { /* --ktls, the handshake done */
+        unsigned k = ISocket_GetKernelTLS(sock);
+        printf("ktls %s\n", k == (KTLS_TX | KTLS_RX) ? "tx+rx"
+                            : k == KTLS_TX           ? "tx"
+                            : k == KTLS_RX           ? "rx"
+                                                     : "none");
+        fflush(stdout);
+    }
     ISocket_Delete(sock);
     conn_unlink(c);
     struct server *s = c->srv;
