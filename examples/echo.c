@@ -2,10 +2,11 @@
  *
  *   ringsock-echo [--port P] [--addr A] [--v6]     TCP
  *   ringsock-echo --udp [--port P] [--addr A]       UDP: each datagram goes back to its sender
- *                 [--sockperf]                      (answering sockperf's client as its server does)
+ *                 [--sockperf]                      (answering sockperf's client as sockperf's
+ *                                                   server does)
  *   ringsock-echo --local PATH                      Unix stream socket (PATH or @name)
- *   ringsock-echo --tls [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE] [--port P] ...
- *                                                   TLS over TCP
+ *   ringsock-echo --tls [--ktls] [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE]
+ *                 [--port P] ...                    TLS over TCP
  *   ringsock-echo --dtls [--srtp] [--cert PEM] [--port P] [--addr A] [--v6]
  *                                                   DTLS 1.2 over UDP
  *
@@ -14,6 +15,11 @@
  * certificate. --alpn sets the server's ALPN protocols, most preferred first.
  * --require-client-cert refuses clients without a certificate signed by a CA in CAFILE.
  * A failed handshake closes that connection only (the reason goes to stderr).
+ * --ktls: kernel TLS offload (ISocketContext_EnableKernelTLS); each connection that completed
+ * its handshake prints, when it closes, which directions the kernel took: "ktls tx+rx",
+ * "ktls tx", "ktls rx" or "ktls none" (user space: no tls ULP, a cipher the kernel cannot
+ * take). Not at the handshake's end: the keys go to the kernel a little later (sending once
+ * the last handshake records are out, receiving at a record boundary).
  *
  * --dtls: the UDP provider with a DTLS context (ISocketContext_EnableDTLS): every peer that
  * returns a cookie is accepted and gets its own socket; each message comes back as one
@@ -51,6 +57,7 @@ struct server {
     ISocket *listener;
     struct conn *conns; /* every live connection, to close them on shutdown */
     bool srtp;          /* --dtls --srtp */
+    bool ktls;          /* --tls --ktls */
     bool stopping;
 };
 
@@ -136,6 +143,14 @@ static void conn_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
     if (reason == SOCKET_TLS_HANDSHAKE_FAILED)
         fprintf(stderr, "ringsock-echo: connection closed: %s\n",
                 SocketShutdownReasonToStr(reason));
+    if (c->srv->ktls && c->sock) { /* --ktls, the handshake done */
+        unsigned k = ISocket_GetKernelTLS(sock);
+        printf("ktls %s\n", k == (KTLS_TX | KTLS_RX) ? "tx+rx"
+                            : k == KTLS_TX           ? "tx"
+                            : k == KTLS_RX           ? "rx"
+                                                     : "none");
+        fflush(stdout);
+    }
     ISocket_Delete(sock);
     conn_unlink(c);
     struct server *s = c->srv;
@@ -338,7 +353,7 @@ static int usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--udp [--sockperf]] [--port P] [--addr A] [--v6] | --local PATH\n"
-            "       %s --tls [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE]\n"
+            "       %s --tls [--ktls] [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE]\n"
             "                [--port P] [--addr A] [--v6]\n"
             "       %s --dtls [--srtp] [--cert PEM] [--port P] [--addr A] [--v6]\n",
             argv0, argv0, argv0);
@@ -350,7 +365,7 @@ int main(int argc, char **argv)
     const char *addr = NULL, *local = NULL;
     const char *cert = NULL, *alpn = NULL, *client_ca = NULL;
     unsigned port = 0;
-    bool v6 = false, udp = false, tls = false, dtls = false, srtp = false;
+    bool v6 = false, udp = false, tls = false, dtls = false, srtp = false, ktls = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc)
             port = (unsigned)atoi(argv[++i]);
@@ -370,6 +385,8 @@ int main(int argc, char **argv)
             dtls = true;
         else if (!strcmp(argv[i], "--srtp"))
             srtp = true;
+        else if (!strcmp(argv[i], "--ktls"))
+            ktls = true;
         else if (!strcmp(argv[i], "--cert") && i + 1 < argc)
             cert = argv[++i];
         else if (!strcmp(argv[i], "--alpn") && i + 1 < argc)
@@ -380,6 +397,8 @@ int main(int argc, char **argv)
             return usage(argv[0]);
     }
     if (dtls ? tls || udp || local || sockperf_replies || alpn || client_ca : srtp)
+        return usage(argv[0]);
+    if (ktls && !tls)
         return usage(argv[0]);
     if (!dtls && (tls ? udp || local : cert || alpn || client_ca))
         return usage(argv[0]);
@@ -407,6 +426,9 @@ int main(int argc, char **argv)
     if (tls) {
         s.tls = CreateTLSSocketProvider(s.tcp);
         s.tls_ctx = ISocketProvider_CreateSocketContext(s.tls, s.log);
+        if (ktls) /* only then: RINGSOCK_KTLS=1 stays in force without it */
+            ISocketContext_EnableKernelTLS(s.tls_ctx, true);
+        s.ktls = ktls;
         size_t len;
         if (cert) {
             uint8_t *pem = read_file(cert, &len);

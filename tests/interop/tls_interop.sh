@@ -14,7 +14,8 @@
 #      a payload byte for byte; gnutls-cli too; ALPN by the server's preference; a client
 #      certificate required: present works, missing or untrusted fails the handshake (the
 #      client gets wolfSSL's alert) and the server serves the next client; the generated
-#      self-signed certificate.
+#      self-signed certificate; --ktls: the same echo, one "ktls ..." line per connection
+#      (both ways offloaded for AES-128-GCM where the kernel lists the tls ULP).
 #   2. ringsock-tls-client against s_server: SNI reaches the server (it switches
 #      certificates on it), ALPN as s_server chose it, verification fails for an untrusted
 #      certificate and for a wrong name (SOCKET_TLS_HANDSHAKE_FAILED, and s_server gets the
@@ -208,6 +209,34 @@ grep -q 'O *= *ringsock self-signed' selfsigned.info ||
 s_client_refused selfsigned-verify "$self_port" - -tls1_3 -verify_return_error
 gnutls_echo gnutls-insecure "$self_port" --insecure
 stop_server selfsigned "$self_pid"
+
+# --ktls: the echo is the same whatever the kernel takes (api.md: user space where it cannot),
+# and each connection says what the kernel took when it closes. Where the kernel lists the
+# tls ULP (its module loaded), the AES-128-GCM connections must have gone to it both ways;
+# elsewhere only the form is known (no ULP, or one the kernel would load for root alone).
+step "ringsock-echo --tls --ktls"
+start_ringsock ktls "$ECHO" --tls --ktls --cert server.pem --port 0
+ktls_pid=$SERVER_PID ktls_port=$PORT
+s_client_echo ktls13 "$ktls_port" -tls1_3 "${VERIFY[@]}"
+s_client_echo ktls12 "$ktls_port" -tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256 "${VERIFY[@]}"
+s_client_echo ktls13-chacha "$ktls_port" -tls1_3 -ciphersuites TLS_CHACHA20_POLY1305_SHA256 \
+    "${VERIFY[@]}"
+for ((i = 0; i < 40; i++)); do
+    [ "$(grep -c '^ktls' ktls.out || true)" -ge 3 ] && break
+    sleep 0.05
+done
+ktls_got=$(sed -n 's/^ktls //p' ktls.out | xargs)
+[[ $ktls_got =~ ^((tx\+rx|tx|rx|none)( |$)){3}$ ]] ||
+    fail "ktls: want one 'ktls tx+rx|tx|rx|none' line per connection (3): $(cat ktls.out)"
+if grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp 2> /dev/null; then
+    [[ $ktls_got == "tx+rx tx+rx "* ]] ||
+        fail "ktls: the kernel has the tls ULP, yet AES-128-GCM (TLS 1.3, 1.2) went: $ktls_got"
+fi
+echo "ktls: what the kernel took, per connection (TLS 1.3, 1.2, ChaCha20): $ktls_got"
+stop_server ktls "$ktls_pid"
+rc=0
+"$ECHO" --ktls --port 0 > /dev/null 2> ktls-usage.err || rc=$?
+[ "$rc" -eq 2 ] || fail "ringsock-echo --ktls without --tls: exit status $rc, want 2 (usage)"
 
 # ==== 2. ringsock-tls-client against openssl s_server ====
 # run_client NAME WANT_STATUS ARGS...: ringsock-tls-client ARGS must exit with WANT_STATUS.
