@@ -428,6 +428,7 @@ Test(ktls, shutdown_sends_close_notify_the_peer_reads)
 Test(ktls, key_update_from_the_peer)
 {
     struct h_sock *l = h_sock_new(&env);
+    IInstanceLog_SetLogFlags(env.log, LOG_TLS); /* the reason is logged under LOG_TLS */
     struct peer p = {.total = 10000, .after = AFTER_KEY_UPDATE};
     struct h_sock *c = openssl_client_echo(&p, l);
     peer_join(&p);
