@@ -512,8 +512,12 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
     } else if (res == -EINTR || res == -EAGAIN) {
         recv_start(s);
     } else {
-        LOG(s, "%s %p: receive failed: %s", NAME(s), (void *)s, strerror(-res));
-        end(s, reason_for_io_error(-res));
+        if (s->ktls && (res == -EBADMSG || res == -EMSGSIZE || res == -EINVAL))
+            s->ktls->fn(s->ktls->arg, 0, NULL, (size_t)-res);
+        if (s->state != ST_CLOSED && !s->core.deleted) {
+            LOG(s, "%s %p: receive failed: %s", NAME(s), (void *)s, strerror(-res));
+            end(s, reason_for_io_error(-res));
+        }
     }
     rs_core_op_end(&s->core);
 }

@@ -44,7 +44,9 @@ void rs_stream_set_qos(ISocket *s, qostraffictype_t type);
 void rs_stream_ktls_tx(ISocket *s);
 /* Receives carry plaintext the kernel opened; a record that is not application data
  * (an alert, a post-handshake message) goes to fn, from the loop, instead of the
- * caller's buffer, and the receive goes on. fn may delete the socket. */
+ * caller's buffer, and the receive goes on. A record the kernel refused to open comes as
+ * type 0, data NULL and len the errno (EBADMSG: it does not authenticate; EMSGSIZE,
+ * EINVAL: malformed); then the socket ends as lost. fn may delete the socket. */
 typedef void (*rs_stream_record_fn)(void *arg, uint8_t type, const uint8_t *data, size_t len);
 void rs_stream_ktls_rx(ISocket *s, rs_stream_record_fn fn, void *arg);
 

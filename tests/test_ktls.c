@@ -14,6 +14,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -117,6 +119,8 @@ enum after {
     AFTER_WAIT_CLOSE_NOTIFY, /* read until ringsock's close_notify */
     AFTER_CLOSE_NOTIFY,      /* send close_notify, then read until EOF */
     AFTER_KEY_UPDATE,        /* KeyUpdate, then one more echo */
+    AFTER_ALERT,             /* a fatal handshake_failure alert, sealed with its own keys */
+    AFTER_GARBAGE,           /* an application data record that does not authenticate */
 };
 
 struct peer {
@@ -134,6 +138,7 @@ struct peer {
     bool key_update_echoed;
     char err[256];
     char cipher[64];
+    uint8_t secret[32]; /* client: CLIENT_TRAFFIC_SECRET_0 (TLS 1.3, SHA-256 suites) */
     pthread_t thread;
 };
 
@@ -256,6 +261,82 @@ static bool serve_echo(struct peer *p, SSL *ssl, int fd)
     return false;
 }
 
+static void keylog(const SSL *ssl, const char *line)
+{
+    struct peer *p = SSL_get_app_data(ssl);
+    const char *tag = "CLIENT_TRAFFIC_SECRET_0 ";
+    if (strncmp(line, tag, strlen(tag)) != 0)
+        return;
+    const char *hex = strchr(line + strlen(tag), ' ') + 1;
+    for (size_t i = 0; i < sizeof(p->secret); i++)
+        sscanf(hex + 2 * i, "%2hhx", &p->secret[i]);
+}
+
+/* RFC 8446 7.1 HKDF-Expand-Label(secret, label, "", len) with SHA-256. (These run in the
+ * peer's thread: failures are returned, not asserted.) */
+static bool expand_label(const uint8_t secret[32], const char *label, uint8_t *out, size_t len)
+{
+    uint8_t info[64];
+    size_t n = 0;
+    info[n++] = 0;
+    info[n++] = (uint8_t)len;
+    info[n++] = (uint8_t)(6 + strlen(label));
+    memcpy(info + n, "tls13 ", 6);
+    n += 6;
+    memcpy(info + n, label, strlen(label));
+    n += strlen(label);
+    info[n++] = 0;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    bool ok = c && EVP_PKEY_derive_init(c) > 0 &&
+              EVP_PKEY_CTX_set_hkdf_mode(c, EVP_PKEY_HKDEF_MODE_EXPAND_ONLY) > 0 &&
+              EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0 &&
+              EVP_PKEY_CTX_set1_hkdf_key(c, secret, 32) > 0 &&
+              EVP_PKEY_CTX_add1_hkdf_info(c, info, (int)n) > 0 && EVP_PKEY_derive(c, out, &len) > 0;
+    EVP_PKEY_CTX_free(c);
+    return ok;
+}
+
+/* Writes, beside OpenSSL, the client's record number seq of TLS 1.3 AES-128-GCM: a fatal
+ * handshake_failure alert, or (garbage) the same with a tag that cannot match. */
+static bool write_sealed_alert(struct peer *p, int fd, uint64_t seq, bool garbage)
+{
+    uint8_t key[16], iv[12];
+    if (!expand_label(p->secret, "key", key, sizeof(key)) ||
+        !expand_label(p->secret, "iv", iv, sizeof(iv)))
+        return peer_fail(p, "HKDF-Expand-Label", NULL, 0);
+    for (int i = 0; i < 8; i++)
+        iv[4 + i] ^= (uint8_t)(seq >> (56 - 8 * i));
+    const uint8_t inner[3] = {2, 40, 21}; /* level fatal, handshake_failure; type alert */
+    uint8_t rec[5 + sizeof(inner) + 16] = {23, 3, 3, 0, sizeof(inner) + 16};
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n, m;
+    bool ok = c && EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, key, iv) > 0 &&
+              EVP_EncryptUpdate(c, NULL, &n, rec, 5) > 0 &&
+              EVP_EncryptUpdate(c, rec + 5, &n, inner, sizeof(inner)) > 0 &&
+              EVP_EncryptFinal_ex(c, rec + 5 + n, &m) > 0 &&
+              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, rec + 5 + sizeof(inner)) > 0;
+    EVP_CIPHER_CTX_free(c);
+    if (!ok)
+        return peer_fail(p, "AES-128-GCM", NULL, 0);
+    if (garbage)
+        rec[sizeof(rec) - 1] ^= 1;
+    return write(fd, rec, sizeof(rec)) == (ssize_t)sizeof(rec) || peer_fail(p, "write", NULL, 0);
+}
+
+/* After a record written beside OpenSSL: no more TLS, reads until ringsock closes. */
+static void drain_raw(int fd)
+{
+    shutdown(fd, SHUT_WR);
+    uint8_t b[4096];
+    for (int i = 0; i < 200; i++) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        poll(&pf, 1, 100);
+        ssize_t n = read(fd, b, sizeof(b));
+        if (n == 0 || (n < 0 && errno != EAGAIN))
+            return;
+    }
+}
+
 static void *peer_main(void *arg)
 {
     struct peer *p = arg;
@@ -281,7 +362,9 @@ static void *peer_main(void *arg)
         BIO_free(kb);
     }
     int fd = p->server ? accept(p->lfd, NULL, NULL) : h_raw_connect("127.0.0.1", p->port);
+    SSL_CTX_set_keylog_callback(x, keylog);
     SSL *ssl = SSL_new(x);
+    SSL_set_app_data(ssl, p);
     SSL_set_fd(ssl, fd);
     int r = p->server ? SSL_accept(ssl) : SSL_connect(ssl);
     if (r != 1) {
@@ -314,6 +397,12 @@ static void *peer_main(void *arg)
         SSL_key_update(ssl, SSL_KEY_UPDATE_NOT_REQUESTED);
         p->key_update_echoed = echo_through(p, ssl, fd, 1000, 2);
         p->ok = true;
+        break;
+    case AFTER_ALERT:
+    case AFTER_GARBAGE:
+        /* echo_through sent total < 16 KiB in one SSL_write: one record, number 0 */
+        p->ok = write_sealed_alert(p, fd, 1, p->after == AFTER_GARBAGE);
+        drain_raw(fd);
         break;
     }
 out:
@@ -444,6 +533,38 @@ Test(ktls, key_update_from_the_peer)
     }
     h_delete_accepted(l);
     h_sock_free(l);
+}
+
+/* A record the peer seals beside OpenSSL (TLS 1.3 AES-128-GCM): a fatal alert ends the
+ * connection as lost, with the alert logged; a record that does not authenticate
+ * (EBADMSG from the kernel, a MAC failure in user space) ends it as lost too. */
+static void sealed_record_case(enum after after, const char *kernel_says, const char *user_says)
+{
+    IInstanceLog_SetLogFlags(env.log, LOG_TLS);
+    struct h_sock *l = h_sock_new(&env);
+    struct peer p = {.suite = "TLS_AES_128_GCM_SHA256", .total = 1000, .after = after};
+    struct h_sock *c = openssl_client_echo(&p, l);
+    atomic_store(&p.go, true);
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 10000), "%s\n%s", h_dump(c), h_logs(&env));
+    cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_LOST, "%s\n%s", h_dump(c), h_logs(&env));
+    const char *says = expected & KTLS_RX ? kernel_says : user_says;
+    if (says)
+        cr_assert(h_log_contains(&env, says), "no \"%s\" in\n%s", says, h_logs(&env));
+    h_delete_accepted(l);
+    peer_join(&p);
+    cr_assert(p.ok, "%s", p.err);
+    h_sock_free(l);
+}
+
+Test(ktls, fatal_alert_from_the_peer_ends_the_connection_as_lost)
+{
+    sealed_record_case(AFTER_ALERT, "alert 40 (level 2) from the peer", "received alert fatal");
+}
+
+Test(ktls, record_that_does_not_authenticate_ends_the_connection_as_lost)
+{
+    sealed_record_case(AFTER_GARBAGE, "the kernel refused a record: Bad message",
+                       "Authentication check fail");
 }
 
 /* ---- ringsock client, OpenSSL server ------------------------------------------------------ */

@@ -70,8 +70,9 @@ struct tls {
      * pooled block of RS_BLK_RX (several records per receive) while data streams in. */
     uint8_t *rx;
     size_t rx_off, rx_len, rx_cap;
-    bool rx_filled;  /* the last inner receive filled rx: more is waiting */
-    bool inner_recv; /* an inner Recv into rx is outstanding */
+    bool rx_filled;    /* the last inner receive filled rx: more is waiting */
+    bool inner_recv;   /* an inner Recv into rx is outstanding */
+    bool inner_cancel; /* kernel RX: we canceled the inner Recv (else it ends: no retry) */
     uint8_t rx_idle[RS_TLS_RX_IDLE];
 
     uint8_t *rbuf; /* the application's receive */
@@ -638,8 +639,8 @@ static void ktls_handshake_message(struct tls *t, uint8_t msg)
                          (void *)t);
     else
         IInstanceLog_Log(t->core.base.log, LOG_TLS,
-                         "tls %p: unexpected handshake message %u after the handshake",
-                         (void *)t, msg);
+                         "tls %p: unexpected handshake message %u after the handshake", (void *)t,
+                         msg);
     end(t, SOCKET_LOST);
 }
 
@@ -649,6 +650,13 @@ static void ktls_record(void *arg, uint8_t type, const uint8_t *data, size_t len
 {
     struct tls *t = arg;
     struct ktls_ctl *c = &t->ctl;
+    if (!data) { /* as wolfSSL would fail the read in user space */
+        IInstanceLog_Log(t->core.base.log, LOG_TLS,
+                         "tls %p: read failed: the kernel refused a record: %s", (void *)t,
+                         strerror((int)len));
+        end(t, SOCKET_LOST);
+        return;
+    }
     for (size_t i = 0; i < len && t->state == T_OPEN; i++) {
         if (type != c->type)
             *c = (struct ktls_ctl){.type = type};
@@ -675,6 +683,12 @@ static void ktls_record(void *arg, uint8_t type, const uint8_t *data, size_t len
     }
 }
 
+static void inner_recv_cancel(struct tls *t)
+{
+    t->inner_cancel = true;
+    ISocket_RecvCancel(t->inner);
+}
+
 static void begin_close(struct tls *t)
 {
     /* Queued sends are out (they went to the inner socket, which flushes on Shutdown). */
@@ -684,7 +698,7 @@ static void begin_close(struct tls *t)
      * the close would make the kernel reset the connection, and the peer lose the end
      * of our data. Nothing received is delivered after Shutdown: rx starts over. */
     if ((t->ktls & KTLS_RX) && t->inner_recv)
-        ISocket_RecvCancel(t->inner); /* it was the application's buffer */
+        inner_recv_cancel(t); /* it was the application's buffer */
     t->rx_off = t->rx_len = 0;
     want_input(t);
     if (t->ktls & KTLS_TX) {
@@ -953,8 +967,10 @@ static void inner_recv_canceled(USocket *u, ISocket *inner, void *buf)
     (void)buf;
     struct tls *t = of_inner(u);
     t->inner_recv = false;
-    if (!(t->ktls & KTLS_RX))
-        return;
+    bool asked = t->inner_cancel;
+    t->inner_cancel = false;
+    if (!(t->ktls & KTLS_RX) || !asked)
+        return; /* the inner socket is ending: its SocketShutdown follows */
     /* the application's Recv was canceled (or Shutdown came): its successor, or the
      * reading that drops what comes after Shutdown, goes on */
     if (t->state == T_CLOSING)
@@ -1125,8 +1141,8 @@ static void tls_recv_cancel(ISocket *is)
     if (!t->rbuf || t->core.closed_delivered)
         return;
     if ((t->ktls & KTLS_RX) && t->inner_recv)
-        ISocket_RecvCancel(t->inner); /* keeps what it read for the next Recv */
-    if (t->rfill > 0) { /* decrypted already: the next Recv gets it first */
+        inner_recv_cancel(t); /* the inner socket keeps what it read for the next Recv */
+    if (t->rfill > 0) {       /* decrypted already: the next Recv gets it first */
         size_t rest = t->stash_len - t->stash_off;
         uint8_t *b = malloc(t->rfill + rest);
         if (!b)
