@@ -1642,6 +1642,10 @@ Test(tls, starttls_upgrade_both_sides_exact_bytes)
     cr_assert_arr_eq(st.cli->data, b, n);
     cr_assert(h_wait_count(&env, st.cli, H_SEND_RESULT, n / 10000, 2000));
     cr_assert(h_wait_count(&env, st.srv, H_SEND_RESULT, n / 10000, 2000));
+    /* test_tls_ktls: an upgraded TCP socket is offloaded like a connected one */
+    unsigned offload = getenv("RINGSOCK_KTLS") && h_kernel_has_tls_ulp() ? KTLS_TX | KTLS_RX : 0;
+    cr_assert_eq(ISocket_GetKernelTLS(st.srv->sock), offload);
+    cr_assert_eq(ISocket_GetKernelTLS(st.cli->sock), offload);
 
     CALL(ISocket_Shutdown(st.srv->sock));
     cr_assert(h_wait_count(&env, st.srv, H_SHUTDOWN, 1, 3000), "%s", h_dump(st.srv));

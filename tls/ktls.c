@@ -120,6 +120,6 @@ int rs_ktls_install(int fd, WOLFSSL *ssl, bool tx, char *why, size_t whylen)
         int one = 1;
         setsockopt(fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one));
     }
-    memset(&keys, 0, sizeof(keys));
+    explicit_bzero(&keys, sizeof(keys));
     return err;
 }

@@ -567,7 +567,7 @@ static void ktls_begin(struct tls *t)
         LOG(t, "tls %p: no kernel TLS: %s", (void *)t, why);
         return;
     }
-    memset(&probe, 0, sizeof(probe));
+    explicit_bzero(&probe, sizeof(probe));
     int err = rs_ktls_attach(rs_stream_fd(t->inner));
     if (err) {
         LOG(t, "tls %p: no kernel TLS: TCP_ULP tls: %s", (void *)t, strerror(err));

@@ -146,11 +146,11 @@ const char *ISocket_GetSRTPProfile(ISocket *socket);
 bool ISocket_ExportKeyingMaterial(ISocket *socket, const char *label, const uint8_t *context,
                                   size_t contextLen, uint8_t *out, size_t len);
 
-/* Kernel TLS offload (api.md). With it on, a TLS socket whose handshake settled on a cipher
- * the kernel can take would hand its record keys to the kernel (TCP_ULP "tls") and move
- * plaintext. This build does not offload yet: the switch is accepted (and
- * RINGSOCK_KTLS=1 turns it on for every context) but every socket stays in user space, as
- * api.md prescribes where the kernel cannot offload, and ISocket_GetKernelTLS says 0. */
+/* Kernel TLS offload (api.md). With it on, a TLS socket on TCP whose handshake settled on
+ * TLS 1.2/1.3 AES-GCM-128/256 or ChaCha20-Poly1305 hands its record keys to the kernel
+ * (TCP_ULP "tls", TLS_TX / TLS_RX) and then moves plaintext; where the kernel cannot (no
+ * tls ULP, another cipher, a setsockopt refused) it stays in user space, silently, with
+ * the same semantics. Default off; RINGSOCK_KTLS=1 turns it on for every context. */
 void ISocketContext_EnableKernelTLS(ISocketContext *ctx, bool enable);
 enum { KTLS_TX = 1, KTLS_RX = 2 };
 /* KTLS_TX|KTLS_RX in effect; 0 before the handshake, without offload, other socket types. */
