@@ -5,6 +5,7 @@
 #include "baseline.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -22,11 +23,46 @@ void die(const char *what)
     exit(1);
 }
 
-bool baseline_valid_port(const char *port)
+static bool valid_port(const char *port) // "0".."65535"
 {
     char *end;
     long n = strtol(port, &end, 10);
     return end != port && !*end && n >= 0 && n <= 65535;
+}
+
+void baseline_option(int opt, struct baseline_args *args, void (*usage)(FILE *))
+{
+    switch (opt) {
+    case 'p':
+        args->port = optarg;
+        break;
+    case 'a':
+        args->addr = optarg;
+        break;
+    case 'h':
+        usage(stdout);
+        exit(0);
+    default:
+        usage(stderr);
+        exit(2);
+    }
+}
+
+void baseline_check_args(int argc, struct baseline_args *args, const char *default_port,
+                         void (*usage)(FILE *))
+{
+    if (!args->addr)
+        args->addr = "127.0.0.1";
+    if (!args->port)
+        args->port = default_port;
+    if (optind != argc || !args->port) {
+        usage(stderr);
+        exit(2);
+    }
+    if (!valid_port(args->port)) {
+        fprintf(stderr, "%s: bad port '%s'\n", baseline_name, args->port);
+        exit(2);
+    }
 }
 
 int baseline_listen(const char *addr, const char *port)
@@ -65,6 +101,12 @@ int baseline_bound_port(int fd)
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void baseline_announce(int fd)
+{
+    printf("listening on %d\n", baseline_bound_port(fd));
+    fflush(stdout);
 }
 
 int baseline_signalfd(void)

@@ -247,44 +247,17 @@ static bool accept_ready(int lfd)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"port", required_argument, NULL, 'p'},
-        {"addr", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
-    const char *addr = "127.0.0.1";
-    const char *port = NULL;
+    static const struct option opts[] = {BASELINE_LONG_OPTIONS, {0}};
+    struct baseline_args args = {0};
     int opt;
     baseline_name = "epoll-echo";
 
-    while ((opt = getopt_long(argc, argv, "p:a:h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'p':
-            port = optarg;
-            break;
-        case 'a':
-            addr = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!port || optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (!baseline_valid_port(port)) {
-        fprintf(stderr, "epoll-echo: bad port '%s'\n", port);
-        return 2;
-    }
+    while ((opt = getopt_long(argc, argv, BASELINE_SHORT_OPTIONS, opts, NULL)) != -1)
+        baseline_option(opt, &args, usage);
+    baseline_check_args(argc, &args, NULL, usage);
 
     int sfd = baseline_signalfd();
-    int lfd = baseline_listen(addr, port);
+    int lfd = baseline_listen(args.addr, args.port);
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
@@ -295,8 +268,7 @@ int main(int argc, char **argv)
     if (listener_resume(lfd) < 0)
         die("epoll_ctl(listener)");
 
-    printf("listening on %d\n", baseline_bound_port(lfd));
-    fflush(stdout);
+    baseline_announce(lfd);
 
     struct epoll_event events[MAX_EVENTS];
     int64_t resume_at = -1; // when a paused listener goes back into the set

@@ -278,44 +278,29 @@ static void setup_ctx(const char *cert, bool keep_buffers)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"port", required_argument, NULL, 'p'}, {"addr", required_argument, NULL, 'a'},
-        {"cert", required_argument, NULL, 'c'}, {"keep-buffers", no_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},       {0},
+        BASELINE_LONG_OPTIONS,
+        {"cert", required_argument, NULL, 'c'},
+        {"keep-buffers", no_argument, NULL, 'k'},
+        {0},
     };
-    const char *addr = "127.0.0.1", *port = "0", *cert = NULL;
+    struct baseline_args args = {0};
+    const char *cert = NULL;
     bool keep_buffers = false;
     int opt;
     baseline_name = "openssl-tls-echo";
-    while ((opt = getopt_long(argc, argv, "p:a:c:kh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'p':
-            port = optarg;
-            break;
-        case 'a':
-            addr = optarg;
-            break;
-        case 'c':
+    while ((opt = getopt_long(argc, argv, BASELINE_SHORT_OPTIONS "c:k", opts, NULL)) != -1) {
+        if (opt == 'c')
             cert = optarg;
-            break;
-        case 'k':
+        else if (opt == 'k')
             keep_buffers = true;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
+        else
+            baseline_option(opt, &args, usage);
     }
-    if (optind != argc || !baseline_valid_port(port)) {
-        usage(stderr);
-        return 2;
-    }
+    baseline_check_args(argc, &args, "0", usage);
 
     int sfd = baseline_signalfd();
     setup_ctx(cert, keep_buffers);
-    int lfd = baseline_listen(addr, port);
+    int lfd = baseline_listen(args.addr, args.port);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("epoll_create1");
@@ -325,8 +310,7 @@ int main(int argc, char **argv)
     ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = &listen_tag};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) < 0)
         die("epoll_ctl(listener)");
-    printf("listening on %d\n", baseline_bound_port(lfd));
-    fflush(stdout);
+    baseline_announce(lfd);
 
     struct epoll_event events[MAX_EVENTS];
     bool running = true;

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Back-pressure check for a TLS echo server: a client that does not read.
+"""Back-pressure check for a TLS (--tcp: plain TCP) echo server: a client that does not read.
 
-    tls_backpressure.py PORT SERVER_PID [MEGABYTES]
+    tls_backpressure.py [--tcp] PORT SERVER_PID [MEGABYTES]
 
-Connects with TLS to 127.0.0.1:PORT and sends MEGABYTES (default 50) of random bytes without
-reading anything back, until the server stops taking them (no progress for 2 s). The server
-must have stopped reading (the client got stuck before the end) and its RSS (VmRSS of
-SERVER_PID) must not have grown by more than 8 MiB. Then the client reads: everything must
-come back, byte for byte, while it sends the rest. Prints what it saw; exits 1 on a failure.
+Connects with TLS (--tcp: without) to 127.0.0.1:PORT and sends MEGABYTES (default 50) of
+random bytes without reading anything back, until the server stops taking them (no progress
+for 2 s). The server must have stopped reading (the client got stuck before the end) and its
+RSS (VmRSS of SERVER_PID) must not have grown by more than 8 MiB. Then the client reads:
+everything must come back, byte for byte, while it sends the rest. Prints what it saw; exits 1
+on a failure.
 """
 import os
 import selectors
@@ -36,13 +37,19 @@ def fail(msg):
 
 
 def main():
-    port, pid = int(sys.argv[1]), int(sys.argv[2])
-    total = int(sys.argv[3] if len(sys.argv) > 3 else 50) << 20
+    args = sys.argv[1:]
+    plain = args[:1] == ["--tcp"]
+    if plain:
+        args = args[1:]
+    port, pid = int(args[0]), int(args[1])
+    total = int(args[2] if len(args) > 2 else 50) << 20
     data = os.urandom(total)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+    tls = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if not plain:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        tls = ctx.wrap_socket(tls)
     tls.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(tls, selectors.EVENT_WRITE)
