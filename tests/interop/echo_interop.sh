@@ -137,8 +137,10 @@ for args in "--threads 1" "--threads 2" "--threads 2 --epoll" "--threads 2 --dep
     got=$(cat "$tmp/corrupt.lerr")
     bytes=$(sed -n 's/^ringsock-load: echo mismatch: conn [0-3] msg 15 byte 40: sent 0x\(..\), got 0x\(..\)$/\1 \2/p' <<< "$got")
     # shellcheck disable=SC2086 # bytes: two words
-    [ "$(wc -l <<< "$got")" = 1 ] && [ -n "$bytes" ] && (($(printf '0x%s ^ 0x%s' $bytes) == 255)) ||
+    if ! { [ "$(wc -l <<< "$got")" = 1 ] && [ -n "$bytes" ] &&
+        (($(printf '0x%s ^ 0x%s' $bytes) == 255)); }; then
         fail "corrupt $args: $got"
+    fi
     echo "corrupt $args: $got"
 done
 kill "$corrupt_pid"
