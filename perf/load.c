@@ -22,10 +22,16 @@
 // flight carrying every message the window allows. TLS (OpenSSL, non-blocking), UDP
 // (sendmmsg/recvmmsg) and --epoll use edge-triggered epoll (load_epoll.c).
 //
+// --threads N: N load threads, each with its own share of the connections, its own event
+// loop (ring or epoll), clock, counters and latency histogram; thread 0 is the main thread,
+// which also prints the progress line. The figures are merged at the end: rates summed, the
+// histograms added, so the percentiles are over every sample. Connecting (and the TLS
+// handshakes) happens in the main thread before the threads start.
+//
 // The client must not be what is measured: it reports its own CPU use (all threads, from
-// CLOCK_PROCESS_CPUTIME_ID) and warns when it used more than 90% of a core. --server-pid
-// adds the server's CPU time and minor page faults per message from /proc/PID/stat over the
-// measured interval.
+// CLOCK_PROCESS_CPUTIME_ID), per second and per message, and warns when a load thread used
+// more than 90% of a core. --server-pid adds the server's CPU time and minor page faults per
+// message from /proc/PID/stat over the measured interval.
 
 #include "load.h"
 
@@ -36,6 +42,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,13 +72,14 @@ struct config cfg = {
     .warmup = 1,
     .timeout_ms = 50,
     .verify = true,
+    .threads = 1,
 };
 
 unsigned char *pattern;
-bool measuring;
-uint64_t msgs_done;
-uint64_t udp_lost, udp_late;
-void (*rate_resume)(struct conn *c);
+_Thread_local bool measuring;
+_Thread_local uint64_t msgs_done;
+_Thread_local uint64_t udp_lost, udp_late;
+_Thread_local void (*rate_resume)(struct conn *c);
 
 static const char *const mode_names[] = {"pingpong", "pipelined", "bulk", "churn", "idle"};
 
@@ -78,7 +87,28 @@ struct hist {
     uint64_t n[NBUCKETS];
     uint64_t count;
 };
-static struct hist hist_all, hist_sec; // the measured interval; the current second
+// The thread's measured interval; its current second.
+static _Thread_local struct hist hist_all, hist_sec;
+
+// The progress line's second: each thread adds its samples once a second, thread 0 prints
+// and empties it.
+static struct {
+    pthread_mutex_t lock;
+    struct hist sec;
+} progress = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+// One load thread: its share of the connections and, once it has finished, its figures.
+struct worker {
+    pthread_t thread;
+    unsigned index;
+    int cpu; // pinned to this CPU, or -1
+    struct conn *conns;
+    unsigned n;
+    struct hist hist;  // its measured interval's samples
+    uint64_t msgs;     // messages completed in it
+    double wall, busy; // its length and the thread's CPU share in it
+    uint64_t udp_lost, udp_late;
+};
 
 // --server-pid: the server's /proc/PID/stat figures.
 struct srv_stat {
@@ -86,20 +116,32 @@ struct srv_stat {
     long minflt;
 };
 
-// The run's clock, set by start_clock().
-static struct {
+// Each thread's clock, set by start_clock(). Thread 0's also holds the process's CPU time and
+// the server's figures at the start of its measured interval.
+static _Thread_local struct {
+    bool leader; // thread 0: the progress line, the process-wide figures
+    struct conn *conns;
+    unsigned n;
     uint64_t start, measure_at, stop_at, next_report;
-    uint64_t msgs_at_start, msgs_at_report;
-    double cpu_at_start, cpu_at_report;
+    uint64_t msgs_at_start;
+    double cpu_at_start, cpu_at_report, thread_cpu_at_start;
     struct srv_stat srv_at_start;
     uint64_t idle_first; // --mode idle: connections that have had their echo
     bool idle_ready;
 } clk;
 
-// --rate: a token bucket holding at most 10 ms worth (epoll waits in whole milliseconds), and the
-// connections waiting for tokens (each at most once).
+// --mode idle: the threads whose connections have all had their echo, and the end of the
+// hold once all have (thread 0 sets it; UINT64_MAX until then).
 static struct {
-    double tokens, burst;
+    unsigned ready;
+    uint64_t stop_at;
+} idle_sync = {0, UINT64_MAX};
+
+// --rate, per thread (each gets an equal share of R): a token bucket holding at most 10 ms
+// worth (epoll waits in whole milliseconds), and the connections waiting for tokens (each at
+// most once).
+static _Thread_local struct {
+    double per_sec, tokens, burst;
     uint64_t last;
     struct conn **q;
     unsigned head, len;
@@ -108,15 +150,21 @@ static struct {
 // --server-pid
 static long srv_rss_before_kb, srv_rss_after_kb;
 
+// The first thread to fail ends the process; another one failing meanwhile waits here.
+static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void die(const char *what)
 {
-    fprintf(stderr, "ringsock-load: %s: %s\n", what, strerror(errno));
+    int err = errno;
+    pthread_mutex_lock(&exit_lock);
+    fprintf(stderr, "ringsock-load: %s: %s\n", what, strerror(err));
     exit(1);
 }
 
 void fail(const char *fmt, ...)
 {
     va_list ap;
+    pthread_mutex_lock(&exit_lock);
     va_start(ap, fmt);
     fputs("ringsock-load: ", stderr);
     vfprintf(stderr, fmt, ap);
@@ -132,11 +180,17 @@ uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static double cpu_seconds(void)
+static double clock_seconds(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+// Every thread's CPU time, alive or gone.
+static double cpu_seconds(void)
+{
+    return clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 static uint64_t mix64(uint64_t x)
@@ -191,6 +245,15 @@ static double hist_quantile_us(const struct hist *h, double q)
     return 0;
 }
 
+static void hist_add(struct hist *to, const struct hist *from)
+{
+    if (!from->count)
+        return;
+    for (unsigned b = 0; b < NBUCKETS; b++)
+        to->n[b] += from->n[b];
+    to->count += from->count;
+}
+
 void record_rtt(uint64_t ns)
 {
     unsigned b = hist_bucket(ns);
@@ -212,7 +275,7 @@ bool rate_take(struct conn *c)
     }
     if (!c->rate_waiting) {
         c->rate_waiting = true;
-        rate.q[(rate.head + rate.len++) % cfg.conns] = c;
+        rate.q[(rate.head + rate.len++) % clk.n] = c;
     }
     return false;
 }
@@ -446,64 +509,83 @@ static long server_rss_kb(void)
 
 // ---- the clock: warmup, measuring, progress, --rate ----
 
-static void start_clock(uint64_t t)
+static void start_clock(struct worker *w, uint64_t t)
 {
+    clk.leader = w->index == 0;
+    clk.conns = w->conns;
+    clk.n = w->n;
     clk.start = t;
     clk.next_report = t + 1000000000u;
-    clk.cpu_at_report = cpu_seconds();
+    if (clk.leader)
+        clk.cpu_at_report = cpu_seconds();
     if (cfg.mode == MODE_IDLE) {
         measuring = true; // the first echoes' latency
         clk.measure_at = t;
         clk.stop_at = UINT64_MAX; // set once every connection has had its echo
+        clk.thread_cpu_at_start = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
     } else {
         clk.measure_at = t + (uint64_t)(cfg.warmup * 1e9);
         clk.stop_at = clk.measure_at + (uint64_t)(cfg.seconds * 1e9);
     }
+    rate.per_sec = cfg.rate / cfg.threads;
+    rate.burst = rate.per_sec / 100 > 1 ? rate.per_sec / 100 : 1;
     rate.last = t;
     rate.tokens = 1;
+    if (cfg.rate > 0 && !(rate.q = calloc(w->n, sizeof(*rate.q))))
+        die("calloc");
 }
 
-static void begin_measuring(struct conn *conns, uint64_t t)
+static void begin_measuring(uint64_t t)
 {
     measuring = true;
     clk.measure_at = t;
     clk.stop_at = t + (uint64_t)(cfg.seconds * 1e9);
     clk.msgs_at_start = msgs_done;
-    clk.cpu_at_start = cpu_seconds();
-    if (cfg.server_pid)
-        clk.srv_at_start = server_stat();
-    for (unsigned i = 0; i < cfg.conns; i++)
-        conns[i].recv_mark = conns[i].recv_idx;
+    clk.thread_cpu_at_start = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
+    if (clk.leader) {
+        clk.cpu_at_start = cpu_seconds();
+        if (cfg.server_pid)
+            clk.srv_at_start = server_stat();
+    }
+    for (unsigned i = 0; i < clk.n; i++)
+        clk.conns[i].recv_mark = clk.conns[i].recv_idx;
 }
 
+// Every thread adds its second's samples; thread 0 prints them all.
 static void report_second(uint64_t t)
 {
-    double wall = (double)(t - clk.next_report + 1000000000u) / 1e9;
-    double cpu = cpu_seconds();
-    double share = (cpu - clk.cpu_at_report) / wall;
-    double rate_now = (double)(msgs_done - clk.msgs_at_report) / wall;
-    if (!cfg.quiet) {
-        fprintf(stderr,
-                "ringsock-load: %5.1fs %-9s %s=%.0f MB/s=%.2f p50_us=%.1f p99_us=%.1f "
-                "client_cpu=%.0f%%%s\n",
-                (double)(t - clk.start) / 1e9,
-                cfg.mode == MODE_IDLE ? (clk.idle_ready ? "idle" : "opening")
-                : measuring           ? "measuring"
-                                      : "warmup",
-                cfg.mode == MODE_CHURN ? "conns/s" : "msgs/s", rate_now,
-                rate_now * (double)cfg.size / 1e6, hist_quantile_us(&hist_sec, 0.5),
-                hist_quantile_us(&hist_sec, 0.99), 100 * share,
-                share > SATURATED ? " (saturated)" : "");
+    pthread_mutex_lock(&progress.lock);
+    hist_add(&progress.sec, &hist_sec);
+    if (clk.leader) {
+        double wall = (double)(t - clk.next_report + 1000000000u) / 1e9;
+        double cpu = cpu_seconds();
+        double share = (cpu - clk.cpu_at_report) / wall;
+        // A sample is a completed message.
+        double rate_now = (double)progress.sec.count / wall;
+        if (!cfg.quiet) {
+            fprintf(stderr,
+                    "ringsock-load: %5.1fs %-9s %s=%.0f MB/s=%.2f p50_us=%.1f p99_us=%.1f "
+                    "client_cpu=%.0f%%%s\n",
+                    (double)(t - clk.start) / 1e9,
+                    cfg.mode == MODE_IDLE ? (clk.idle_ready ? "idle" : "opening")
+                    : measuring           ? "measuring"
+                                          : "warmup",
+                    cfg.mode == MODE_CHURN ? "conns/s" : "msgs/s", rate_now,
+                    rate_now * (double)cfg.size / 1e6, hist_quantile_us(&progress.sec, 0.5),
+                    hist_quantile_us(&progress.sec, 0.99), 100 * share,
+                    share > SATURATED * cfg.threads ? " (saturated)" : "");
+        }
+        memset(&progress.sec, 0, sizeof(progress.sec));
+        clk.cpu_at_report = cpu;
     }
+    pthread_mutex_unlock(&progress.lock);
     memset(&hist_sec, 0, sizeof(hist_sec));
-    clk.msgs_at_report = msgs_done;
-    clk.cpu_at_report = cpu;
     clk.next_report = t + 1000000000u;
 }
 
 static void rate_refill(uint64_t t)
 {
-    rate.tokens += (double)(t - rate.last) * cfg.rate / 1e9;
+    rate.tokens += (double)(t - rate.last) * rate.per_sec / 1e9;
     rate.last = t;
     if (rate.tokens > rate.burst)
         rate.tokens = rate.burst;
@@ -511,19 +593,23 @@ static void rate_refill(uint64_t t)
     unsigned n = rate.len;
     while (n-- > 0 && rate.tokens >= 1) {
         struct conn *c = rate.q[rate.head];
-        rate.head = (rate.head + 1) % cfg.conns;
+        rate.head = (rate.head + 1) % clk.n;
         rate.len--;
         c->rate_waiting = false;
         rate_resume(c);
     }
 }
 
-bool tick(struct conn *conns, uint64_t t)
+// --mode idle: once every thread's connections have had their echo, thread 0 takes the
+// server's RSS, prints "ready" and sets the end of the hold for all.
+static void idle_tick(uint64_t t)
 {
-    if (cfg.rate > 0)
-        rate_refill(t);
-    if (cfg.mode == MODE_IDLE && !clk.idle_ready && clk.idle_first == cfg.conns) {
+    if (clk.idle_first == clk.n && !clk.idle_ready) {
         clk.idle_ready = true;
+        __atomic_add_fetch(&idle_sync.ready, 1, __ATOMIC_RELEASE);
+    }
+    if (clk.leader && clk.idle_ready && clk.stop_at == UINT64_MAX &&
+        __atomic_load_n(&idle_sync.ready, __ATOMIC_ACQUIRE) == cfg.threads) {
         uint64_t took = t - clk.start;
         if (cfg.server_pid) {
             usleep(200000); // let the server finish what the last echoes started
@@ -531,12 +617,22 @@ bool tick(struct conn *conns, uint64_t t)
         }
         printf("ready: %u connections open and idle after %.2f s\n", cfg.conns, (double)took / 1e9);
         fflush(stdout);
-        clk.stop_at = now_ns() + (uint64_t)(cfg.seconds * 1e9);
+        __atomic_store_n(&idle_sync.stop_at, now_ns() + (uint64_t)(cfg.seconds * 1e9),
+                         __ATOMIC_RELEASE);
     }
+    clk.stop_at = __atomic_load_n(&idle_sync.stop_at, __ATOMIC_ACQUIRE);
+}
+
+bool tick(uint64_t t)
+{
+    if (cfg.rate > 0)
+        rate_refill(t);
+    if (cfg.mode == MODE_IDLE)
+        idle_tick(t);
     if (t >= clk.next_report)
         report_second(t);
     if (!measuring && t >= clk.measure_at)
-        begin_measuring(conns, t);
+        begin_measuring(t);
     return t < clk.stop_at;
 }
 
@@ -547,11 +643,15 @@ uint64_t tick_wait_ns(uint64_t t)
         next = clk.measure_at;
     if (clk.stop_at < next)
         next = clk.stop_at;
+    // --mode idle: the other threads' progress comes with no event here; look every 10 ms.
+    if (cfg.mode == MODE_IDLE && cfg.threads > 1 && clk.stop_at == UINT64_MAX &&
+        t + 10000000u < next)
+        next = t + 10000000u;
     if (cfg.rate > 0 && rate.len > 0) {
         // Waking for every token costs more than the sends (a timer each time), so wait
         // for a millisecond's worth.
-        double want = cfg.rate / 1000 > 1 ? cfg.rate / 1000 : 1;
-        uint64_t refill = t + (uint64_t)((want - rate.tokens) / cfg.rate * 1e9) + 1;
+        double want = rate.per_sec / 1000 > 1 ? rate.per_sec / 1000 : 1;
+        uint64_t refill = t + (uint64_t)((want - rate.tokens) / rate.per_sec * 1e9) + 1;
         if (refill < next)
             next = refill;
     }
@@ -567,7 +667,7 @@ static void usage(FILE *f)
         "usage: ringsock-load [--mode pingpong|pipelined|bulk|churn|idle] --port P [--host H]\n"
         "                     [--conns N] [--size BYTES] [--depth D] [--seconds S] [--warmup S]\n"
         "                     [--rate R] [--server-pid PID] [--no-verify] [--epoll] [--quiet]\n"
-        "                     [--json]\n"
+        "                     [--threads N] [--json]\n"
         "       ringsock-load ... --target HOST:PORT | --target [V6]:PORT\n"
         "       ringsock-load ... --local PATH|@NAME     (Unix stream socket)\n"
         "       ringsock-load ... --udp [--timeout MS]   (connected UDP sockets)\n"
@@ -575,6 +675,9 @@ static void usage(FILE *f)
         "defaults: --mode pingpong --conns 1 --size 64 --depth 1 --seconds 5 --warmup 1\n"
         "  pipelined: --depth 16; bulk: --size 65536 --depth 16; idle: --seconds 1 (the hold)\n"
         "--rate R: at most R messages (churn: connections) per second in all\n"
+        "--threads N: N load threads (default 1), the connections split evenly between them;\n"
+        "             with at least N CPUs in its affinity mask (taskset -c LIST), thread i\n"
+        "             runs on the i-th of them\n"
         "--server-pid PID: the server's CPU and minor page faults per message from /proc/PID/stat\n"
         "                  over the measured interval; idle mode: its VmRSS growth per connection\n"
         "--epoll: TCP/local through epoll instead of io_uring\n"
@@ -650,6 +753,7 @@ static void parse_args(int argc, char **argv)
         {"timeout", required_argument, NULL, 'T'},
         {"tls", no_argument, NULL, 'S'},
         {"tls12", no_argument, NULL, '2'},
+        {"threads", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -729,6 +833,9 @@ static void parse_args(int argc, char **argv)
         case '2':
             cfg.tls = 12;
             break;
+        case 'N':
+            cfg.threads = (unsigned)parse_num("threads", optarg, 1, 1024);
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -745,6 +852,8 @@ static void parse_args(int argc, char **argv)
         bad_combination("--udp goes with neither --local nor --tls");
     if (cfg.tls && !have_tls)
         bad_combination("built without TLS (OpenSSL was not found)");
+    if (cfg.threads > cfg.conns)
+        bad_combination("--threads N needs at least N --conns");
 
     if (!have_mode)
         cfg.mode = cfg.depth > 1 ? MODE_PIPELINED : MODE_PINGPONG;
@@ -783,20 +892,37 @@ static void parse_args(int argc, char **argv)
 
 // ---- the summary ----
 
-static void print_summary(double wall, double cpu, struct srv_stat srv)
+// The run's figures, merged over the threads.
+struct totals {
+    struct hist hist;
+    double msgs;    // completed in the threads' measured intervals
+    double rate;    // msgs/s: the threads' rates summed (0 in idle mode)
+    double wall;    // thread 0's measured interval, the base of client_cpu (0 in idle mode)
+    double cpu;     // the process's CPU seconds in it (idle: from before the connects)
+    double busiest; // the highest CPU share of one load thread
+    uint64_t udp_lost, udp_late;
+    // --server-pid: over the same interval (idle: from before the connects); ticks -1 without
+    double srv_span;
+    struct srv_stat srv;
+};
+
+static void print_summary(const struct totals *r)
 {
-    double msgs = (double)(msgs_done - clk.msgs_at_start);
-    double rate_v = wall > 0 ? msgs / wall : 0;
+    double msgs = r->msgs, wall = r->wall, rate_v = r->rate;
     double mbps = rate_v * (double)cfg.size / 1e6;
-    double p50 = hist_quantile_us(&hist_all, 0.5), p99 = hist_quantile_us(&hist_all, 0.99);
-    double p999 = hist_quantile_us(&hist_all, 0.999);
-    double client_cpu = wall > 0 ? cpu / wall : 0;
+    double p50 = hist_quantile_us(&r->hist, 0.5), p99 = hist_quantile_us(&r->hist, 0.99);
+    double p999 = hist_quantile_us(&r->hist, 0.999);
+    double client_cpu = wall > 0 ? r->cpu / wall : 0;
+    double client_us = msgs > 0 ? r->cpu * 1e6 / msgs : 0;
+    // One thread: the process (as before there were threads); more: the busiest thread.
+    double load_cpu = cfg.threads == 1 ? client_cpu : r->busiest;
     double hz = (double)sysconf(_SC_CLK_TCK);
     double srv_cpu = -1, srv_us = -1, srv_flt = -1;
-    if (cfg.server_pid && srv.ticks >= 0 && clk.srv_at_start.ticks >= 0 && wall > 0) {
-        srv_cpu = (double)(srv.ticks - clk.srv_at_start.ticks) / hz / wall;
-        srv_us = msgs > 0 ? srv_cpu * wall * 1e6 / msgs : 0;
-        srv_flt = msgs > 0 ? (double)(srv.minflt - clk.srv_at_start.minflt) / msgs : 0;
+    if (r->srv.ticks >= 0 && r->srv_span > 0) {
+        double srv_s = (double)r->srv.ticks / hz;
+        srv_cpu = srv_s / r->srv_span;
+        srv_us = msgs > 0 ? srv_s * 1e6 / msgs : 0;
+        srv_flt = msgs > 0 ? (double)r->srv.minflt / msgs : 0;
     }
     const char *proto = cfg.udp ? "udp" : cfg.tls ? "tls" : cfg.local ? "local" : "tcp";
     const char *io = cfg.udp || cfg.tls || cfg.epoll ? "epoll" : "io_uring";
@@ -804,12 +930,13 @@ static void print_summary(double wall, double cpu, struct srv_stat srv)
         printf("{\"msgs/s\": %.1f, \"MB/s\": %.3f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
                "\"p999_us\": %.1f, \"conns\": %u, \"size\": %zu, \"depth\": %u, "
                "\"client_cpu\": %.3f, \"client_saturated\": %s, \"seconds\": %.3f, "
-               "\"msgs\": %.0f, \"mode\": \"%s\", \"proto\": \"%s\", \"io\": \"%s\"",
+               "\"msgs\": %.0f, \"mode\": \"%s\", \"proto\": \"%s\", \"io\": \"%s\", "
+               "\"threads\": %u, \"client_us_per_msg\": %.3f, \"client_thread_cpu_max\": %.3f",
                rate_v, mbps, p50, p99, p999, cfg.conns, cfg.size, cfg.depth, client_cpu,
-               client_cpu > SATURATED ? "true" : "false", wall, msgs, mode_names[cfg.mode], proto,
-               io);
+               load_cpu > SATURATED ? "true" : "false", wall, msgs, mode_names[cfg.mode], proto, io,
+               cfg.threads, client_us, r->busiest);
         if (cfg.udp)
-            printf(", \"lost\": %" PRIu64, udp_lost);
+            printf(", \"lost\": %" PRIu64, r->udp_lost);
         if (srv_cpu >= 0)
             printf(", \"server_cpu\": %.3f, \"server_us_per_msg\": %.3f, "
                    "\"server_minflt_per_msg\": %.4f",
@@ -821,12 +948,15 @@ static void print_summary(double wall, double cpu, struct srv_stat srv)
                    (double)(srv_rss_after_kb - srv_rss_before_kb) * 1024 / cfg.conns);
         printf("}\n");
     } else {
+        // The fields added later go before "lost", which scripts expect last without
+        // --server-pid.
         printf("msgs/s=%.1f MB/s=%.3f p50_us=%.1f p99_us=%.1f p999_us=%.1f conns=%u size=%zu "
-               "depth=%u client_cpu=%.3f mode=%s proto=%s io=%s",
+               "depth=%u client_cpu=%.3f mode=%s proto=%s io=%s threads=%u "
+               "client_us_per_msg=%.3f client_thread_cpu_max=%.3f",
                rate_v, mbps, p50, p99, p999, cfg.conns, cfg.size, cfg.depth, client_cpu,
-               mode_names[cfg.mode], proto, io);
+               mode_names[cfg.mode], proto, io, cfg.threads, client_us, r->busiest);
         if (cfg.udp)
-            printf(" lost=%" PRIu64, udp_lost);
+            printf(" lost=%" PRIu64, r->udp_lost);
         if (srv_cpu >= 0)
             printf(" server_cpu=%.3f server_us_per_msg=%.3f server_minflt_per_msg=%.4f", srv_cpu,
                    srv_us, srv_flt);
@@ -837,11 +967,76 @@ static void print_summary(double wall, double cpu, struct srv_stat srv)
         putchar('\n');
     }
     fflush(stdout);
-    if (client_cpu > SATURATED)
+    if (load_cpu > SATURATED)
         fprintf(stderr,
-                "ringsock-load: warning: load generator saturated (%.0f%% of its core): the "
-                "figures may measure the client rather than the server\n",
-                100 * client_cpu);
+                "ringsock-load: warning: %s saturated (%.0f%% of its core): the figures may "
+                "measure the client rather than the server\n",
+                cfg.threads == 1 ? "load generator" : "a load thread", 100 * load_cpu);
+}
+
+// ---- the load threads ----
+
+static uint64_t run_start; // the threads' common start: after the connects
+
+// Pins thread i to the i-th CPU of the affinity mask the process started with, when it
+// has one for each thread (taskset -c LIST); else the scheduler places them.
+static void plan_cpus(struct worker *w)
+{
+    cpu_set_t set;
+    for (unsigned i = 0; i < cfg.threads; i++)
+        w[i].cpu = -1;
+    if (cfg.threads == 1 || sched_getaffinity(0, sizeof(set), &set) != 0)
+        return;
+    if ((unsigned)CPU_COUNT(&set) < cfg.threads) {
+        fprintf(stderr, "ringsock-load: warning: %u load threads share %d CPUs\n", cfg.threads,
+                CPU_COUNT(&set));
+        return;
+    }
+    unsigned i = 0;
+    for (int c = 0; c < CPU_SETSIZE && i < cfg.threads; c++)
+        if (CPU_ISSET(c, &set))
+            w[i++].cpu = c;
+}
+
+static void *run_worker(void *arg)
+{
+    struct worker *w = arg;
+    if (w->cpu >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(w->cpu, &one);
+        int rc = pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+        if (rc) {
+            errno = rc;
+            die("pthread_setaffinity_np");
+        }
+    }
+    start_clock(w, run_start);
+    if (cfg.warmup == 0 && cfg.mode != MODE_IDLE)
+        begin_measuring(run_start);
+
+    bool uring = !(cfg.udp || cfg.tls || cfg.epoll);
+    if (uring && !uring_run(w->conns, w->n)) {
+        if (cfg.mode == MODE_CHURN)
+            fail("--mode churn needs io_uring");
+        if (w->index == 0)
+            fprintf(stderr, "ringsock-load: io_uring unavailable, using epoll\n");
+        uring = false;
+    }
+    if (!uring)
+        epoll_run(w->conns, w->n);
+
+    uint64_t t = now_ns();
+    w->wall = (double)(t - clk.measure_at) / 1e9;
+    w->busy = w->wall > 0
+                  ? (clock_seconds(CLOCK_THREAD_CPUTIME_ID) - clk.thread_cpu_at_start) / w->wall
+                  : 0;
+    w->msgs = msgs_done - clk.msgs_at_start;
+    w->hist = hist_all;
+    w->udp_lost = udp_lost;
+    w->udp_late = udp_late;
+    free(rate.q);
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -860,10 +1055,10 @@ int main(int argc, char **argv)
 
     struct conn *conns = calloc(cfg.conns, sizeof(*conns));
     uint64_t *ts = calloc((size_t)cfg.conns * cfg.depth, sizeof(*ts));
-    rate.q = calloc(cfg.conns, sizeof(*rate.q));
-    if (!conns || !ts || !rate.q)
+    struct worker *workers = calloc(cfg.threads, sizeof(*workers));
+    struct totals *r = calloc(1, sizeof(*r));
+    if (!conns || !ts || !workers || !r)
         die("calloc");
-    rate.burst = cfg.rate / 100 > 1 ? cfg.rate / 100 : 1;
     for (unsigned i = 0; i < cfg.conns; i++) {
         conns[i].id = i;
         conns[i].fd = -1;
@@ -874,40 +1069,72 @@ int main(int argc, char **argv)
         if (srv_rss_before_kb < 0 || server_stat().ticks < 0)
             fail("--server-pid %d: cannot read /proc/%d", cfg.server_pid, cfg.server_pid);
     }
+    // Idle mode's CPU per message (per connection) covers the connects.
+    uint64_t t_open = now_ns();
+    double cpu_open = cpu_seconds();
+    struct srv_stat srv_open = cfg.server_pid ? server_stat() : (struct srv_stat){-1, -1};
 
     if (cfg.mode != MODE_CHURN) {
         connect_all(conns);
         if (cfg.tls)
             tls_connect_all(conns);
     }
-    uint64_t t0 = now_ns();
-    start_clock(t0);
-    if (cfg.warmup == 0 && cfg.mode != MODE_IDLE)
-        begin_measuring(conns, t0);
 
-    bool uring = !(cfg.udp || cfg.tls || cfg.epoll);
-    if (uring && !uring_run(conns)) {
-        if (cfg.mode == MODE_CHURN)
-            fail("--mode churn needs io_uring");
-        fprintf(stderr, "ringsock-load: io_uring unavailable, using epoll\n");
-        uring = false;
+    plan_cpus(workers);
+    for (unsigned i = 0; i < cfg.threads; i++) {
+        unsigned from = (unsigned)((uint64_t)cfg.conns * i / cfg.threads);
+        unsigned to = (unsigned)((uint64_t)cfg.conns * (i + 1) / cfg.threads);
+        workers[i].index = i;
+        workers[i].conns = conns + from;
+        workers[i].n = to - from;
     }
-    if (!uring)
-        epoll_run(conns);
+    run_start = now_ns();
+    for (unsigned i = 1; i < cfg.threads; i++) {
+        int rc = pthread_create(&workers[i].thread, NULL, run_worker, &workers[i]);
+        if (rc) {
+            errno = rc;
+            die("pthread_create");
+        }
+    }
+    run_worker(&workers[0]); // thread 0: clk is its clock from here on
+    for (unsigned i = 1; i < cfg.threads; i++)
+        pthread_join(workers[i].thread, NULL);
 
     uint64_t t = now_ns();
-    double cpu = cpu_seconds() - clk.cpu_at_start;
     struct srv_stat srv = cfg.server_pid ? server_stat() : (struct srv_stat){-1, -1};
-    double wall = (double)(t - clk.measure_at) / 1e9;
-    if (cfg.mode == MODE_IDLE)
-        wall = 0; // no rate to speak of: the summary carries the latency and the memory
-    print_summary(wall, cpu, srv);
+    for (unsigned i = 0; i < cfg.threads; i++) {
+        struct worker *w = &workers[i];
+        hist_add(&r->hist, &w->hist);
+        r->msgs += (double)w->msgs;
+        if (w->wall > 0)
+            r->rate += (double)w->msgs / w->wall;
+        if (w->busy > r->busiest)
+            r->busiest = w->busy;
+        r->udp_lost += w->udp_lost;
+        r->udp_late += w->udp_late;
+    }
+    struct srv_stat srv0 = clk.srv_at_start;
+    if (cfg.mode == MODE_IDLE) {
+        // No rate to speak of: the summary carries the latency, the memory and the CPU per
+        // connection.
+        r->rate = r->wall = r->busiest = 0;
+        r->cpu = cpu_seconds() - cpu_open;
+        r->srv_span = (double)(t - t_open) / 1e9;
+        srv0 = srv_open;
+    } else {
+        r->wall = r->srv_span = (double)(t - clk.measure_at) / 1e9;
+        r->cpu = cpu_seconds() - clk.cpu_at_start;
+    }
+    r->srv = (struct srv_stat){-1, -1};
+    if (srv.ticks >= 0 && srv0.ticks >= 0)
+        r->srv = (struct srv_stat){srv.ticks - srv0.ticks, srv.minflt - srv0.minflt};
+    print_summary(r);
 
-    if (udp_late)
+    if (r->udp_late)
         fprintf(stderr,
                 "ringsock-load: %" PRIu64 " echoes came after their datagram was counted lost, "
                 "or twice\n",
-                udp_late);
+                r->udp_late);
     // A server that stops serving some connections (say, out of fds) would otherwise go
     // unnoticed behind the ones still running.
     unsigned stalled = 0;
@@ -917,7 +1144,7 @@ int main(int argc, char **argv)
     if (stalled)
         fprintf(stderr, "ringsock-load: warning: %u of %u connections completed no message\n",
                 stalled, cfg.conns);
-    if (msgs_done == clk.msgs_at_start && cfg.mode != MODE_IDLE) {
+    if (r->msgs == 0 && cfg.mode != MODE_IDLE) {
         fprintf(stderr, "ringsock-load: no message completed in the measured interval\n");
         return 1;
     }
@@ -928,7 +1155,8 @@ int main(int argc, char **argv)
             close(conns[i].fd);
         free(conns[i].iov); // io_uring's send vector
     }
-    free(rate.q);
+    free(r);
+    free(workers);
     free(ts);
     free(conns);
     free(pattern);

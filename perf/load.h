@@ -72,13 +72,15 @@ struct config {
     double warmup;
     double rate; // messages (churn: connections) per second in all, 0 = unlimited
     int server_pid;
+    unsigned threads; // load threads, each with its share of the connections
 };
 
 extern struct config cfg;
 extern unsigned char *pattern;
-extern bool measuring;
-extern uint64_t msgs_done;
-extern uint64_t udp_lost, udp_late;
+// Each load thread's own: its clock, counters and latency samples (merged at the end).
+extern _Thread_local bool measuring;
+extern _Thread_local uint64_t msgs_done;
+extern _Thread_local uint64_t udp_lost, udp_late;
 
 void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void die(const char *what) __attribute__((noreturn));
@@ -102,18 +104,19 @@ void local_connect(struct conn *c);
 bool inet_connect(struct conn *c, const struct addrinfo *ai);
 void connect_all(struct conn *conns);
 
-// The front end's clock: call after each wait with the current time. Switches from warmup
-// to measuring, prints the progress line, feeds the rate limiter. Returns false when the
-// run is over.
-bool tick(struct conn *conns, uint64_t t);
+// The front end's clock, one per load thread: call after each wait with the current time.
+// Switches from warmup to measuring, prints the progress line, feeds the rate limiter.
+// Returns false when the run is over.
+bool tick(uint64_t t);
 // Nanoseconds until tick() has something to do.
 uint64_t tick_wait_ns(uint64_t t);
 // The back end's way of sending for conns the rate limiter lets go.
-extern void (*rate_resume)(struct conn *c);
+extern _Thread_local void (*rate_resume)(struct conn *c);
 
-// Back ends. uring_run returns false when io_uring cannot be used (then epoll runs).
-bool uring_run(struct conn *conns);
-void epoll_run(struct conn *conns);
+// Back ends: run the calling thread's n connections. uring_run returns false when io_uring
+// cannot be used (then epoll runs).
+bool uring_run(struct conn *conns, unsigned n);
+void epoll_run(struct conn *conns, unsigned n);
 void tls_connect_all(struct conn *conns);
 void tls_close_all(struct conn *conns);
 extern const bool have_tls;

@@ -46,7 +46,7 @@
 #define SP_CLIENT    1 // sockperf flags: sent by a client,
 #define SP_PONG      2 // ... and wants an answer
 
-static unsigned char rbuf[READ_BUF_SIZE];
+static _Thread_local unsigned char rbuf[READ_BUF_SIZE]; // each load thread's own
 
 static void tls_send(struct conn *c);
 static void tls_recv(struct conn *c);
@@ -276,9 +276,9 @@ void tls_close_all(struct conn *conns)
 
 // ---- --udp: flows of connected UDP sockets ----
 
-static struct mmsghdr umsg[UDP_BATCH];
-static struct iovec uiov[UDP_BATCH][2];
-static unsigned char *urbuf; // UDP_BATCH receive buffers of cfg.size bytes
+static _Thread_local struct mmsghdr umsg[UDP_BATCH];
+static _Thread_local struct iovec uiov[UDP_BATCH][2];
+static _Thread_local unsigned char *urbuf; // UDP_BATCH receive buffers of cfg.size bytes
 
 static void put_be(unsigned char *p, uint64_t v, unsigned bytes)
 {
@@ -435,10 +435,10 @@ static void udp_event(struct conn *c, uint32_t events)
 }
 
 // Counts datagrams unanswered for --timeout as lost and sends new ones in their slots.
-static void udp_expire(struct conn *conns, uint64_t t)
+static void udp_expire(struct conn *conns, unsigned n_conns, uint64_t t)
 {
     uint64_t limit = (uint64_t)(cfg.timeout_ms * 1e6);
-    for (unsigned i = 0; i < cfg.conns; i++) {
+    for (unsigned i = 0; i < n_conns; i++) {
         struct conn *c = &conns[i];
         unsigned before = c->npend;
         for (unsigned k = 0; k < cfg.depth; k++) {
@@ -463,12 +463,12 @@ static void udp_resume(struct conn *c)
     udp_flush(c);
 }
 
-void epoll_run(struct conn *conns)
+void epoll_run(struct conn *conns, unsigned n_conns)
 {
     int epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("epoll_create1");
-    for (unsigned i = 0; i < cfg.conns; i++) {
+    for (unsigned i = 0; i < n_conns; i++) {
         // Edge-triggered: the loop reads to a short read and writes until blocked, so it
         // never needs to re-arm or modify the registration.
         struct epoll_event ev = {
@@ -482,14 +482,14 @@ void epoll_run(struct conn *conns)
     unsigned char *uhdr = NULL;
     uint32_t *upend = NULL;
     if (cfg.udp) {
-        size_t slots = (size_t)cfg.conns * cfg.depth;
+        size_t slots = (size_t)n_conns * cfg.depth;
         useq = calloc(slots, sizeof(*useq));
         uhdr = malloc(slots * UDP_HDR);
         upend = malloc(slots * sizeof(*upend));
         urbuf = malloc((size_t)UDP_BATCH * cfg.size);
         if (!useq || !uhdr || !upend || !urbuf)
             die("malloc");
-        for (unsigned i = 0; i < cfg.conns; i++) {
+        for (unsigned i = 0; i < n_conns; i++) {
             conns[i].seq = useq + (size_t)i * cfg.depth;
             conns[i].hdr = uhdr + (size_t)i * cfg.depth * UDP_HDR;
             conns[i].pend = upend + (size_t)i * cfg.depth;
@@ -498,7 +498,7 @@ void epoll_run(struct conn *conns)
     rate_resume = cfg.udp ? udp_resume : stream_resume;
 
     uint64_t t = now_ns();
-    for (unsigned i = 0; i < cfg.conns; i++) {
+    for (unsigned i = 0; i < n_conns; i++) {
         if (cfg.udp) {
             for (unsigned k = 0; k < cfg.depth; k++) {
                 conns[i].seq[k] = k;
@@ -514,7 +514,7 @@ void epoll_run(struct conn *conns)
     uint64_t scan_every = (uint64_t)(cfg.timeout_ms * 1e6 / 5);
     uint64_t scan_at = t + scan_every;
     struct epoll_event events[MAX_EVENTS];
-    while (tick(conns, t)) {
+    while (tick(t)) {
         uint64_t wait = tick_wait_ns(t);
         if (cfg.udp && scan_at < t + wait)
             wait = scan_at > t ? scan_at - t : 0;
@@ -529,7 +529,7 @@ void epoll_run(struct conn *conns)
         }
         t = now_ns();
         if (cfg.udp && t >= scan_at) {
-            udp_expire(conns, t);
+            udp_expire(conns, n_conns, t);
             scan_at = t + scan_every;
         }
     }

@@ -35,17 +35,18 @@
 enum { OP_RECV, OP_SEND, OP_CONNECT };
 #define OP_MASK 3u
 
-static struct io_uring ring;
-static struct io_uring_buf_ring *br;
-static unsigned char *bufs;
-static unsigned buf_size, nbufs, recycled;
-static uint64_t loop_t;  // the time of the current round: send timestamps
-static bool drop_unread; // --no-verify over TCP: receive without copying
+// Each load thread has its own ring and buffers.
+static _Thread_local struct io_uring ring;
+static _Thread_local struct io_uring_buf_ring *br;
+static _Thread_local unsigned char *bufs;
+static _Thread_local unsigned buf_size, nbufs, recycled;
+static _Thread_local uint64_t loop_t;  // the time of the current round: send timestamps
+static _Thread_local bool drop_unread; // --no-verify over TCP: receive without copying
 
 // --mode churn: where to connect
-static struct sockaddr_storage churn_addr;
-static socklen_t churn_addr_len;
-static int churn_family;
+static _Thread_local struct sockaddr_storage churn_addr;
+static _Thread_local socklen_t churn_addr_len;
+static _Thread_local int churn_family;
 
 static struct io_uring_sqe *get_sqe(void)
 {
@@ -277,9 +278,9 @@ static unsigned pow2_at_least(size_t v)
     return p;
 }
 
-static bool ring_init(void)
+static bool ring_init(unsigned conns)
 {
-    unsigned cq = pow2_at_least((size_t)cfg.conns * 4);
+    unsigned cq = pow2_at_least((size_t)conns * 4);
     if (cq < 2 * SQ_ENTRIES)
         cq = 2 * SQ_ENTRIES;
     if (cq > 65536)
@@ -307,7 +308,7 @@ static bool ring_init(void)
         buf_size = 4096;
     if (buf_size > 65536)
         buf_size = 65536;
-    nbufs = pow2_at_least((size_t)cfg.conns * 2);
+    nbufs = pow2_at_least((size_t)conns * 2);
     if (nbufs < 256)
         nbufs = 256;
     if (nbufs > 32768)
@@ -341,25 +342,25 @@ static void resume(struct conn *c)
         uring_send(c);
 }
 
-bool uring_run(struct conn *conns)
+bool uring_run(struct conn *conns, unsigned n_conns)
 {
-    if (!ring_init())
+    if (!ring_init(n_conns))
         return false;
     drop_unread = !cfg.verify && !cfg.local && cfg.mode != MODE_CHURN;
     rate_resume = resume;
     loop_t = now_ns();
     if (cfg.mode == MODE_CHURN) {
         churn_addr_init();
-        for (unsigned i = 0; i < cfg.conns; i++)
+        for (unsigned i = 0; i < n_conns; i++)
             churn_start(&conns[i]);
     } else {
-        for (unsigned i = 0; i < cfg.conns; i++) {
+        for (unsigned i = 0; i < n_conns; i++) {
             arm_recv(&conns[i], true);
             uring_send(&conns[i]);
         }
     }
     uint64_t t = loop_t;
-    while (tick(conns, t)) {
+    while (tick(t)) {
         uint64_t wait = tick_wait_ns(t);
         struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000000000u),
                                        .tv_nsec = (long long)(wait % 1000000000u)};

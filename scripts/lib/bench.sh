@@ -5,7 +5,8 @@
 #   bench_name   its name, for messages
 #   tmp          its temporary directory (results go to $tmp/r-ROW-SERVER, $tmp/runs.log)
 #   bin          the directory with ringsock-load and the servers
-#   srv_cpu cli_cpu        the cores of the server and of the load generator
+#   srv_cpu cli_cpu        the cores of the server and of the load generator (cli_cpu: a
+#                          taskset list; RINGSOCK_LOAD_CPUS overrides it, see below)
 #   secs warmup            each load run's measured seconds and warmup
 #   quiet_pct    the machine counts as idle below this share of busy time
 #   others_pct   a run is repeated when other processes took more than this % of one core
@@ -15,6 +16,22 @@
 # Sourced once the programs are built: bench_elapsed counts from here.
 
 hz=$(getconf CLK_TCK)
+# The load generator: RINGSOCK_LOAD_THREADS=N runs ringsock-load --threads N in run_load's
+# rows, RINGSOCK_LOAD_CPUS=LIST (a taskset list: 1-3, 1,3) pins it to those CPUs, thread i to
+# the i-th when there are N or more. Its CPU share in the runs (the report's load gen CPU, the
+# stall check) is the process's with one thread and the busiest thread's with more.
+load_threads=${RINGSOCK_LOAD_THREADS:-1}
+[[ $load_threads =~ ^[1-9][0-9]*$ ]] || {
+  echo "RINGSOCK_LOAD_THREADS: '$load_threads' is not a number of threads" >&2
+  exit 2
+}
+cli_cpu=${RINGSOCK_LOAD_CPUS:-$cli_cpu}
+[[ $cli_cpu =~ ^[0-9][0-9,-]*$ ]] || {
+  echo "RINGSOCK_LOAD_CPUS: '$cli_cpu' is not a CPU list (taskset -c)" >&2
+  exit 2
+}
+load_cpu_field=client_cpu
+((load_threads == 1)) || load_cpu_field=client_thread_cpu_max
 spid=
 bench_started=$SECONDS
 quiet_tries=15 # wait_quiet gives up after this many 0.2 s looks
@@ -112,14 +129,15 @@ run_load() {
     wait_quiet
     o0=$(others_ticks); w0=$(date +%s.%N)
     line=$(taskset -c "$cli_cpu" "$bin/ringsock-load" --port "$sport" --server-pid "$spid" \
-      --seconds "$secs" --warmup "$warmup" --quiet "$@" 2>"$tmp/client.err") || line=
+      --threads "$load_threads" --seconds "$secs" --warmup "$warmup" --quiet "$@" \
+      2>"$tmp/client.err") || line=
     o1=$(others_ticks); w1=$(date +%s.%N)
     stop_server
     ((srv_died)) && line=
     others=$(others_pct_of "$o0" "$o1" "$w0" "$w1")
-    stalled=$(awk -v l="$line" -v b="$busy" 'BEGIN {
+    stalled=$(awk -v l="$line" -v b="$busy" -v c="$load_cpu_field" 'BEGIN {
         n = split(l, kv, /[ =]/); for (i = 1; i < n; i += 2) v[kv[i]] = kv[i + 1];
-        print (b && v["client_cpu"] < 0.8 && v["server_cpu"] < 0.8) ? 1 : 0 }')
+        print (b && v[c] < 0.8 && v["server_cpu"] < 0.8) ? 1 : 0 }')
     if [ -n "$line" ] && { { ((others <= others_pct)) && ((!stalled)); } ||
       ((attempt == 3 || retries >= max_retries)); }; then
       { ((others <= others_pct)) && ((!stalled)); } || noisy=$((noisy + 1))
@@ -132,12 +150,12 @@ run_load() {
     ((stalled)) && stalls=$((stalls + 1))
     retries=$((retries + 1))
   done
-  awk -v l="$line" -v o="$others" 'BEGIN {
+  awk -v l="$line" -v o="$others" -v c="$load_cpu_field" 'BEGIN {
       n = split(l, kv, /[ =]/); for (i = 1; i < n; i += 2) v[kv[i]] = kv[i + 1];
-      print v["msgs/s"], v["MB/s"], v["p99_us"], v["server_us_per_msg"], v["client_cpu"], o,
+      print v["msgs/s"], v["MB/s"], v["p99_us"], v["server_us_per_msg"], v[c], o,
         v["server_minflt_per_msg"] }' >>"$tmp/r-$row-$srv"
   printf '  %-9s %-22s %s others=%s%%%s\n' "$srv" "$label" \
-    "$(tr ' ' '\n' <<<"$line" | grep -E '^(msgs/s|MB/s|p99_us|client_cpu|server_cpu|server_us_per_msg|server_minflt_per_msg)=' | tr '\n' ' ')" \
+    "$(tr ' ' '\n' <<<"$line" | grep -E '^(msgs/s|MB/s|p99_us|client_cpu|client_thread_cpu_max|client_us_per_msg|server_cpu|server_us_per_msg|server_minflt_per_msg)=' | tr '\n' ' ')" \
     "$others" "$( ((stalled)) && echo ' stalled')" | tee -a "$tmp/runs.log" >&2
 }
 

@@ -92,7 +92,60 @@ tcp_pid=$SERVER_PID tcp_port=$LISTEN
 stream_echo tcp "TCP:127.0.0.1:$tcp_port"
 stream_echo tcp2 "TCP:127.0.0.1:$tcp_port" # the server keeps serving after a client leaves
 pingpong tcp --port "$tcp_port" --conns 10 --depth 4 --size 1000 --seconds 1 --warmup 0
+# Two load threads: each drives its half of the connections; the summary merges both.
+pingpong tcp-threads --port "$tcp_port" --conns 10 --depth 4 --size 1000 --seconds 1 --warmup 0 \
+    --threads 2
+grep -q ' conns=10 .* threads=2 ' "$tmp/tcp-threads.pp" || fail "tcp-threads: $(cat "$tmp/tcp-threads.pp")"
+pingpong tcp-threads-epoll --port "$tcp_port" --conns 10 --seconds 1 --warmup 0 --threads 2 --epoll
+pingpong tcp-churn-threads --port "$tcp_port" --mode churn --conns 4 --seconds 1 --warmup 0 \
+    --threads 2
 stop_server tcp "$tcp_pid"
+
+# ---- ringsock-load's check of the echo ----
+# A server that inverts byte 1000 of every connection's stream (message 15, byte 40 at 64 B a
+# message): ringsock-load must stop with exit status 1 and name that byte, whichever of its
+# threads and back ends sees it.
+step "ringsock-load catches a corrupted echo"
+cat > "$tmp/corrupt.py" << 'PY'
+import socket, threading
+def serve(c):
+    seen = 0
+    try:
+        while data := c.recv(65536):
+            b = bytearray(data)
+            if seen <= 1000 < seen + len(b):
+                b[1000 - seen] ^= 0xFF
+            seen += len(b)
+            c.sendall(b)
+    except OSError:
+        pass  # the client hangs up once it has seen the bad byte
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+print("listening on", s.getsockname()[1], flush=True)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+PY
+start_bg corrupt '^listening on \([0-9]*\)$' python3 "$tmp/corrupt.py"
+corrupt_pid=$SERVER_PID
+for args in "--threads 1" "--threads 2" "--threads 2 --epoll" "--threads 2 --depth 4"; do
+    # shellcheck disable=SC2086 # args: several options
+    if $T "$LOAD" --port "$PORT" --conns 4 --seconds 2 --warmup 0 --quiet $args \
+        > "$tmp/corrupt.load" 2> "$tmp/corrupt.lerr"; then
+        fail "corrupt $args: ringsock-load accepted a corrupted echo: $(cat "$tmp/corrupt.load")"
+    fi
+    got=$(cat "$tmp/corrupt.lerr")
+    bytes=$(sed -n 's/^ringsock-load: echo mismatch: conn [0-3] msg 15 byte 40: sent 0x\(..\), got 0x\(..\)$/\1 \2/p' <<< "$got")
+    # shellcheck disable=SC2086 # bytes: two words
+    if ! { [ "$(wc -l <<< "$got")" = 1 ] && [ -n "$bytes" ] &&
+        (($(printf '0x%s ^ 0x%s' $bytes) == 255)); }; then
+        fail "corrupt $args: $got"
+    fi
+    echo "corrupt $args: $got"
+done
+kill "$corrupt_pid"
+wait "$corrupt_pid" 2> /dev/null || true
+forget_pid "$corrupt_pid"
 
 # ---- UDP ----
 step "UDP"
@@ -152,6 +205,9 @@ echo "sockperf ul: 2 s at 20000 msg/s done"
 # datagram still unanswered after 1 s is lost for sure.
 pingpong udp --udp --port "$udp_port" --conns 10 --depth 4 --seconds 1 --warmup 0.2 --timeout 1000
 grep -q ' lost=0$' "$tmp/udp.pp" || fail "udp: datagrams lost: $(cat "$tmp/udp.pp")"
+pingpong udp-threads --udp --port "$udp_port" --conns 10 --depth 4 --seconds 1 --warmup 0.2 \
+    --timeout 1000 --threads 2
+grep -q ' lost=0$' "$tmp/udp-threads.pp" || fail "udp-threads: $(cat "$tmp/udp-threads.pp")"
 udp_echo udp-after 1000 "$tmp/udp1.bin" 1000 1000 1000 1000 321
 stop_server udp "$udp_pid"
 
@@ -194,6 +250,8 @@ local_pid=$SERVER_PID
 [ -S "$tmp/echo.sock" ] || fail "local: $tmp/echo.sock is not a socket"
 stream_echo local "UNIX-CONNECT:$tmp/echo.sock"
 pingpong local --local "$tmp/echo.sock" --conns 10 --depth 4 --size 1000 --seconds 1 --warmup 0
+pingpong local-threads --local "$tmp/echo.sock" --conns 10 --depth 4 --size 1000 --seconds 1 \
+    --warmup 0 --threads 2
 stop_server local "$local_pid"
 
 step "Unix abstract name"

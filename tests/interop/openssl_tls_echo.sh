@@ -81,6 +81,7 @@ step "ringsock-load through it"
 load load13 --tls --conns 4 --depth 4 --size 16384
 load load12 --tls12 --conns 4 --depth 4 --size 16384
 load big --tls --conns 2 --depth 3 --size 100000
+load threads --tls --conns 8 --depth 4 --size 16384 --threads 2
 load mix-16k --tls --conns 4 --depth 4 --size 16384 &
 mix=$!
 load mix-1k --tls --conns 20 --size 1024
