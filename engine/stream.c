@@ -37,7 +37,8 @@
 #define RS_ACCEPT_RETRY_MS 100   /* back-off when accept runs out of descriptors */
 #define RS_SEND_IOV        16    /* segments per SEND */
 #define RS_READAHEAD_MAX   65536 /* bytes read ahead for an application not receiving */
-#define RS_BULK_BELOW      16384 /* a direct receive this short ends bulk mode */
+#define RS_BULK_FROM       16384 /* an arrival this large: receive into the caller's buffer */
+#define RS_BULK_CALM       8     /* ... until this many direct receives in a row were shorter */
 
 enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 
@@ -99,8 +100,10 @@ struct rs_stream {
     size_t stash_len, stash_off, stash_cap;
     struct rs_op ms_op;         /* the multishot receive into the loop's pool */
     bool ms_armed;              /* until its last completion has come */
+    bool ms_stopping;           /* canceled, its last completions to come */
     bool ms_off;                /* never multishot (the TLS layer's inner socket) */
-    bool bulk;                  /* a pool buffer was filled: receive into the caller's buffer */
+    bool bulk;                  /* large arrivals: receive straight into the caller's buffer */
+    uint8_t calm;               /* bulk: direct receives in a row shorter than RS_BULK_FROM */
     bool rd_ended;              /* the end of the stream was read ahead of the stash's bytes */
     bool rd_reached;            /* a Recv reached it: the socket ends once its sends are out */
     shutdownreason_t rd_reason; /* how it ends once the application gets there */
@@ -487,17 +490,19 @@ static void ms_arm(struct rs_stream *s)
 /* Stops the multishot receive; its last completions still bring data, in order. */
 static void ms_stop(struct rs_stream *s)
 {
-    if (s->ms_armed)
+    if (s->ms_armed && !s->ms_stopping) {
+        s->ms_stopping = true;
         rs_io_cancel_op(s->core.base.mux->io, &s->ms_op);
+    }
 }
 
 /* Bytes from the multishot receive: into the caller's buffer where one is waiting and
  * nothing is ahead of them, else read ahead into the stash. */
-static void arrived(struct rs_stream *s, const uint8_t *data, size_t n, size_t bufsize)
+static void arrived(struct rs_stream *s, const uint8_t *data, size_t n)
 {
     log_traffic(s, "received", data, n);
     s->core.base.stats.bytesReceived += (uint64_t)n;
-    bool full = n == bufsize;
+    bool large = n >= RS_BULK_FROM;
     if (s->rbuf && s->stash_off == s->stash_len && !(s->core.pending & RS_EV_RECV_DONE)) {
         size_t m = s->rlen - s->rfill < n ? s->rlen - s->rfill : n;
         memcpy(s->rbuf + s->rfill, data, m);
@@ -509,8 +514,10 @@ static void arrived(struct rs_stream *s, const uint8_t *data, size_t n, size_t b
     }
     if (n > 0)
         stash_append(s, data, n);
-    if (full) /* a full pool buffer: bulk, which the caller's buffer takes better */
+    if (large) { /* a copy this size costs more than the receive it saves */
         s->bulk = true;
+        s->calm = 0;
+    }
     if (s->bulk || s->stash_len - s->stash_off > RS_READAHEAD_MAX)
         ms_stop(s); /* a Recv that finds the stash empty starts receiving again */
 }
@@ -534,11 +541,11 @@ static void ms_complete(struct rs_op *op, int res, unsigned flags)
     bool more = flags & RS_CQE_MORE;
     bool live = s->state == ST_CONNECTED && !s->core.deleted && !s->rd_ended;
     if (!more)
-        s->ms_armed = false;
+        s->ms_armed = s->ms_stopping = false;
     if (flags & RS_CQE_BUFFER) {
         unsigned id = RS_CQE_BUFFER_ID(flags);
         if (live && res > 0)
-            arrived(s, rs_bufpool_buf(pool, id), (size_t)res, rs_bufpool_size(pool));
+            arrived(s, rs_bufpool_buf(pool, id), (size_t)res);
         rs_bufpool_recycle(pool, id);
     } else if (live && res == 0) {
         read_end(s, SOCKET_SHUTDOWN_BY_PEER);
@@ -651,8 +658,10 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
         recv_start(s);
     } else if (res > 0) {
         log_traffic(s, "received", s->rop_dst, (size_t)res);
-        if (s->rpartial && (size_t)res < RS_BULK_BELOW)
-            s->bulk = false; /* the stream calmed down: multishot again */
+        if (s->bulk && s->rpartial) /* calmed down: multishot again */
+            s->calm = (size_t)res < RS_BULK_FROM ? s->calm + 1 : 0;
+        if (s->calm >= RS_BULK_CALM)
+            s->bulk = false;
         s->rfill += (size_t)res;
         s->core.base.stats.bytesReceived += (uint64_t)res;
         if (s->rpartial || s->rfill == s->rlen) {
