@@ -81,6 +81,9 @@ void rs_bufpool_recycle(struct rs_bufpool *p, unsigned id);
  * id. msg gives the name length to reserve (no iovec). */
 void rs_io_recvmsg_multishot(struct rs_backend *b, struct rs_op *op, int fd, struct msghdr *msg,
                              struct rs_bufpool *p);
+/* Multishot recv on a stream socket into pool buffers: a completion per arrival, each
+ * with RS_CQE_BUFFER and the id; 0 for the end of the stream. */
+void rs_io_recv_multishot(struct rs_backend *b, struct rs_op *op, int fd, struct rs_bufpool *p);
 /* Parses a multishot recvmsg buffer: source address, payload, its length in the buffer
  * and its real length (larger when truncated). False if the buffer is malformed. */
 bool rs_recvmsg_parse(void *buf, int res, struct msghdr *msg, struct sockaddr **name,

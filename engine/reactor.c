@@ -41,8 +41,10 @@ IIoMux *IIoMux_Create(void)
     char why[256];
     const char *backend = getenv("RINGSOCK_BACKEND");
     if (backend && *backend && strcmp(backend, "io_uring") != 0) {
-        fprintf(stderr, "ringsock: IIoMux_Create: RINGSOCK_BACKEND=%s: this build has only the "
-                        "io_uring backend\n", backend);
+        fprintf(stderr,
+                "ringsock: IIoMux_Create: RINGSOCK_BACKEND=%s: this build has only the "
+                "io_uring backend\n",
+                backend);
         return NULL;
     }
     IIoMux *m = calloc(1, sizeof(*m));
@@ -57,6 +59,7 @@ IIoMux *IIoMux_Create(void)
         return NULL;
     }
     m->features = rs_backend_features(m->io);
+    m->stream_single_shot = getenv("RINGSOCK_TCP_SINGLE_SHOT") != NULL;
     rs_list_init(&m->deferred);
     rs_list_init(&m->flush);
     rs_list_init(&m->unclaimed);
@@ -94,7 +97,7 @@ void IIoMux_Delete(IIoMux *m)
     while (rs_list_pop_front(&m->flush))
         ;
     rs_timers_destroy(m);
-    rs_bufpool_destroy(m->dgram_pool);
+    rs_bufpool_destroy(m->recv_pool);
     while (m->spare_segs) {
         struct rs_spare *b = m->spare_segs;
         m->spare_segs = b->next;
@@ -106,14 +109,14 @@ void IIoMux_Delete(IIoMux *m)
     rs_blk_thread_muxes(-1); /* the last one empties the thread's block cache */
 }
 
-struct rs_bufpool *rs_mux_datagram_pool(IIoMux *m)
+struct rs_bufpool *rs_mux_recv_pool(IIoMux *m)
 {
-    if (!m->dgram_pool && !m->dgram_pool_failed) {
+    if (!m->recv_pool && !m->recv_pool_failed) {
         /* 256 x 64 KiB of address space; only pages the kernel writes become resident. */
-        m->dgram_pool = rs_bufpool_create(m->io, 256, 65600);
-        m->dgram_pool_failed = !m->dgram_pool;
+        m->recv_pool = rs_bufpool_create(m->io, 256, 65600);
+        m->recv_pool_failed = !m->recv_pool;
     }
-    return m->dgram_pool;
+    return m->recv_pool;
 }
 
 void rs_defer(IIoMux *m, struct rs_task *t)

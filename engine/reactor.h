@@ -59,8 +59,9 @@ struct IIoMux {
     struct rs_op wake_op;
     atomic_bool wake_armed;
 
-    struct rs_bufpool *dgram_pool; /* receive buffers of UDP sockets, made on first use */
-    bool dgram_pool_failed;
+    struct rs_bufpool *recv_pool; /* multishot receive buffers (UDP, TCP), made on first use */
+    bool recv_pool_failed;
+    bool stream_single_shot; /* RINGSOCK_TCP_SINGLE_SHOT=1: streams never receive multishot */
 
     /* Drained send segments of the stream sockets, for reuse (stream.c). They belong to
      * the loop, not to its thread, so IIoMux_Delete frees them: nothing outlives it. */
@@ -84,8 +85,8 @@ struct ITimer {
 
 uint64_t rs_now_ns(void);
 
-/* The IIoMux's datagram receive pool; NULL where the kernel lacks buffer rings. */
-struct rs_bufpool *rs_mux_datagram_pool(IIoMux *m);
+/* The IIoMux's multishot receive pool; NULL where the kernel lacks buffer rings. */
+struct rs_bufpool *rs_mux_recv_pool(IIoMux *m);
 
 void rs_defer(IIoMux *m, struct rs_task *t);
 void rs_flush_later(IIoMux *m, struct rs_task *t);

@@ -6,7 +6,11 @@
  * callback is never touched again: it lives until the application has deleted it and
  * the last in-flight operation has completed.
  *
- * Receives go straight into the caller's buffer (MSG_WAITALL for full receives).
+ * Full receives (MSG_WAITALL) and bulk streams go straight into the caller's buffer.
+ * Partial receives use one multishot receive into the loop's buffer pool that stays
+ * armed across Recv calls (no SQE and no poll arming per message); what arrives while
+ * no Recv is out waits in the stash, and an end of stream read ahead waits behind it,
+ * so the application sees the data, then the end, exactly as without read-ahead.
  * Sends are copied into 16 KiB segments that coalesce the sends of one loop round;
  * a send larger than a segment's room continues in the next one, and up to
  * RS_SEND_IOV queued segments go out in one SEND (sendmsg). Large sends first try to
@@ -32,6 +36,9 @@
 #define RS_ZC_MIN          65536 /* zero-copy only pays for large payloads (perf/results) */
 #define RS_ACCEPT_RETRY_MS 100   /* back-off when accept runs out of descriptors */
 #define RS_SEND_IOV        16    /* segments per SEND */
+#define RS_READAHEAD_MAX   65536 /* bytes read ahead for an application not receiving */
+#define RS_BULK_FROM       16384 /* an arrival this large: receive into the caller's buffer */
+#define RS_BULK_CALM       8     /* ... until this many direct receives in a row were shorter */
 
 enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 
@@ -89,9 +96,18 @@ struct rs_stream {
     bool rpartial;
     bool rop_inflight, rop_canceled;
     uint8_t *rop_dst;
-    uint8_t *stash; /* bytes that arrived for a canceled receive: served first */
-    size_t stash_len, stash_off;
-    struct ktls_rx *ktls; /* kernel TLS receive, NULL on a plain socket */
+    uint8_t *stash; /* bytes received ahead of the application's Recv: served first */
+    size_t stash_len, stash_off, stash_cap;
+    struct rs_op ms_op;         /* the multishot receive into the loop's pool */
+    bool ms_armed;              /* until its last completion has come */
+    bool ms_stopping;           /* canceled, its last completions to come */
+    bool ms_off;                /* never multishot (the TLS layer's inner socket) */
+    bool bulk;                  /* large arrivals: receive straight into the caller's buffer */
+    uint8_t calm;               /* bulk: direct receives in a row shorter than RS_BULK_FROM */
+    bool rd_ended;              /* the end of the stream was read ahead of the stash's bytes */
+    bool rd_reached;            /* a Recv reached it: the socket ends once its sends are out */
+    shutdownreason_t rd_reason; /* how it ends once the application gets there */
+    struct ktls_rx *ktls;       /* kernel TLS receive, NULL on a plain socket */
 
     /* send: shead..scur fully sent (awaiting release), scur.. still to send */
     struct seg *shead, *scur, *stail;
@@ -118,6 +134,10 @@ struct rs_stream {
 static void flush_task_run(struct rs_task *t);
 static const struct rs_core_type stream_core_type;
 static void connect_complete(struct rs_op *op, int res, unsigned flags);
+static void ms_complete(struct rs_op *op, int res, unsigned flags);
+static void recv_start(struct rs_stream *s);
+static void ms_stop(struct rs_stream *s);
+static void maybe_finish_shutdown(struct rs_stream *s);
 static void accept_complete(struct rs_op *op, int res, unsigned flags);
 static void recv_complete(struct rs_op *op, int res, unsigned flags);
 static void send_complete(struct rs_op *op, int res, unsigned flags);
@@ -250,6 +270,7 @@ static struct rs_stream *stream_new(const struct rs_stream_type *type, IIoMux *m
     s->connect_op.complete = connect_complete;
     s->accept_op.complete = accept_complete;
     s->recv_op.complete = recv_complete;
+    s->ms_op.complete = ms_complete;
     s->send_op.complete = send_complete;
     rs_task_init(&s->flush_task, flush_task_run);
     return s;
@@ -293,6 +314,19 @@ bool rs_stream_peer_ip(const ISocket *is, IPaddr *addr)
         return false;
     rs_addr_to_ipaddr(sa, addr, &port);
     return true;
+}
+
+void rs_stream_no_readahead(ISocket *is)
+{
+    struct rs_stream *s = S(is);
+    s->ms_off = true;
+    ms_stop(s);
+}
+
+bool rs_stream_read_ahead(const ISocket *is)
+{
+    const struct rs_stream *s = S(is);
+    return s->ms_armed || s->stash_off < s->stash_len;
 }
 
 bool rs_stream_receiving(const ISocket *is)
@@ -405,14 +439,127 @@ static void stash_insert(struct rs_stream *s, const uint8_t *data, size_t n, boo
         memcpy(front ? b + n : b, s->stash + s->stash_off, rest);
     free(s->stash);
     s->stash = b;
-    s->stash_len = n + rest;
+    s->stash_len = s->stash_cap = n + rest;
     s->stash_off = 0;
+}
+
+/* Appends bytes read ahead, into the room the stash has or a larger one. */
+static void stash_append(struct rs_stream *s, const uint8_t *data, size_t n)
+{
+    if (s->stash_cap - s->stash_len < n) {
+        size_t rest = s->stash_len - s->stash_off;
+        size_t cap = 2 * (rest + n) < 4096 ? 4096 : 2 * (rest + n);
+        uint8_t *b = malloc(cap);
+        if (!b)
+            rs_fatal("ISocket_Recv: out of memory");
+        if (rest)
+            memcpy(b, s->stash + s->stash_off, rest);
+        free(s->stash);
+        s->stash = b;
+        s->stash_len = rest;
+        s->stash_off = 0;
+        s->stash_cap = cap;
+    }
+    memcpy(s->stash + s->stash_len, data, n);
+    s->stash_len += n;
 }
 
 static void log_traffic(struct rs_stream *s, const char *dir, const void *data, size_t n)
 {
     rs_log_data(s->core.base.log, s->type->log_flag, data, n, "%s %p %s %zu bytes", NAME(s),
                 (void *)s, dir, n);
+}
+
+/* Small partial receives (request-response traffic) gain from a receive that stays
+ * armed; full receives and bulk streams lose a copy with it. */
+static bool multishot_fits(struct rs_stream *s)
+{
+    IIoMux *m = s->core.base.mux;
+    return s->rpartial && !s->bulk && !s->ms_off && !s->ktls && !m->stream_single_shot &&
+           rs_mux_recv_pool(m);
+}
+
+static void ms_arm(struct rs_stream *s)
+{
+    s->ms_armed = true;
+    rs_core_op_begin(&s->core);
+    rs_io_recv_multishot(s->core.base.mux->io, &s->ms_op, s->fd,
+                         rs_mux_recv_pool(s->core.base.mux));
+}
+
+/* Stops the multishot receive; its last completions still bring data, in order. */
+static void ms_stop(struct rs_stream *s)
+{
+    if (s->ms_armed && !s->ms_stopping) {
+        s->ms_stopping = true;
+        rs_io_cancel_op(s->core.base.mux->io, &s->ms_op);
+    }
+}
+
+/* Bytes from the multishot receive: into the caller's buffer where one is waiting and
+ * nothing is ahead of them, else read ahead into the stash. */
+static void arrived(struct rs_stream *s, const uint8_t *data, size_t n)
+{
+    log_traffic(s, "received", data, n);
+    s->core.base.stats.bytesReceived += (uint64_t)n;
+    bool large = n >= RS_BULK_FROM;
+    if (s->rbuf && s->stash_off == s->stash_len && !(s->core.pending & RS_EV_RECV_DONE)) {
+        size_t m = s->rlen - s->rfill < n ? s->rlen - s->rfill : n;
+        memcpy(s->rbuf + s->rfill, data, m);
+        s->rfill += m;
+        data += m;
+        n -= m;
+        if (s->rpartial || s->rfill == s->rlen)
+            rs_core_event(&s->core, RS_EV_RECV_DONE);
+    }
+    if (n > 0)
+        stash_append(s, data, n);
+    if (large) { /* a copy this size costs more than the receive it saves */
+        s->bulk = true;
+        s->calm = 0;
+    }
+    if (s->bulk || s->stash_len - s->stash_off > RS_READAHEAD_MAX)
+        ms_stop(s); /* a Recv that finds the stash empty starts receiving again */
+}
+
+/* The end of the stream (or an error) came through the multishot receive: it ends the
+ * socket where the application waits with nothing left before it, else it waits. */
+static void read_end(struct rs_stream *s, shutdownreason_t reason)
+{
+    if (s->rbuf && s->stash_off == s->stash_len && !(s->core.pending & RS_EV_RECV_DONE)) {
+        end(s, reason);
+        return;
+    }
+    s->rd_ended = true;
+    s->rd_reason = reason;
+}
+
+static void ms_complete(struct rs_op *op, int res, unsigned flags)
+{
+    struct rs_stream *s = rs_container_of(op, struct rs_stream, ms_op);
+    struct rs_bufpool *pool = rs_mux_recv_pool(s->core.base.mux);
+    bool more = flags & RS_CQE_MORE;
+    bool live = s->state == ST_CONNECTED && !s->core.deleted && !s->rd_ended;
+    if (!more)
+        s->ms_armed = s->ms_stopping = false;
+    if (flags & RS_CQE_BUFFER) {
+        unsigned id = RS_CQE_BUFFER_ID(flags);
+        if (live && res > 0)
+            arrived(s, rs_bufpool_buf(pool, id), (size_t)res);
+        rs_bufpool_recycle(pool, id);
+    } else if (live && res == 0) {
+        read_end(s, SOCKET_SHUTDOWN_BY_PEER);
+    } else if (live && res < 0 && res != -ENOBUFS && res != -ECANCELED && res != -EINTR &&
+               res != -EAGAIN) {
+        LOG(s, "%s %p: receive failed: %s", NAME(s), (void *)s, strerror(-res));
+        read_end(s, reason_for_io_error(-res));
+    }
+    if (!more) {
+        /* it ran dry (ENOBUFS), was stopped, or ended: a waiting Recv goes on */
+        if (s->state == ST_CONNECTED && !s->core.deleted && !(s->core.pending & RS_EV_RECV_DONE))
+            recv_start(s);
+        rs_core_op_end(&s->core);
+    }
 }
 
 static void recv_start(struct rs_stream *s)
@@ -434,12 +581,23 @@ static void recv_start(struct rs_stream *s)
         if (s->stash_off == s->stash_len) {
             free(s->stash);
             s->stash = NULL;
-            s->stash_len = s->stash_off = 0;
+            s->stash_len = s->stash_off = s->stash_cap = 0;
         }
         if (s->rpartial || s->rfill == s->rlen) {
             rs_core_event(&s->core, RS_EV_RECV_DONE);
             return;
         }
+    }
+    if (s->rd_ended) { /* the application got everything before the end */
+        s->rd_reached = true;
+        maybe_finish_shutdown(s);
+        return;
+    }
+    if (s->ms_armed)
+        return; /* what arrives comes from the multishot receive */
+    if (multishot_fits(s)) {
+        ms_arm(s);
+        return;
     }
     s->rop_inflight = true;
     s->rop_canceled = false;
@@ -500,6 +658,10 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
         recv_start(s);
     } else if (res > 0) {
         log_traffic(s, "received", s->rop_dst, (size_t)res);
+        if (s->bulk && s->rpartial) /* calmed down: multishot again */
+            s->calm = (size_t)res < RS_BULK_FROM ? s->calm + 1 : 0;
+        if (s->calm >= RS_BULK_CALM)
+            s->bulk = false;
         s->rfill += (size_t)res;
         s->core.base.stats.bytesReceived += (uint64_t)res;
         if (s->rpartial || s->rfill == s->rlen) {
@@ -574,10 +736,17 @@ static void release_sent(struct rs_stream *s)
         rs_core_event(&s->core, RS_EV_SENDS);
 }
 
+/* Everything sent: a Shutdown completes; so does an end of stream the application's
+ * receives reached (read ahead, it waited for the sends made before, as a receive
+ * issued with them would have seen the end only after they went out). */
 static void maybe_finish_shutdown(struct rs_stream *s)
 {
-    if (s->core.shutdown_requested && s->state == ST_CONNECTED && !s->shead && !s->sop_inflight)
+    if (s->state != ST_CONNECTED || s->shead || s->sop_inflight)
+        return;
+    if (s->core.shutdown_requested)
         end(s, SOCKET_SHUTDOWN_NORMAL);
+    else if (s->rd_reached)
+        end(s, s->rd_reason);
 }
 
 /* The unsent bytes of g and the segments queued behind it (up to a zero-copy one, at

@@ -37,6 +37,12 @@ int rs_stream_fd(const ISocket *s);
 bool rs_stream_peer_ip(const ISocket *s, IPaddr *addr);
 /* A receive buffer is outstanding (UpgradeToTLSSocket refuses such a socket). */
 bool rs_stream_receiving(const ISocket *s);
+/* The TLS layer reads record by record: no multishot receive (a running one stops; what
+ * it read ahead is served first). */
+void rs_stream_no_readahead(ISocket *s);
+/* Bytes were, or may still be, read ahead of the next Recv (kernel TLS cannot take over
+ * receiving then). */
+bool rs_stream_read_ahead(const ISocket *s);
 void rs_stream_set_qos(ISocket *s, qostraffictype_t type);
 
 /* Kernel TLS (the tls ULP set up by the caller): sends carry plaintext the kernel seals,

@@ -375,7 +375,7 @@ static void recv_start(struct udp *u)
 /* Starts receiving once the socket is bound or connected. */
 static void receiving(struct udp *u)
 {
-    u->pool = getenv("RINGSOCK_UDP_SINGLE_SHOT") ? NULL : rs_mux_datagram_pool(u->core.base.mux);
+    u->pool = getenv("RINGSOCK_UDP_SINGLE_SHOT") ? NULL : rs_mux_recv_pool(u->core.base.mux);
     if (u->pool) {
         u->recv_op.complete = multishot_complete;
         memset(&u->mmsg, 0, sizeof(u->mmsg));

@@ -368,6 +368,14 @@ void rs_io_recvmsg_multishot(struct rs_backend *b, struct rs_op *op, int fd, str
     sqe->buf_group = p->bgid;
 }
 
+void rs_io_recv_multishot(struct rs_backend *b, struct rs_op *op, int fd, struct rs_bufpool *p)
+{
+    struct io_uring_sqe *sqe = get_sqe(b, op);
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = p->bgid;
+}
+
 bool rs_recvmsg_parse(void *buf, int res, struct msghdr *msg, struct sockaddr **name,
                       void **payload, size_t *len, size_t *real_len)
 {

@@ -357,6 +357,143 @@ Test(tcp_errors, peer_reset_is_lost)
     h_sock_free(c);
 }
 
+/* Receives in small partial pieces until total bytes came, each checked against want;
+ * the socket must not end before. */
+static void recv_all_partial(struct h_sock *c, uint8_t *in, size_t piece, const uint8_t *want,
+                             size_t total)
+{
+    size_t got = 0;
+    while (got < total) {
+        size_t n = h_count(c, H_RECV_RESULT);
+        CALL(ISocket_Recv(c->sock, in, piece, true));
+        cr_assert(h_wait_count(&env, c, H_RECV_RESULT, n + 1, 3000), "at %zu of %zu: %s", got,
+                  total, h_dump(c));
+        size_t len = h_last(c, H_RECV_RESULT)->len;
+        cr_assert(len >= 1 && got + len <= total, "a receive of %zu at %zu", len, got);
+        cr_assert_arr_eq(in, want + got, len, "the stream differs at %zu", got);
+        got += len;
+        cr_assert_eq(h_count(c, H_SHUTDOWN), 0, "ended at %zu of %zu bytes", got, total);
+    }
+}
+
+/* A peer that writes and closes (or resets) at once: whatever a receive read ahead, the
+ * application gets every byte, then the end, only once its receives reach it. */
+static void write_then_end(bool reset, shutdownreason_t reason)
+{
+    struct h_sock *c = h_sock_new(&env);
+    int p = connect_to_raw(c);
+    static uint8_t out[5000], in[64];
+    h_fill(out, sizeof(out), 77);
+    CALL(ISocket_Recv(c->sock, in, 10, true)); /* small and partial: a receive stays armed */
+    h_raw_write_all(p, out, sizeof(out));
+    if (reset)
+        h_raw_reset(p);
+    else
+        close(p);
+    h_run_for(&env, 50); /* the bytes, then the end, have arrived */
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 2000), "%s", h_dump(c));
+    size_t first = h_last(c, H_RECV_RESULT)->len;
+    cr_assert_arr_eq(in, out, first);
+    h_run_for(&env, 50); /* no Recv out: nothing may end the socket yet */
+    cr_assert_eq(h_count(c, H_SHUTDOWN), 0, "%s", h_dump(c));
+    recv_all_partial(c, in, sizeof(in), out + first, sizeof(out) - first);
+    h_run_for(&env, 20);
+    cr_assert_eq(h_count(c, H_SHUTDOWN), 0, "the end came before a Recv asked: %s", h_dump(c));
+    CALL(ISocket_Recv(c->sock, in, sizeof(in), true));
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 2000), "%s", h_dump(c));
+    expect_quiet(c);
+    cr_assert_eq(c->ev[c->nev - 2].kind, H_RECV_CANCELED, "%s", h_dump(c));
+    cr_assert_eq(c->ev[c->nev - 2].buf, in);
+    expect_reason(c, reason);
+    h_sock_free(c);
+}
+
+Test(tcp_errors, peer_writes_and_closes_at_once_every_byte_then_the_end)
+{
+    write_then_end(false, SOCKET_SHUTDOWN_BY_PEER);
+}
+
+Test(tcp_errors, peer_writes_and_resets_at_once_every_byte_then_lost)
+{
+    write_then_end(true, SOCKET_LOST);
+}
+
+/* A peer half-closes right after its request: an echo made of what the application had
+ * received goes out in full before the socket ends, read-ahead or not. */
+Test(tcp_errors, echo_to_a_half_closed_peer_is_complete_before_the_end)
+{
+    struct h_sock *c = h_sock_new(&env);
+    c->echo = true; /* receives from the connect on */
+    int p = connect_to_raw(c);
+    /* the whole request and the FIN are there before the application sees a byte */
+    const size_t total = 100000;
+    uint8_t *out = malloc(total), *back = malloc(total);
+    h_fill(out, total, 9);
+    h_raw_write_all(p, out, total);
+    shutdown(p, SHUT_WR);
+    size_t got = 0;
+    for (int i = 0; i < 5000 && got < total; i++) {
+        h_run_for(&env, 1);
+        ssize_t r = recv(p, back + got, total - got, MSG_DONTWAIT);
+        if (r == 0)
+            break;
+        got += r > 0 ? (size_t)r : 0;
+    }
+    cr_assert_eq(got, total, "%zu of %zu bytes echoed: %s", got, total, h_dump(c));
+    cr_assert_arr_eq(back, out, total);
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 2000), "%s", h_dump(c));
+    expect_reason(c, SOCKET_SHUTDOWN_BY_PEER);
+    free(out);
+    free(back);
+    close(p);
+    h_sock_free(c);
+}
+
+/* 4 MiB in 64 KiB writes to an application that receives a little, pauses, then takes
+ * large and small pieces: read-ahead (bounded), bulk receives straight into the buffer
+ * and back to small ones lose and reorder nothing. */
+Test(tcp_errors, read_ahead_and_direct_receives_keep_the_stream_exact)
+{
+    struct h_sock *c = h_sock_new(&env);
+    int p = connect_to_raw(c);
+    const size_t total = 4u << 20;
+    uint8_t *out = malloc(total), *in = malloc(65536);
+    h_fill(out, total, 5);
+    CALL(ISocket_Recv(c->sock, in, 100, true));
+    size_t sent = 0, got = 0, results = 0;
+    bool out_recv = true; /* a Recv is outstanding */
+    for (int round = 0; got < total; round++) {
+        while (sent < total) { /* as much as the socket takes now */
+            size_t n = total - sent < 65536 ? total - sent : 65536;
+            ssize_t w = send(p, out + sent, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w <= 0)
+                break;
+            sent += (size_t)w;
+        }
+        h_run_for(&env, 2);
+        if (out_recv && h_count(c, H_RECV_RESULT) > results) {
+            results++;
+            size_t len = h_last(c, H_RECV_RESULT)->len;
+            cr_assert(len >= 1 && got + len <= total);
+            cr_assert_arr_eq(in, out + got, len, "the stream differs at %zu", got);
+            got += len;
+            out_recv = false;
+        }
+        /* receive in phases: small pieces, a pause, 64 KiB pieces, small again */
+        if (!out_recv && got < total && !(round % 64 >= 8 && round % 64 < 16)) {
+            size_t piece = got < total / 2 ? (round % 3 ? 65536 : 100) : 700;
+            CALL(ISocket_Recv(c->sock, in, piece, true));
+            out_recv = true;
+        }
+        cr_assert(round < 200000, "stalled at %zu received, %zu sent", got, sent);
+    }
+    cr_assert_eq(h_count(c, H_SHUTDOWN), 0, "%s", h_dump(c));
+    close(p);
+    free(out);
+    free(in);
+    h_sock_free(c);
+}
+
 Test(tcp_errors, accepted_socket_sees_client_reset_as_lost)
 {
     struct h_sock *l = h_sock_new(&env);

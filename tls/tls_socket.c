@@ -603,8 +603,9 @@ static void ktls_record(void *arg, uint8_t type, const uint8_t *data, size_t len
 static void ktls_rx_start(struct tls *t)
 {
     t->ktls_rx_wait = t->rec_bound = false;
-    char why[160];
-    if (rs_ktls_install(rs_stream_fd(t->inner), t->ssl, false, why, sizeof(why)) != 0) {
+    char why[160] = "bytes were read ahead of the TLS layer before StartTLS";
+    if (rs_stream_read_ahead(t->inner) ||
+        rs_ktls_install(rs_stream_fd(t->inner), t->ssl, false, why, sizeof(why)) != 0) {
         LOG(t, "tls %p: receiving stays in user space: %s", (void *)t, why);
         want_input(t);
         return;
@@ -888,10 +889,19 @@ static void inner_connect_complete(USocket *u, ISocket *inner)
     begin_handshake(of_inner(u));
 }
 
+/* wolfSSL reads the records through the inner socket's receives, up to a record
+ * boundary where kernel TLS takes over: nothing may be read ahead of them. */
+static void inner_adopt(struct tls *t, ISocket *inner)
+{
+    t->inner = inner;
+    if (inner && (inner->ops == &rs_tcp_stream_ops || inner->ops == &rs_local_stream_ops))
+        rs_stream_no_readahead(inner);
+}
+
 static void inner_accept_complete(USocket *u, ISocket *inner)
 {
     struct tls *t = of_inner(u);
-    t->inner = inner;
+    inner_adopt(t, inner);
     if (t->qos >= 0)
         ISocket_SetQoS(inner, (qostraffictype_t)t->qos);
     begin_handshake(t);
@@ -1280,7 +1290,7 @@ static ISocket *tls_create_socket(ISocketProvider *p, IIoMux *m, USocket *user, 
         rs_fatal("ISocketProvider_CreateSocket on a TLS provider made for upgrades only "
                  "(CreateTLSSocketProvider(NULL))");
     struct tls *t = tls_new(m, user, log, ctx, false);
-    t->inner = ISocketProvider_CreateSocket(tp->tcp, m, &t->inner_user, log, useIPv6, NULL);
+    inner_adopt(t, ISocketProvider_CreateSocket(tp->tcp, m, &t->inner_user, log, useIPv6, NULL));
     return &t->core.base;
 }
 
@@ -1298,7 +1308,7 @@ static ISocket *tls_upgrade(ISocketProvider *p, ISocket *from, IIoMux *m, USocke
     struct tls *t = tls_new(m, user, log, ctx, initServerSide);
     t->upgrade = true;
     t->core.base.mode = RS_MODE_ACCEPTED;
-    t->inner = from;
+    inner_adopt(t, from);
     ISocket_SetUser(from, &t->inner_user);
     t->state = T_HANDSHAKE;
     arm_handshake_timer(t);
