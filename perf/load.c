@@ -1035,6 +1035,8 @@ static void *run_worker(void *arg)
     w->hist = hist_all;
     w->udp_lost = udp_lost;
     w->udp_late = udp_late;
+    if (uring)
+        uring_done(); /* after the figures: its cancels are no load */
     free(rate.q);
     return NULL;
 }

@@ -116,6 +116,8 @@ extern _Thread_local void (*rate_resume)(struct conn *c);
 // Back ends: run the calling thread's n connections. uring_run returns false when io_uring
 // cannot be used (then epoll runs).
 bool uring_run(struct conn *conns, unsigned n);
+// Releases the thread's ring and buffers after a uring_run that returned true.
+void uring_done(void);
 void epoll_run(struct conn *conns, unsigned n);
 void tls_connect_all(struct conn *conns);
 void tls_close_all(struct conn *conns);

@@ -537,4 +537,6 @@ void epoll_run(struct conn *conns, unsigned n_conns)
     free(useq);
     free(uhdr);
     free(upend);
+    free(urbuf); // the thread's own: gone with it
+    urbuf = NULL;
 }

@@ -385,3 +385,11 @@ bool uring_run(struct conn *conns, unsigned n_conns)
     }
     return true;
 }
+
+void uring_done(void)
+{
+    io_uring_queue_exit(&ring);
+    munmap(br, (size_t)nbufs * sizeof(struct io_uring_buf));
+    free(bufs);
+    bufs = NULL;
+}
