@@ -522,16 +522,17 @@ static void arrived(struct rs_stream *s, const uint8_t *data, size_t n)
         ms_stop(s); /* a Recv that finds the stash empty starts receiving again */
 }
 
-/* The end of the stream (or an error) came through the multishot receive: it ends the
- * socket where the application waits with nothing left before it, else it waits. */
+/* The end of the stream (or an error) came through the multishot receive: where the
+ * application waits with nothing left before it, the socket ends once its sends are out;
+ * else the end waits for a Recv to reach it. */
 static void read_end(struct rs_stream *s, shutdownreason_t reason)
 {
-    if (s->rbuf && s->stash_off == s->stash_len && !(s->core.pending & RS_EV_RECV_DONE)) {
-        end(s, reason);
-        return;
-    }
     s->rd_ended = true;
     s->rd_reason = reason;
+    if (s->rbuf && s->stash_off == s->stash_len && !(s->core.pending & RS_EV_RECV_DONE)) {
+        s->rd_reached = true;
+        maybe_finish_shutdown(s);
+    }
 }
 
 static void ms_complete(struct rs_op *op, int res, unsigned flags)
