@@ -611,6 +611,17 @@ size_t h_raw_read_n(int fd, void *buf, size_t len, unsigned timeout_ms)
     return got;
 }
 
+bool h_wait_readable(struct h_env *env, int fd, unsigned timeout_ms)
+{
+    for (unsigned t = 0; t <= timeout_ms; t += 5) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 0) > 0)
+            return true;
+        h_run_for(env, 5);
+    }
+    return false;
+}
+
 uint32_t h_rand(uint32_t *state)
 {
     uint32_t x = *state ? *state : 0x9e3779b9u;

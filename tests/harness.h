@@ -152,6 +152,9 @@ void h_raw_reset(int fd);                         /* close with RST (SO_LINGER 0
 bool h_kernel_has_tls_ulp(void);
 void h_raw_write_all(int fd, const void *buf, size_t len);
 size_t h_raw_read_n(int fd, void *buf, size_t len, unsigned timeout_ms);
+/* Runs the loop until fd has something to read (or timeout_ms passed): for a raw peer
+ * that waits for what a ringsock socket sends from the loop. */
+bool h_wait_readable(struct h_env *env, int fd, unsigned timeout_ms);
 
 /* The process's open descriptors (entries of /proc/self/fd). */
 int h_count_fds(void);
