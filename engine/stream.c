@@ -271,6 +271,10 @@ static struct rs_stream *stream_new(const struct rs_stream_type *type, IIoMux *m
     s->accept_op.complete = accept_complete;
     s->recv_op.complete = recv_complete;
     s->ms_op.complete = ms_complete;
+    /* the first receive goes straight into the buffer: a short one starts multishot, a
+     * bulk stream never copies */
+    s->bulk = true;
+    s->calm = RS_BULK_CALM - 1;
     s->send_op.complete = send_complete;
     rs_task_init(&s->flush_task, flush_task_run);
     return s;
