@@ -322,6 +322,8 @@ bool rs_stream_peer_ip(const ISocket *is, IPaddr *addr)
 
 void rs_stream_no_readahead(ISocket *is)
 {
+    if (!is || (is->ops != &rs_tcp_stream_ops && is->ops != &rs_local_stream_ops))
+        return; /* not a stream socket: nothing reads ahead */
     struct rs_stream *s = S(is);
     s->ms_off = true;
     ms_stop(s);

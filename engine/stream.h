@@ -38,7 +38,7 @@ bool rs_stream_peer_ip(const ISocket *s, IPaddr *addr);
 /* A receive buffer is outstanding (UpgradeToTLSSocket refuses such a socket). */
 bool rs_stream_receiving(const ISocket *s);
 /* The TLS layer reads record by record: no multishot receive (a running one stops; what
- * it read ahead is served first). */
+ * it read ahead is served first). Any other socket (or NULL) is left alone. */
 void rs_stream_no_readahead(ISocket *s);
 /* Bytes were, or may still be, read ahead of the next Recv (kernel TLS cannot take over
  * receiving then). */

@@ -894,8 +894,7 @@ static void inner_connect_complete(USocket *u, ISocket *inner)
 static void inner_adopt(struct tls *t, ISocket *inner)
 {
     t->inner = inner;
-    if (inner && (inner->ops == &rs_tcp_stream_ops || inner->ops == &rs_local_stream_ops))
-        rs_stream_no_readahead(inner);
+    rs_stream_no_readahead(inner);
 }
 
 static void inner_accept_complete(USocket *u, ISocket *inner)
