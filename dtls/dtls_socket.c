@@ -411,9 +411,8 @@ static void drive(struct dtls *d)
         d->capture_flight = d->server;
         int r = d->server ? wolfSSL_accept(d->ssl) : wolfSSL_connect(d->ssl);
         d->capture_flight = false;
-        if (r != WOLFSSL_SUCCESS)
-            free_list(&d->flight, &d->flight_tail);
         if (r != WOLFSSL_SUCCESS) {
+            free_list(&d->flight, &d->flight_tail);
             if (wolfSSL_get_error(d->ssl, r) == WOLFSSL_ERROR_WANT_READ) {
                 arm_rtx(d); /* and an alert it sent on the way is dropped */
             } else {

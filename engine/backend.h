@@ -28,12 +28,10 @@ struct rs_op {
 
 /* Features probed at IIoMux_Create; the engine uses the newer ones only where present. */
 enum rs_feature {
-    RS_FEAT_DEFER_TASKRUN = 1u << 0,
-    RS_FEAT_MULTISHOT_ACCEPT = 1u << 1,
-    RS_FEAT_SEND_ZC = 1u << 2,
-    RS_FEAT_SYNC_CANCEL = 1u << 3,
-    RS_FEAT_RECV_MULTISHOT = 1u << 4,
-    RS_FEAT_BUNDLE = 1u << 5,
+    RS_FEAT_MULTISHOT_ACCEPT = 1u << 0,
+    RS_FEAT_SEND_ZC = 1u << 1,
+    RS_FEAT_SYNC_CANCEL = 1u << 2,
+    RS_FEAT_RECV_MULTISHOT = 1u << 3,
 };
 
 struct rs_backend;
@@ -46,7 +44,6 @@ void rs_backend_start(struct rs_backend *b);
 /* Completes what is finished or never started, so deleted sockets can be freed. */
 void rs_backend_drain(struct rs_backend *b);
 unsigned rs_backend_features(const struct rs_backend *b);
-const char *rs_backend_describe(const struct rs_backend *b);
 
 /* Submits what is queued and dispatches completions. Waits at most timeout_ns
  * (0: do not wait, UINT64_MAX: wait for at least one completion). */
@@ -75,7 +72,6 @@ struct rs_bufpool;
 struct rs_bufpool *rs_bufpool_create(struct rs_backend *b, unsigned count, unsigned size);
 void rs_bufpool_destroy(struct rs_bufpool *p);
 void *rs_bufpool_buf(struct rs_bufpool *p, unsigned id);
-unsigned rs_bufpool_size(const struct rs_bufpool *p);
 void rs_bufpool_recycle(struct rs_bufpool *p, unsigned id);
 /* Multishot recvmsg into pool buffers; each completion carries RS_CQE_BUFFER and the
  * id. msg gives the name length to reserve (no iovec). */

@@ -6,17 +6,17 @@
 
 #include "isocket.h"
 
-/* Pending events, delivered in this order of priority. */
+/* Pending events, delivered in this order of priority (core.c's deliver_one). */
 enum {
     RS_EV_BIND = 1u << 0,
     RS_EV_CONNECTED = 1u << 1,
     RS_EV_ACCEPTED = 1u << 2,
-    RS_EV_LISTEN = 1u << 3,        /* type hook: one SocketListenResult per call */
-    RS_EV_SENDS = 1u << 4,         /* ready_results SocketSendResults */
-    RS_EV_RECV_CANCELED = 1u << 5, /* the canceled[] buffers */
-    RS_EV_RECV_DONE = 1u << 6,     /* type hook: SocketRecvResult / SocketRecvFromResult */
-    RS_EV_CLOSE = 1u << 7,         /* outstanding buffer back, then SocketShutdown */
-    RS_EV_UPGRADED = 1u << 8,      /* SocketUpgradeToTLSComplete */
+    RS_EV_UPGRADED = 1u << 3,      /* SocketUpgradeToTLSComplete */
+    RS_EV_LISTEN = 1u << 4,        /* type hook: one SocketListenResult per call */
+    RS_EV_SENDS = 1u << 5,         /* ready_results SocketSendResults */
+    RS_EV_RECV_CANCELED = 1u << 6, /* the canceled[] buffers */
+    RS_EV_RECV_DONE = 1u << 7,     /* type hook: SocketRecvResult / SocketRecvFromResult */
+    RS_EV_CLOSE = 1u << 8,         /* outstanding buffer back, then SocketShutdown */
 };
 
 #define RS_MAX_CANCELED 4

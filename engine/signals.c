@@ -9,7 +9,7 @@
 
 #include "reactor.h"
 
-#define RS_SHUTDOWN_GRACE_MS 10000 /* default; rs_shutdown_set_grace changes it */
+#define RS_SHUTDOWN_GRACE_MS 10000 /* default; IIoMux.shutdown_grace_ms (tests) changes it */
 #define RS_MAX_SIGNAL_MUXES  64
 
 /* The signal handler may only touch these: async-signal-safe atomics and write(2). */

@@ -16,9 +16,11 @@ struct rs_stream_type {
     bool (*parse_connect)(const char *text, struct rs_sockaddr *out);
     /* Parses a Bind address; false: SOCKET_ADDRESS_INVALID. */
     bool (*parse_bind)(const char *addr, uint16_t port, bool v6, struct rs_sockaddr *out);
-    /* Called with the new descriptor before bind/connect (options), and after a
-     * successful bind (e.g. file permissions). Return 0 or a positive errno. */
+    /* Socket options on a new descriptor, before bind or connect. Return 0 or a positive
+     * errno. */
     int (*configure)(struct rs_stream *s, int fd, bool listener);
+    /* Around a bind (a local socket clears a stale path before and sets its file mode
+     * after). before_bind returns 0 or a positive errno. */
     int (*before_bind)(struct rs_stream *s, const struct rs_sockaddr *addr);
     void (*after_bind)(struct rs_stream *s, const struct rs_sockaddr *addr);
     /* Address text and port of a sockaddr, for callbacks and logs. */

@@ -71,7 +71,6 @@ struct udp {
     struct dgram *shead, *stail, *snext; /* snext: first not yet handed to the kernel */
     unsigned sinflight;
     struct rs_task flush_task;
-    uint64_t icmp_errors;
 };
 
 #define U(isock)        ((struct udp *)(isock))
@@ -260,7 +259,6 @@ static bool recv_from_queue(struct udp *u)
 static bool receive_error(struct udp *u, int res)
 {
     if (res == -ECONNREFUSED || res == -EHOSTUNREACH || res == -ENETUNREACH) {
-        u->icmp_errors++;
         LOG(u, "udp %p: peer unreachable (%s)", (void *)u, strerror(-res));
     } else if (res != -EINTR && res != -EAGAIN && res != -ENOBUFS && res != -ENOMEM &&
                res != -ECANCELED) {
@@ -452,8 +450,6 @@ static void send_complete(struct rs_op *op, int res, unsigned flags)
     }
     if (res < 0) {
         /* A datagram that could not leave still gets its result: UDP promises no more. */
-        if (res == -ECONNREFUSED)
-            u->icmp_errors++;
         LOG(u, "udp %p: send of %zu bytes failed: %s", (void *)u, d->len, strerror(-res));
     } else {
         u->core.base.stats.bytesSent += (uint64_t)res;

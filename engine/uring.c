@@ -12,11 +12,6 @@
 
 #include "backend.h"
 
-/* Newer than Debian's liburing 2.3 headers; probed at run time. */
-#ifndef IORING_FEAT_RECVSEND_BUNDLE
-#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
-#endif
-
 #define RS_SQ_ENTRIES 1024
 #define RS_CQ_ENTRIES 16384 /* multishot accept and bursts of completions */
 #define RS_REAP_BATCH 64
@@ -26,7 +21,6 @@ struct rs_backend {
     unsigned features;
     uint16_t next_bgid;
     bool started; /* created disabled: the first Run binds the ring to its thread */
-    char desc[160];
 };
 
 /* An operation canceled before the ring started is turned into a NOP whose user_data
@@ -64,7 +58,7 @@ static void explain_setup_failure(int err, char *why, size_t whylen)
     snprintf(why, whylen, "io_uring_setup failed: %s%s", strerror(err), hint);
 }
 
-static void probe(struct rs_backend *b, unsigned setup_flags)
+static void probe(struct rs_backend *b)
 {
     struct io_uring_probe *pr = io_uring_get_probe_ring(&b->ring);
     if (pr) {
@@ -76,10 +70,6 @@ static void probe(struct rs_backend *b, unsigned setup_flags)
         }
         io_uring_free_probe(pr);
     }
-    if (setup_flags & IORING_SETUP_DEFER_TASKRUN)
-        b->features |= RS_FEAT_DEFER_TASKRUN;
-    if (b->ring.features & IORING_FEAT_RECVSEND_BUNDLE)
-        b->features |= RS_FEAT_BUNDLE;
     /* A synchronous cancel of a key nobody uses answers ENOENT where it exists. */
     struct io_uring_sync_cancel_reg reg;
     memset(&reg, 0, sizeof(reg));
@@ -106,10 +96,8 @@ struct rs_backend *rs_backend_create(char *why, size_t whylen)
         IORING_SETUP_R_DISABLED,
     };
     int ret = -EINVAL;
-    unsigned used = 0;
     for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
-        used = tries[i];
-        ret = ring_init(b, used);
+        ret = ring_init(b, tries[i]);
         if (ret != -EINVAL)
             break;
     }
@@ -118,7 +106,7 @@ struct rs_backend *rs_backend_create(char *why, size_t whylen)
         free(b);
         return NULL;
     }
-    probe(b, used);
+    probe(b);
     if (!(b->features & RS_FEAT_SYNC_CANCEL)) {
         /* Safe Delete with a receive in flight needs it (kernel 6.0). */
         snprintf(why, whylen,
@@ -127,11 +115,6 @@ struct rs_backend *rs_backend_create(char *why, size_t whylen)
         free(b);
         return NULL;
     }
-    snprintf(b->desc, sizeof(b->desc), "io_uring sq=%u cq=%u%s%s%s", b->ring.sq.ring_entries,
-             b->ring.cq.ring_entries,
-             (used & IORING_SETUP_DEFER_TASKRUN) ? " defer_taskrun" : " coop_taskrun",
-             (b->features & RS_FEAT_SEND_ZC) ? " send_zc" : "",
-             (b->features & RS_FEAT_BUNDLE) ? " bundle" : "");
     return b;
 }
 
@@ -158,11 +141,6 @@ void rs_backend_destroy(struct rs_backend *b)
 unsigned rs_backend_features(const struct rs_backend *b)
 {
     return b->features;
-}
-
-const char *rs_backend_describe(const struct rs_backend *b)
-{
-    return b->desc;
 }
 
 /* The SQ is sized for a loop iteration's worth of work; when it fills up mid-iteration
@@ -344,11 +322,6 @@ void rs_bufpool_destroy(struct rs_bufpool *p)
 void *rs_bufpool_buf(struct rs_bufpool *p, unsigned id)
 {
     return p->mem + (size_t)id * p->size;
-}
-
-unsigned rs_bufpool_size(const struct rs_bufpool *p)
-{
-    return p->size;
 }
 
 void rs_bufpool_recycle(struct rs_bufpool *p, unsigned id)

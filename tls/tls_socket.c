@@ -1000,7 +1000,7 @@ static void inner_shutdown(USocket *u, ISocket *inner, shutdownreason_t reason)
         }
         break;
     case T_CLOSING:
-        end(t, reason == SOCKET_SHUTDOWN_NORMAL ? SOCKET_SHUTDOWN_NORMAL : reason);
+        end(t, reason);
         break;
     case T_HANDSHAKE:
         IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: connection ended in the handshake: %s",
