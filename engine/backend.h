@@ -46,8 +46,9 @@ void rs_backend_drain(struct rs_backend *b);
 unsigned rs_backend_features(const struct rs_backend *b);
 
 /* Submits what is queued and dispatches completions. Waits at most timeout_ns
- * (0: do not wait, UINT64_MAX: wait for at least one completion). */
-void rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns);
+ * (0: do not wait, UINT64_MAX: wait for at least one completion). Returns the number of
+ * completions it dispatched. */
+unsigned rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns);
 
 void rs_io_connect(struct rs_backend *b, struct rs_op *op, int fd, const struct sockaddr *addr,
                    socklen_t len);

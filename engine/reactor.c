@@ -165,7 +165,7 @@ void IIoMux_Run(IIoMux *m)
         uint64_t timeout = 0;
         if (rs_list_empty(&m->deferred) && !rs_exec_pending(m))
             timeout = rs_timers_next_timeout(m, rs_now_ns());
-        rs_backend_poll(m->io, timeout);
+        m->quiet_send = rs_backend_poll(m->io, timeout) <= 1;
     }
 }
 

@@ -42,6 +42,11 @@ struct IIoMux {
     bool terminate;
     int api_depth; /* > 0 while an API call runs: no callback may start then */
 
+    /* The last poll brought one completion or none: a loop this quiet sends its round's
+     * first small send at once (one send(2)) rather than with the next submit, which
+     * would return with that send's completion and cost a second enter per round. */
+    bool quiet_send;
+
     struct rs_list deferred;  /* run from the loop, in order */
     struct rs_list flush;     /* run right before each submit: batches sends */
     struct rs_list unclaimed; /* IIoMux_Delete runs these: see rs_mux_hold */

@@ -899,6 +899,14 @@ static void append_send(struct rs_stream *s, const uint8_t *buf, size_t len, boo
     t->results++;
 }
 
+/* The loop's one send at once for this round, if it is quiet (IIoMux.quiet_send). */
+static bool take_quiet_send(IIoMux *m)
+{
+    bool quiet = m->quiet_send;
+    m->quiet_send = false;
+    return quiet;
+}
+
 static void stream_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 {
     struct rs_stream *s = S(is);
@@ -908,9 +916,10 @@ static void stream_send(ISocket *is, const void *buf, size_t len, bool nocopy)
         return; /* ignored after Shutdown; dropped once the connection ended */
     s->core.base.stats.sends++;
     const uint8_t *p = buf;
-    if (!nocopy && len >= RS_DIRECT_SEND_MIN && s->state == ST_CONNECTED && !s->shead &&
-        !s->sop_inflight) {
-        /* Nothing queued: what the socket buffer takes now needs no copy. */
+    if (!nocopy && s->state == ST_CONNECTED && !s->shead && !s->sop_inflight &&
+        (len >= RS_DIRECT_SEND_MIN || take_quiet_send(s->core.base.mux))) {
+        /* Nothing queued: what the socket buffer takes now needs no copy (and, on a quiet
+         * loop, no submission whose completion costs another enter). */
         ssize_t n = send(s->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
             log_traffic(s, "sent", p, (size_t)n);

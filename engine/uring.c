@@ -435,7 +435,7 @@ void rs_backend_drain(struct rs_backend *b)
     }
 }
 
-void rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns)
+unsigned rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns)
 {
     int ret;
     if (timeout_ns == 0) {
@@ -458,6 +458,11 @@ void rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns)
         rs_fatal_backend(strerror(-ret));
     }
     /* Bounded so timers and deferred work are not starved by a flood. */
-    for (int i = 0; i < 16 && reap(b) == RS_REAP_BATCH; i++)
-        ;
+    unsigned total = 0, n;
+    for (int i = 0; i < 16; i++) {
+        total += n = reap(b);
+        if (n < RS_REAP_BATCH)
+            break;
+    }
+    return total;
 }
