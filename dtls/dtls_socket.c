@@ -117,7 +117,6 @@ static struct dtls *dtls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocke
     if (!d)
         rs_fatal("DTLS socket: out of memory");
     rs_core_init(&d->core, &dtls_core_type, &dtls_ops, m, user, log, LOG_DTLS);
-    d->core.base.is_tls = true;
     d->ctx = ctx;
     rs_tls_context_attach(ctx);
     d->use_srtp = ctx->srtp;

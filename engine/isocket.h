@@ -14,6 +14,36 @@ enum rs_mode {
     RS_MODE_ACCEPTED, /* handed out by Accept */
 };
 
+/* A record read by kernel TLS that is not application data (rs_stream_caps.ktls_rx). */
+typedef void (*rs_stream_record_fn)(void *arg, uint8_t type, const uint8_t *data, size_t len);
+
+/* What a layer that owns a stream socket (TLS) may do with it. Only TCP and local sockets
+ * have these; that they do is what makes a socket upgradable. */
+struct rs_stream_caps {
+    int (*fd)(const ISocket *s);
+    /* The IP address the socket is connected to (or accepted from); false if it has none
+     * (a local socket, not connected). */
+    bool (*peer_ip)(const ISocket *s, IPaddr *addr);
+    /* A receive buffer is outstanding (UpgradeToTLSSocket refuses such a socket). */
+    bool (*receiving)(const ISocket *s);
+    /* The TLS layer reads record by record: no multishot receive (a running one stops;
+     * what it read ahead is served first). */
+    void (*no_readahead)(ISocket *s);
+    /* Bytes were, or may still be, read ahead of the next Recv (kernel TLS cannot take
+     * over receiving then). */
+    bool (*read_ahead)(const ISocket *s);
+    /* Kernel TLS, NULL where the kernel has none (local sockets). ktls_tx: the tls ULP is
+     * set up by the caller; sends carry plaintext the kernel
+     * seals, so none goes out zero-copy. */
+    void (*ktls_tx)(ISocket *s);
+    /* Receives carry plaintext the kernel opened; a record that is not application data
+     * (an alert, a post-handshake message) goes to fn, from the loop, instead of the
+     * caller's buffer, and the receive goes on. A record the kernel refused to open comes
+     * as type 0, data NULL and len the errno (EBADMSG: it does not authenticate; EMSGSIZE,
+     * EINVAL: malformed); then the socket ends as lost. fn may delete the socket. */
+    void (*ktls_rx)(ISocket *s, rs_stream_record_fn fn, void *arg);
+};
+
 struct rs_socket_ops {
     const char *name; /* "tcp", "local", ... for messages */
     void (*connect)(ISocket *s, const char *address, const char *serverName);
@@ -34,7 +64,8 @@ struct rs_socket_ops {
     const char *(*srtp_profile)(ISocket *s);
     bool (*export_keying_material)(ISocket *s, const char *label, const uint8_t *context,
                                    size_t context_len, uint8_t *out, size_t len);
-    unsigned (*kernel_tls)(ISocket *s); /* KTLS_TX|KTLS_RX */
+    unsigned (*kernel_tls)(ISocket *s);  /* KTLS_TX|KTLS_RX */
+    const struct rs_stream_caps *stream; /* TCP and local sockets */
 };
 
 struct ISocket {
@@ -46,7 +77,6 @@ struct ISocket {
     enum rs_mode mode;
     bool in_listen_result; /* Accept is legal only now */
     bool accept_called;
-    bool is_tls;           /* UpgradeToTLSSocket refuses these */
     ISocketStats stats;
 };
 

@@ -46,7 +46,7 @@ enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 #define SOL_TLS 282
 #endif
 
-/* Receiving on a kernel TLS socket (rs_stream_ktls_rx): each receive is a recvmsg whose
+/* Receiving on a kernel TLS socket (rs_stream_caps.ktls_rx): each receive is a recvmsg whose
  * control message names the record type; records other than application data go to fn. */
 struct ktls_rx {
     rs_stream_record_fn fn;
@@ -286,17 +286,19 @@ ISocket *rs_stream_create(const struct rs_stream_type *type, IIoMux *m, USocket 
     return &stream_new(type, m, user, log, useIPv6)->core.base;
 }
 
-int rs_stream_fd(const ISocket *is)
+/* ---- what a layer over the stream may do (rs_stream_caps) ------------------------------ */
+
+static int caps_fd(const ISocket *is)
 {
     return S(is)->fd;
 }
 
-void rs_stream_ktls_tx(ISocket *is)
+static void caps_ktls_tx(ISocket *is)
 {
     S(is)->zc_ok = false; /* the kernel encrypts into its own buffers anyway */
 }
 
-void rs_stream_ktls_rx(ISocket *is, rs_stream_record_fn fn, void *arg)
+static void caps_ktls_rx(ISocket *is, rs_stream_record_fn fn, void *arg)
 {
     struct rs_stream *s = S(is);
     if (!s->ktls) {
@@ -308,10 +310,8 @@ void rs_stream_ktls_rx(ISocket *is, rs_stream_record_fn fn, void *arg)
     s->ktls->arg = arg;
 }
 
-bool rs_stream_peer_ip(const ISocket *is, IPaddr *addr)
+static bool caps_peer_ip(const ISocket *is, IPaddr *addr)
 {
-    if (is->ops != &rs_tcp_stream_ops && is->ops != &rs_local_stream_ops)
-        return false;
     const struct sockaddr *sa = &S(is)->peer.u.sa;
     uint16_t port;
     if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
@@ -320,27 +320,44 @@ bool rs_stream_peer_ip(const ISocket *is, IPaddr *addr)
     return true;
 }
 
-void rs_stream_no_readahead(ISocket *is)
+static void caps_no_readahead(ISocket *is)
 {
-    if (!is || (is->ops != &rs_tcp_stream_ops && is->ops != &rs_local_stream_ops))
-        return; /* not a stream socket: nothing reads ahead */
     struct rs_stream *s = S(is);
     s->ms_off = true;
     ms_stop(s);
 }
 
-bool rs_stream_read_ahead(const ISocket *is)
+static bool caps_read_ahead(const ISocket *is)
 {
     const struct rs_stream *s = S(is);
     return s->ms_armed || s->stash_off < s->stash_len;
 }
 
-bool rs_stream_receiving(const ISocket *is)
+static bool caps_receiving(const ISocket *is)
 {
     return S(is)->rbuf != NULL;
 }
 
-void rs_stream_set_qos(ISocket *is, qostraffictype_t type)
+static const struct rs_stream_caps tcp_caps = {
+    .fd = caps_fd,
+    .peer_ip = caps_peer_ip,
+    .receiving = caps_receiving,
+    .no_readahead = caps_no_readahead,
+    .read_ahead = caps_read_ahead,
+    .ktls_tx = caps_ktls_tx,
+    .ktls_rx = caps_ktls_rx,
+};
+
+/* The kernel has no TLS for local sockets. */
+static const struct rs_stream_caps local_caps = {
+    .fd = caps_fd,
+    .peer_ip = caps_peer_ip,
+    .receiving = caps_receiving,
+    .no_readahead = caps_no_readahead,
+    .read_ahead = caps_read_ahead,
+};
+
+static void stream_set_qos(ISocket *is, qostraffictype_t type)
 {
     struct rs_stream *s = S(is);
     if ((unsigned)type > QOS_VOICE)
@@ -1173,11 +1190,6 @@ static void stream_get_local_address(ISocket *is, char *out, unsigned size, uint
     rs_fd_local_address(S(is)->fd, S(is)->type->format, out, size, port);
 }
 
-static void stream_set_qos(ISocket *is, qostraffictype_t type)
-{
-    rs_stream_set_qos(is, type);
-}
-
 static void stream_destroy(ISocket *is)
 {
     struct rs_stream *s = S(is);
@@ -1191,14 +1203,14 @@ static void stream_destroy(ISocket *is)
 }
 
 /* One implementation, two names for messages. */
-#define STREAM_OPS(type_name)                                                                      \
+#define STREAM_OPS(type_name, caps)                                                                \
     {                                                                                              \
         .name = type_name, .connect = stream_connect, .bind = stream_bind,                         \
         .get_local_address = stream_get_local_address, .listen = stream_listen,                    \
         .accept = stream_accept, .shutdown = stream_shutdown, .send = stream_send,                 \
         .send_to = NULL, .recv = stream_recv, .recv_cancel = stream_recv_cancel,                   \
-        .set_qos = stream_set_qos, .destroy = stream_destroy,                                      \
+        .set_qos = stream_set_qos, .destroy = stream_destroy, .stream = (caps),                    \
     }
 
-const struct rs_socket_ops rs_tcp_stream_ops = STREAM_OPS("tcp");
-const struct rs_socket_ops rs_local_stream_ops = STREAM_OPS("local");
+const struct rs_socket_ops rs_tcp_stream_ops = STREAM_OPS("tcp", &tcp_caps);
+const struct rs_socket_ops rs_local_stream_ops = STREAM_OPS("local", &local_caps);

@@ -33,29 +33,4 @@ extern const struct rs_socket_ops rs_local_stream_ops;
 
 ISocket *rs_stream_create(const struct rs_stream_type *type, IIoMux *iomux, USocket *user,
                           IInstanceLog *log, bool useIPv6);
-int rs_stream_fd(const ISocket *s);
-/* The IP address the socket is connected to (or accepted from); false if it has none (a
- * local socket, not connected, or no stream socket at all). */
-bool rs_stream_peer_ip(const ISocket *s, IPaddr *addr);
-/* A receive buffer is outstanding (UpgradeToTLSSocket refuses such a socket). */
-bool rs_stream_receiving(const ISocket *s);
-/* The TLS layer reads record by record: no multishot receive (a running one stops; what
- * it read ahead is served first). Any other socket (or NULL) is left alone. */
-void rs_stream_no_readahead(ISocket *s);
-/* Bytes were, or may still be, read ahead of the next Recv (kernel TLS cannot take over
- * receiving then). */
-bool rs_stream_read_ahead(const ISocket *s);
-void rs_stream_set_qos(ISocket *s, qostraffictype_t type);
-
-/* Kernel TLS (the tls ULP set up by the caller): sends carry plaintext the kernel seals,
- * so none goes out zero-copy. */
-void rs_stream_ktls_tx(ISocket *s);
-/* Receives carry plaintext the kernel opened; a record that is not application data
- * (an alert, a post-handshake message) goes to fn, from the loop, instead of the
- * caller's buffer, and the receive goes on. A record the kernel refused to open comes as
- * type 0, data NULL and len the errno (EBADMSG: it does not authenticate; EMSGSIZE,
- * EINVAL: malformed); then the socket ends as lost. fn may delete the socket. */
-typedef void (*rs_stream_record_fn)(void *arg, uint8_t type, const uint8_t *data, size_t len);
-void rs_stream_ktls_rx(ISocket *s, rs_stream_record_fn fn, void *arg);
-
 #endif

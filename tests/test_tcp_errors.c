@@ -1011,7 +1011,7 @@ static int tos_of(ISocket *s, int level, int opt)
 {
     int v = -1;
     socklen_t len = sizeof(v);
-    cr_assert_eq(getsockopt(rs_stream_fd(s), level, opt, &v, &len), 0, "%s", strerror(errno));
+    cr_assert_eq(getsockopt(s->ops->stream->fd(s), level, opt, &v, &len), 0, "%s", strerror(errno));
     return v & 0xfc; /* DSCP only: the kernel owns the ECN bits */
 }
 

@@ -17,7 +17,6 @@
 #include "core.h"
 #include "ktls.h"
 #include "log_internal.h"
-#include "stream.h"
 #include "tls_context.h"
 #include "verify.h"
 
@@ -225,7 +224,6 @@ static struct tls *tls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketC
     if (!t)
         rs_fatal("TLS socket: out of memory");
     rs_core_init(&t->core, &tls_core_type, &tls_ops, m, user, log, LOG_TLS);
-    t->core.base.is_tls = true;
     t->inner_user.vtbl = &inner_vtbl;
     t->ctx = ctx ? ctx : rs_tls_default_context();
     rs_tls_context_attach(t->ctx);
@@ -240,6 +238,12 @@ static struct tls *tls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketC
 static struct tls *of_inner(USocket *u)
 {
     return rs_container_of(u, struct tls, inner_user);
+}
+
+/* What the inner stream socket lets the layer do (inner_adopt checked it has it). */
+static const struct rs_stream_caps *inner_caps(const struct tls *t)
+{
+    return t->inner->ops->stream;
 }
 
 /* ---- wolfSSL memory I/O ---------------------------------------------------------------- */
@@ -462,7 +466,7 @@ static bool start_ssl(struct tls *t)
     t->rec_bound = t->ctx->ktls; /* see struct tls */
     if (!t->server) {
         IPaddr peer;
-        bool connected = t->inner && rs_stream_peer_ip(t->inner, &peer);
+        bool connected = t->inner && inner_caps(t)->peer_ip(t->inner, &peer);
         rs_tls_expect_server(t->ssl, &t->expect, t->server_name, connected ? &peer : NULL,
                              t->core.base.log, LOG_TLS, t);
         if (t->ctx->alpn)
@@ -550,7 +554,7 @@ static void ktls_send_close_notify(struct tls *t)
     t->ktls_close = false;
     t->alert_out = a;
     rs_core_op_begin(&t->core);
-    rs_io_sendmsg(t->core.base.mux->io, &a->op, rs_stream_fd(t->inner), &a->msg, 0);
+    rs_io_sendmsg(t->core.base.mux->io, &a->op, inner_caps(t)->fd(t->inner), &a->msg, 0);
 }
 
 /* The handshake is done and the context wants kernel TLS: attach the ULP. Sending moves to
@@ -559,7 +563,7 @@ static void ktls_send_close_notify(struct tls *t)
 static void ktls_begin(struct tls *t)
 {
     t->rec_bound = false;
-    if (!t->ctx->ktls || !t->inner || t->inner->ops != &rs_tcp_stream_ops)
+    if (!t->ctx->ktls || !t->inner || !inner_caps(t)->ktls_rx)
         return;
     char why[160];
     struct rs_ktls_keys probe;
@@ -568,7 +572,7 @@ static void ktls_begin(struct tls *t)
         return;
     }
     explicit_bzero(&probe, sizeof(probe));
-    int err = rs_ktls_attach(rs_stream_fd(t->inner));
+    int err = rs_ktls_attach(inner_caps(t)->fd(t->inner));
     if (err) {
         LOG(t, "tls %p: no kernel TLS: TCP_ULP tls: %s", (void *)t, strerror(err));
         return;
@@ -587,9 +591,9 @@ static void ktls_tx_try(struct tls *t)
         return;
     t->ktls_tx_wait = false;
     char why[160];
-    if (rs_ktls_install(rs_stream_fd(t->inner), t->ssl, true, why, sizeof(why)) == 0) {
+    if (rs_ktls_install(inner_caps(t)->fd(t->inner), t->ssl, true, why, sizeof(why)) == 0) {
         t->ktls |= KTLS_TX;
-        rs_stream_ktls_tx(t->inner);
+        inner_caps(t)->ktls_tx(t->inner);
         LOG(t, "tls %p: kernel TLS sends", (void *)t);
     } else {
         LOG(t, "tls %p: sending stays in user space: %s", (void *)t, why);
@@ -604,14 +608,14 @@ static void ktls_rx_start(struct tls *t)
 {
     t->ktls_rx_wait = t->rec_bound = false;
     char why[160] = "bytes were read ahead of the TLS layer before StartTLS";
-    if (rs_stream_read_ahead(t->inner) ||
-        rs_ktls_install(rs_stream_fd(t->inner), t->ssl, false, why, sizeof(why)) != 0) {
+    if (inner_caps(t)->read_ahead(t->inner) ||
+        rs_ktls_install(inner_caps(t)->fd(t->inner), t->ssl, false, why, sizeof(why)) != 0) {
         LOG(t, "tls %p: receiving stays in user space: %s", (void *)t, why);
         want_input(t);
         return;
     }
     t->ktls |= KTLS_RX;
-    rs_stream_ktls_rx(t->inner, ktls_record, t);
+    inner_caps(t)->ktls_rx(t->inner, ktls_record, t);
     t->rx_off = t->rx_len = 0;
     rx_use(t, t->rx_idle, sizeof(t->rx_idle));
     LOG(t, "tls %p: kernel TLS receives", (void *)t);
@@ -893,8 +897,10 @@ static void inner_connect_complete(USocket *u, ISocket *inner)
  * boundary where kernel TLS takes over: nothing may be read ahead of them. */
 static void inner_adopt(struct tls *t, ISocket *inner)
 {
+    if (!inner || !inner->ops->stream)
+        rs_fatal("CreateTLSSocketProvider: its provider makes no stream (TCP or local) sockets");
     t->inner = inner;
-    rs_stream_no_readahead(inner);
+    inner->ops->stream->no_readahead(inner);
 }
 
 static void inner_accept_complete(USocket *u, ISocket *inner)
@@ -1297,11 +1303,11 @@ static ISocket *tls_upgrade(ISocketProvider *p, ISocket *from, IIoMux *m, USocke
                             IInstanceLog *log, bool initServerSide, ISocketContext *ctx)
 {
     (void)p;
-    if (!from || from->is_tls)
+    if (!from || from->ops->peer_fingerprint) /* TLS and DTLS sockets have a peer certificate */
         rs_fatal("ISocketProvider_UpgradeToTLSSocket: the socket is already a TLS socket");
-    if (from->ops != &rs_tcp_stream_ops && from->ops != &rs_local_stream_ops)
+    if (!from->ops->stream)
         rs_fatal("ISocketProvider_UpgradeToTLSSocket: only stream sockets can be upgraded");
-    if (rs_stream_receiving(from))
+    if (from->ops->stream->receiving(from))
         rs_socket_misuse(from, "ISocketProvider_UpgradeToTLSSocket with a receive outstanding "
                                "on the socket (cancel it first)");
     struct tls *t = tls_new(m, user, log, ctx, initServerSide);
