@@ -274,10 +274,8 @@ static void begin_handshake(struct dtls *d, const char *server_name)
     IIoMux *m = d->core.base.mux;
     d->rtx_timer = rs_timer_create_internal(m, rtx_fired, d);
     d->hs_timer = rs_timer_create_internal(m, handshake_timed_out, d);
-    /* RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS changes it (tests, diagnostics) */
-    const char *env = getenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
-    int ms = env ? atoi(env) : 0;
-    ITimer_Start(d->hs_timer, ms > 0 ? (unsigned)ms : RS_DTLS_HANDSHAKE_TIMEOUT_MS);
+    unsigned ms = m->settings.dtls_handshake_timeout_ms;
+    ITimer_Start(d->hs_timer, ms ? ms : RS_DTLS_HANDSHAKE_TIMEOUT_MS);
     if (!start_ssl(d, server_name)) {
         end(d, SOCKET_TLS_HANDSHAKE_FAILED);
         return;
@@ -403,7 +401,7 @@ static void send_held_alert(struct dtls *d)
  * in a callback made from here, hence the reference. */
 static void drive(struct dtls *d)
 {
-    d->core.refs++;
+    rs_core_ref(&d->core);
     if (d->state == D_HANDSHAKE) {
         d->held_alert_len = 0;
         free_list(&d->flight, &d->flight_tail);
@@ -507,7 +505,7 @@ void rs_dtls_new_peer(struct dtls *l, const struct rs_peer *peer, const uint8_t 
 {
     char addr[64];
     IPaddr_ToString(&peer->addr, addr, sizeof(addr));
-    l->core.refs++;
+    rs_core_ref(&l->core);
     l->offer = peer;
     l->accepted = NULL;
     l->core.base.in_listen_result = true;

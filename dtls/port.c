@@ -153,7 +153,7 @@ void rs_port_send(struct dtls_port *p, const struct rs_peer *to, const void *buf
                   struct dtls *owner, bool app)
 {
     if (owner) {
-        owner->core.refs++; /* until its SocketSendResult */
+        rs_core_ref(&owner->core); /* until its SocketSendResult */
         owner->sends_out++;
     }
     if (p->udp_closed || !p->udp) {

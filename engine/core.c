@@ -58,7 +58,7 @@ static void deliver_one(struct rs_core *c)
 static void deliver_events(struct rs_task *t)
 {
     struct rs_core *c = rs_container_of(t, struct rs_core, events_task);
-    c->refs++; /* the application may delete the socket inside any callback */
+    rs_core_ref(c);
     while (c->pending && !c->deleted && !c->closed_delivered)
         deliver_one(c);
     rs_core_unref(c);

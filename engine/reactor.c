@@ -36,6 +36,33 @@ void rs_callback_check(IIoMux *m, const char *callback)
         rs_fatal("internal error: %s would run inside the API call that caused it", callback);
 }
 
+/* A duration in ms from the environment; 0 (the default) when unset or not one. */
+static unsigned env_ms(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long ms = strtoul(v, &end, 10);
+    if (errno || *end || ms == 0 || ms > 3600000 || v[0] == '-') {
+        fprintf(stderr,
+                "ringsock: IIoMux_Create: %s=%s is not a number of milliseconds (1 to "
+                "3600000): ignored\n",
+                name, v);
+        return 0;
+    }
+    return (unsigned)ms;
+}
+
+static void read_settings(struct rs_settings *s)
+{
+    s->tcp_single_shot = getenv("RINGSOCK_TCP_SINGLE_SHOT") != NULL;
+    s->udp_single_shot = getenv("RINGSOCK_UDP_SINGLE_SHOT") != NULL;
+    s->tls_handshake_timeout_ms = env_ms("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
+    s->dtls_handshake_timeout_ms = env_ms("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
+}
+
 IIoMux *IIoMux_Create(void)
 {
     char why[256];
@@ -59,7 +86,7 @@ IIoMux *IIoMux_Create(void)
         return NULL;
     }
     m->features = rs_backend_features(m->io);
-    m->stream_single_shot = getenv("RINGSOCK_TCP_SINGLE_SHOT") != NULL;
+    read_settings(&m->settings);
     rs_list_init(&m->deferred);
     rs_list_init(&m->flush);
     rs_list_init(&m->unclaimed);

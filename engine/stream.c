@@ -498,7 +498,7 @@ static void log_traffic(struct rs_stream *s, const char *dir, const void *data, 
 static bool multishot_fits(struct rs_stream *s)
 {
     IIoMux *m = s->core.base.mux;
-    return s->rpartial && !s->bulk && !s->ms_off && !s->ktls && !m->stream_single_shot &&
+    return s->rpartial && !s->bulk && !s->ms_off && !s->ktls && !m->settings.tcp_single_shot &&
            rs_mux_recv_pool(m);
 }
 

@@ -373,7 +373,8 @@ static void recv_start(struct udp *u)
 /* Starts receiving once the socket is bound or connected. */
 static void receiving(struct udp *u)
 {
-    u->pool = getenv("RINGSOCK_UDP_SINGLE_SHOT") ? NULL : rs_mux_recv_pool(u->core.base.mux);
+    IIoMux *m = u->core.base.mux;
+    u->pool = m->settings.udp_single_shot ? NULL : rs_mux_recv_pool(m);
     if (u->pool) {
         u->recv_op.complete = multishot_complete;
         memset(&u->mmsg, 0, sizeof(u->mmsg));

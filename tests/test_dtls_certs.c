@@ -6,6 +6,7 @@
  * that signed nothing here ("other"). */
 #include "dtls_env.h"
 #include "pki.h"
+#include "reactor.h" /* struct IIoMux: settings */
 
 #include <stdlib.h>
 #include <string.h>
@@ -404,11 +405,10 @@ Test(dtls_certs, required_client_certificate_disabled_fails)
     ISocketContext_DisableClientCertificate(cctx);
     /* The server sends no alert here (see refused_client_without_certificate_fails_promptly):
      * the client fails when its handshake times out, shortened for the test. */
-    setenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS", "3000", 1);
+    env.mux->settings.dtls_handshake_timeout_ms = 3000;
     struct h_sock *c2 = h_sock_new(&env);
     client(c2, port, "localhost");
     cr_assert(h_wait_count(&env, c2, H_SHUTDOWN, 1, 8000), "%s\n%s", h_dump(c2), h_logs(&env));
-    unsetenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
     cr_assert_eq(h_count(c2, H_CONNECT_COMPLETE), 0, "connected anyway: %s", h_dump(c2));
     cr_assert_eq(h_last(c2, H_SHUTDOWN)->reason, SOCKET_TLS_HANDSHAKE_FAILED, "%s", h_dump(c2));
     /* only the first association was ever complete */

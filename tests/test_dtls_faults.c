@@ -21,7 +21,6 @@
 
 static void setup(void)
 {
-    unsetenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
     dtls_env_init();
 }
 
@@ -528,7 +527,7 @@ static void client_fails(const char *addr, shutdownreason_t want, unsigned withi
 Test(dtls_faults, connect_to_nobody_or_silence_fails_within_the_timeout)
 {
     enable(false);
-    setenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS", "1500", 1);
+    env.mux->settings.dtls_handshake_timeout_ms = 1500;
     /* a port nobody listens on (the kernel may answer port unreachable) */
     uint16_t port;
     int fd = raw_udp(&port);
@@ -581,7 +580,7 @@ static bool got_grabbed(struct h_env *e, void *arg)
 Test(dtls_faults, delete_accepted_socket_during_handshake)
 {
     enable(true);
-    setenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS", "1500", 1);
+    env.mux->settings.dtls_handshake_timeout_ms = 1500;
     grabbed = NULL;
     struct h_sock *l = h_sock_new(&env);
     l->on_event = grab_accepted;
@@ -610,7 +609,7 @@ Test(dtls_faults, delete_accepted_socket_during_handshake)
 Test(dtls_faults, delete_client_during_handshake)
 {
     enable(false);
-    setenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS", "1000", 1);
+    env.mux->settings.dtls_handshake_timeout_ms = 1000;
     struct h_sock *l = h_sock_new(&env);
     l->delete_on_shutdown = true; /* and so the sockets it accepts */
     uint16_t port = dtls_listen(l);
@@ -669,7 +668,7 @@ Test(dtls_faults, iomux_delete_frees_association_in_handshake)
 Test(dtls_faults, shutdown_listener_association_keeps_echoing)
 {
     enable(true);
-    setenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS", "1000", 1);
+    env.mux->settings.dtls_handshake_timeout_ms = 1000;
     struct h_sock *l = h_sock_new(&env);
     l->echo = true;
     uint16_t port = dtls_listen(l);
@@ -705,7 +704,7 @@ Test(dtls_faults, shutdown_listener_association_keeps_echoing)
 Test(dtls_faults, rejected_peer_gets_no_association)
 {
     enable(false);
-    setenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS", "1500", 1);
+    env.mux->settings.dtls_handshake_timeout_ms = 1500;
     struct h_sock *l = h_sock_new(&env);
     l->reject = true;
     uint16_t port = dtls_listen(l);
@@ -720,7 +719,6 @@ Test(dtls_faults, rejected_peer_gets_no_association)
     /* the listener still accepts the next one */
     l->reject = false;
     l->echo = true;
-    unsetenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
     real_client_echoes(port, l, 3000);
     h_sock_free(c);
     h_sock_free(l);

@@ -56,6 +56,43 @@ Test(reactor, backend_is_named_and_can_be_forced)
     unsetenv("RINGSOCK_BACKEND");
 }
 
+/* The diagnostic settings come from the environment once, when the loop is made; a value
+ * that is not one is said on stderr and leaves the default. */
+Test(reactor, settings_are_read_when_the_loop_is_made)
+{
+    setenv("RINGSOCK_TCP_SINGLE_SHOT", "1", 1);
+    setenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS", "250", 1);
+    setenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS", "12ms", 1);
+    int saved = dup(2);
+    FILE *err = tmpfile();
+    cr_assert_not_null(err);
+    dup2(fileno(err), 2);
+    IIoMux *m = IIoMux_Create();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    unsetenv("RINGSOCK_TCP_SINGLE_SHOT");
+    unsetenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
+    unsetenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
+    cr_assert_not_null(m);
+    cr_assert(m->settings.tcp_single_shot);
+    cr_assert(!m->settings.udp_single_shot);
+    cr_assert_eq(m->settings.tls_handshake_timeout_ms, 250);
+    cr_assert_eq(m->settings.dtls_handshake_timeout_ms, 0, "the default stays");
+    char text[512] = {0};
+    rewind(err);
+    cr_assert_gt(fread(text, 1, sizeof(text) - 1, err), 0);
+    fclose(err);
+    cr_assert(strstr(text, "RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS=12ms is not a number of "
+                           "milliseconds"),
+              "%s", text);
+    IIoMux *later = IIoMux_Create(); /* the environment of its own moment */
+    cr_assert(!later->settings.tcp_single_shot);
+    cr_assert(m->settings.tcp_single_shot, "what a loop read stays");
+    IIoMux_Delete(later);
+    IIoMux_Delete(m);
+}
+
 static void reset_globals(void);
 
 static void setup(void)

@@ -6,6 +6,7 @@
  * Certificates and verification are in test_tls_certs.c; here the server uses the
  * certificate it generates and the client does not verify it. */
 #include "harness.h"
+#include "reactor.h" /* struct IIoMux: settings */
 
 #include <errno.h>
 #include <poll.h>
@@ -1669,7 +1670,7 @@ Test(tls, starttls_upgrade_both_sides_exact_bytes)
  * times out, the child ends with TLS_HANDSHAKE_FAILED and its descriptor is closed. */
 Test(tls, stalled_handshake_times_out)
 {
-    setenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS", "200", 1);
+    env.mux->settings.tls_handshake_timeout_ms = 200;
     struct h_sock *l = h_sock_new(&env);
     l->delete_on_shutdown = true;
     uint16_t port = tls_listen(l);
@@ -1684,5 +1685,4 @@ Test(tls, stalled_handshake_times_out)
     cr_assert_eq(h_raw_read_n(fd, &b, 1, 1000), 0, "the connection is closed");
     close(fd);
     h_sock_free(l);
-    unsetenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
 }

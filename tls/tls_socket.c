@@ -822,7 +822,7 @@ static void read_app_data(struct tls *t)
  * delete the socket in a callback made from here, hence the reference. */
 static void drive(struct tls *t)
 {
-    t->core.refs++;
+    rs_core_ref(&t->core);
     if (t->state == T_HANDSHAKE && t->server && t->ctx->alpn && !t->alpn_scanned) {
         char chosen[256];
         enum rs_alpn_scan scan = rs_alpn_choose(t->rx + t->rx_off, t->rx_len - t->rx_off,
@@ -868,10 +868,8 @@ static void arm_handshake_timer(struct tls *t)
 {
     if (!t->handshake_timer)
         t->handshake_timer = rs_timer_create_internal(t->core.base.mux, handshake_timed_out, t);
-    /* RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS changes it (tests, diagnostics) */
-    const char *env = getenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
-    unsigned ms = env && atoi(env) > 0 ? (unsigned)atoi(env) : RS_TLS_HANDSHAKE_TIMEOUT_MS;
-    ITimer_Start(t->handshake_timer, ms);
+    unsigned ms = t->core.base.mux->settings.tls_handshake_timeout_ms;
+    ITimer_Start(t->handshake_timer, ms ? ms : RS_TLS_HANDSHAKE_TIMEOUT_MS);
 }
 
 static void begin_handshake(struct tls *t)
@@ -928,7 +926,7 @@ static void inner_listen_result(USocket *u, ISocket *inner, const char *addr, ui
     if (t->state != T_LISTENING)
         return; /* not accepted: the inner listener closes it */
     /* Accept must happen inside the inner SocketListenResult, so this one is direct. */
-    t->core.refs++;
+    rs_core_ref(&t->core);
     t->core.base.in_listen_result = true;
     t->core.base.accept_called = false;
     rs_cb_listen_result(&t->core.base, addr, port);

@@ -68,13 +68,20 @@ void rs_core_accepted(struct rs_core *c);
 /* ISocket_Delete's common part: no event will be delivered any more. */
 void rs_core_delete(struct rs_core *c);
 
-static inline void rs_core_op_begin(struct rs_core *c)
+/* A reference that keeps the socket's memory while a caller still uses it (the
+ * application may delete the socket inside any callback); rs_core_unref drops it. */
+static inline void rs_core_ref(struct rs_core *c)
 {
     c->refs++;
-    c->inflight++;
 }
 
 void rs_core_unref(struct rs_core *c);
+
+static inline void rs_core_op_begin(struct rs_core *c)
+{
+    rs_core_ref(c);
+    c->inflight++;
+}
 
 static inline void rs_core_op_end(struct rs_core *c)
 {

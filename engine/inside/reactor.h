@@ -36,8 +36,18 @@ struct rs_spare {
     struct rs_spare *next;
 };
 
+/* Diagnostic and test settings, read from the environment once, at IIoMux_Create
+ * (README "Settings"); 0/false: the default. */
+struct rs_settings {
+    bool tcp_single_shot;               /* RINGSOCK_TCP_SINGLE_SHOT */
+    bool udp_single_shot;               /* RINGSOCK_UDP_SINGLE_SHOT */
+    unsigned tls_handshake_timeout_ms;  /* RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS */
+    unsigned dtls_handshake_timeout_ms; /* RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS */
+};
+
 struct IIoMux {
     struct rs_backend *io;
+    struct rs_settings settings;
     unsigned features;
     bool terminate;
     int api_depth; /* > 0 while an API call runs: no callback may start then */
@@ -66,7 +76,6 @@ struct IIoMux {
 
     struct rs_bufpool *recv_pool; /* multishot receive buffers (UDP, TCP), made on first use */
     bool recv_pool_failed;
-    bool stream_single_shot; /* RINGSOCK_TCP_SINGLE_SHOT=1: streams never receive multishot */
 
     /* Drained send segments of the stream sockets, for reuse (stream.c). They belong to
      * the loop, not to its thread, so IIoMux_Delete frees them: nothing outlives it. */
