@@ -46,6 +46,7 @@ struct queued {
 struct udp {
     struct rs_core core;
     int fd;
+    int family; /* the descriptor's: SendTo addresses are made for it */
     enum ustate state;
     bool v6;
     int qos;
@@ -141,6 +142,7 @@ static int open_fd(struct udp *u, int family)
     u->fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (u->fd < 0)
         return errno;
+    u->family = family;
     rs_fd_set_qos(u->fd, u->qos);
     return 0;
 }
@@ -527,12 +529,7 @@ static void udp_send_to(ISocket *is, const void *buf, size_t len, IPaddr addr, u
         return;
     struct rs_sockaddr to;
     memset(&to, 0, sizeof(to));
-    struct sockaddr_storage local;
-    socklen_t ll = sizeof(local);
-    int family = AF_INET;
-    if (getsockname(u->fd, (struct sockaddr *)&local, &ll) == 0)
-        family = local.ss_family;
-    if (family == AF_INET) {
+    if (u->family == AF_INET) {
         if (!IPaddr_IsV4(&addr)) {
             char a[64];
             IPaddr_ToString(&addr, a, sizeof(a));
