@@ -175,7 +175,6 @@ static void fill_receive(struct dtls *d, const uint8_t *data, size_t len)
             d->rlen);
     }
     d->rgot = n;
-    d->core.base.stats.recvs++;
     rs_core_event(&d->core, RS_EV_RECV_DONE);
 }
 
@@ -681,7 +680,6 @@ static void dtls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
                              "accepted sockets)");
     if (d->core.shutdown_requested || d->state == D_CLOSED || d->state == D_CLOSING)
         return;
-    d->core.base.stats.sends++;
     if (d->state == D_OPEN) {
         app_write(d, buf, len);
         return;
@@ -739,7 +737,6 @@ static void dtls_recv_cancel(ISocket *is)
             d->qtail = m;
         d->qlen++;
         d->core.pending &= ~RS_EV_RECV_DONE;
-        d->core.base.stats.recvs--;
     }
     void *buf = d->rbuf;
     d->rbuf = NULL;

@@ -96,6 +96,7 @@ void rs_cb_shutdown(ISocket *s, shutdownreason_t reason)
 void rs_cb_send_result(ISocket *s)
 {
     rs_callback_check(s->mux, "SocketSendResult");
+    s->stats.sends++; /* completed calls, counted here for every socket type */
     if (USER_CB(s, SocketSendResult))
         USER_CB(s, SocketSendResult)(s->user, s);
 }
@@ -103,6 +104,7 @@ void rs_cb_send_result(ISocket *s)
 void rs_cb_recv_result(ISocket *s, void *buf, size_t len)
 {
     rs_callback_check(s->mux, "SocketRecvResult");
+    s->stats.recvs++;
     if (USER_CB(s, SocketRecvResult))
         USER_CB(s, SocketRecvResult)(s->user, s, app_buffer(buf), len);
 }
@@ -110,6 +112,7 @@ void rs_cb_recv_result(ISocket *s, void *buf, size_t len)
 void rs_cb_recv_from_result(ISocket *s, void *buf, size_t len, IPaddr addr, uint16_t port)
 {
     rs_callback_check(s->mux, "SocketRecvFromResult");
+    s->stats.recvs++;
     if (USER_CB(s, SocketRecvFromResult))
         USER_CB(s, SocketRecvFromResult)(s->user, s, app_buffer(buf), len, addr, port);
 }

@@ -418,7 +418,6 @@ static void deliver_recv(struct rs_core *c)
     struct rs_stream *s = (struct rs_stream *)c;
     void *buf = s->rbuf;
     s->rbuf = NULL;
-    c->base.stats.recvs++;
     rs_cb_recv_result(&c->base, buf, s->rfill);
 }
 
@@ -931,7 +930,6 @@ static void stream_send(ISocket *is, const void *buf, size_t len, bool nocopy)
         rs_socket_misuse(is, "ISocket_Send on a listening socket");
     if (s->core.shutdown_requested || s->state == ST_CLOSED || s->core.deleted)
         return; /* ignored after Shutdown; dropped once the connection ended */
-    s->core.base.stats.sends++;
     const uint8_t *p = buf;
     if (!nocopy && s->state == ST_CONNECTED && !s->shead && !s->sop_inflight &&
         (len >= RS_DIRECT_SEND_MIN || take_quiet_send(s->core.base.mux))) {

@@ -228,7 +228,6 @@ static void recv_done(struct udp *u, const uint8_t *data, size_t avail, size_t r
     u->rgot = n;
     u->raddr = addr;
     u->rport = port;
-    u->core.base.stats.recvs++;
     u->core.base.stats.bytesReceived += n;
     if (rs_log_data_on(u->core.base.log, LOG_UDP)) {
         char a[64];
@@ -413,7 +412,6 @@ static void udp_recv_cancel(ISocket *is)
     if (u->core.pending & RS_EV_RECV_DONE) {
         /* Arrived but not yet delivered: the next Recv gets it first. */
         u->core.pending &= ~RS_EV_RECV_DONE;
-        u->core.base.stats.recvs--;
         u->core.base.stats.bytesReceived -= u->rgot;
         queue_push(u, u->rbuf, u->rgot, u->rgot, u->raddr, u->rport, true);
     }
@@ -506,7 +504,6 @@ static void queue_datagram(struct udp *u, const void *buf, size_t len, const str
     u->stail = d;
     if (!u->snext)
         u->snext = d;
-    u->core.base.stats.sends++;
     rs_log_data(u->core.base.log, LOG_UDP, buf, len, "udp %p sending %zu bytes", (void *)u, len);
     rs_flush_later(u->core.base.mux, &u->flush_task);
 }

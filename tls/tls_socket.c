@@ -784,7 +784,6 @@ static void read_app_data(struct tls *t)
         if (t->stash)
             serve_stash(t);
         if (t->rfill == t->rlen || (t->rfill > 0 && t->rpartial)) { /* also a zero-length one */
-            t->core.base.stats.recvs++;
             rs_core_event(&t->core, RS_EV_RECV_DONE);
             return;
         }
@@ -1113,7 +1112,6 @@ static void tls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
         rs_socket_misuse(is, "ISocket_Send on a listening socket");
     if (t->core.shutdown_requested || t->state == T_CLOSED || t->state == T_CLOSING)
         return;
-    t->core.base.stats.sends++;
     if (t->state == T_OPEN && !t->ktls_tx_wait) {
         app_write(t, buf, len, nocopy);
         return;
@@ -1167,7 +1165,6 @@ static void tls_recv_cancel(ISocket *is)
         t->stash = b;
         t->stash_len = t->rfill + rest;
         t->stash_off = 0;
-        t->core.base.stats.recvs -= (t->core.pending & RS_EV_RECV_DONE) ? 1 : 0;
     }
     t->core.pending &= ~RS_EV_RECV_DONE;
     void *buf = t->rbuf;
