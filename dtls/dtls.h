@@ -131,8 +131,6 @@ struct dtls {
     uint64_t srtp_dropped;
     unsigned srtp_drop_kinds; /* the rs_srtp_status kinds logged already (bits) */
 
-    uint8_t *rbuf; /* the application's receive */
-    size_t rlen, rgot;
     struct dmsg *qhead, *qtail; /* messages waiting for a Recv */
     unsigned qlen;
     struct dmsg *pending, *pending_tail; /* sends made before the handshake finished */

@@ -167,21 +167,21 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 
 static void fill_receive(struct dtls *d, const uint8_t *data, size_t len)
 {
-    size_t n = len < d->rlen ? len : d->rlen;
-    memcpy(d->rbuf, data, n);
+    size_t n = len < d->core.rlen ? len : d->core.rlen;
+    memcpy(d->core.rbuf, data, n);
     if (n < len) {
         d->core.base.stats.truncated++;
         LOG(d, "dtls %p: message of %zu bytes cut to the %zu-byte receive buffer", (void *)d, len,
-            d->rlen);
+            d->core.rlen);
     }
-    d->rgot = n;
+    d->core.rfill = n;
     rs_core_event(&d->core, RS_EV_RECV_DONE);
 }
 
 static void deliver_message(struct dtls *d, const uint8_t *data, size_t len)
 {
     d->core.base.stats.bytesReceived += len;
-    if (d->rbuf && !d->qhead && !(d->core.pending & RS_EV_RECV_DONE)) {
+    if (d->core.rbuf && !d->qhead && !(d->core.pending & RS_EV_RECV_DONE)) {
         fill_receive(d, data, len);
         return;
     }
@@ -673,11 +673,8 @@ static void dtls_shutdown(ISocket *is)
 
 static void dtls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 {
-    (void)nocopy; /* encryption copies anyway */
-    struct dtls *d = D(is);
-    if (d->state == D_LISTENING || is->mode == RS_MODE_SERVER)
-        rs_socket_misuse(is, "ISocket_Send on a DTLS server's bound socket (send on the "
-                             "accepted sockets)");
+    (void)nocopy;           /* encryption copies anyway */
+    struct dtls *d = D(is); /* a bound one never gets here: ISocket_Send refuses it */
     if (d->core.shutdown_requested || d->state == D_CLOSED || d->state == D_CLOSING)
         return;
     if (d->state == D_OPEN) {
@@ -696,19 +693,9 @@ static void dtls_send_to(ISocket *is, const void *buf, size_t len, IPaddr addr, 
     rs_socket_misuse(is, "ISocket_SendTo on a DTLS socket (use Send on its association)");
 }
 
-static void dtls_recv(ISocket *is, void *buf, size_t len, bool partial)
+static void dtls_recv(ISocket *is)
 {
-    (void)partial; /* a message is a datagram */
-    struct dtls *d = D(is);
-    if (is->mode == RS_MODE_SERVER)
-        rs_socket_misuse(is, "ISocket_Recv on a DTLS server's bound socket");
-    if (d->core.shutdown_requested || d->core.closed_delivered)
-        return;
-    if (d->rbuf)
-        rs_socket_misuse(is, "ISocket_Recv while another receive is outstanding");
-    d->rbuf = buf;
-    d->rlen = len;
-    d->rgot = 0;
+    struct dtls *d = D(is); /* a message is a datagram, partial or not */
     struct dmsg *m = d->qhead;
     if (m) {
         d->qhead = m->next;
@@ -723,14 +710,14 @@ static void dtls_recv(ISocket *is, void *buf, size_t len, bool partial)
 static void dtls_recv_cancel(ISocket *is)
 {
     struct dtls *d = D(is);
-    if (!d->rbuf || d->core.closed_delivered)
+    if (!d->core.rbuf || d->core.closed_delivered)
         return;
     if (d->core.pending & RS_EV_RECV_DONE) { /* taken already: it goes back to the front */
-        struct dmsg *m = malloc(sizeof(*m) + d->rgot);
+        struct dmsg *m = malloc(sizeof(*m) + d->core.rfill);
         if (!m)
             rs_fatal("ISocket_RecvCancel: out of memory");
-        m->len = d->rgot;
-        memcpy(m->bytes, d->rbuf, d->rgot);
+        m->len = d->core.rfill;
+        memcpy(m->bytes, d->core.rbuf, d->core.rfill);
         m->next = d->qhead;
         d->qhead = m;
         if (!d->qtail)
@@ -738,9 +725,7 @@ static void dtls_recv_cancel(ISocket *is)
         d->qlen++;
         d->core.pending &= ~RS_EV_RECV_DONE;
     }
-    void *buf = d->rbuf;
-    d->rbuf = NULL;
-    rs_core_cancel_buffer(&d->core, buf);
+    rs_core_cancel_recv(&d->core);
 }
 
 static void dtls_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
@@ -770,7 +755,7 @@ static void dtls_destroy(ISocket *is)
     rs_core_delete(&d->core);
     d->state = D_CLOSED;
     release(d);
-    d->rbuf = NULL;
+    d->core.rbuf = NULL;
     /* Results still owed for its datagrams are nobody's now: the socket goes at once, and
      * with the last user so does the port (an IIoMux deleted next leaks nothing). */
     if (d->port)
@@ -824,33 +809,9 @@ static const struct rs_socket_ops dtls_ops = {
 
 /* ---- the socket core's hooks -------------------------------------------------------------- */
 
-static void deliver_recv(struct rs_core *c)
-{
-    struct dtls *d = (struct dtls *)c;
-    void *buf = d->rbuf;
-    d->rbuf = NULL;
-    rs_cb_recv_result(&c->base, buf, d->rgot);
-}
-
-static bool canceled_ready(struct rs_core *c)
-{
-    (void)c; /* nothing writes into the buffer behind our back */
-    return true;
-}
-
-static void *take_recv_buffer(struct rs_core *c)
-{
-    struct dtls *d = (struct dtls *)c;
-    void *b = d->rbuf;
-    d->rbuf = NULL;
-    return b;
-}
-
 static const struct rs_core_type dtls_core_type = {
     .deliver_listen = NULL, /* delivered as the ClientHello arrives, see rs_dtls_new_peer */
-    .deliver_recv = deliver_recv,
-    .canceled_ready = canceled_ready,
-    .take_recv_buffer = take_recv_buffer,
+    .canceled_ready = NULL, /* nothing writes into the buffer behind our back */
     .free = dtls_free,
 };
 

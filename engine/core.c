@@ -26,7 +26,7 @@ static void deliver_one(struct rs_core *c)
         c->ready_results--;
         rs_cb_send_result(is);
     } else if (c->pending & RS_EV_RECV_CANCELED) {
-        if (c->canceled_n == 0 || !c->type->canceled_ready(c)) {
+        if (c->canceled_n == 0 || (c->type->canceled_ready && !c->type->canceled_ready(c))) {
             c->pending &= ~RS_EV_RECV_CANCELED; /* queued again when the buffer is free */
             return;
         }
@@ -37,14 +37,20 @@ static void deliver_one(struct rs_core *c)
         rs_cb_recv_canceled(is, buf);
     } else if (c->pending & RS_EV_RECV_DONE) {
         c->pending &= ~RS_EV_RECV_DONE;
-        c->type->deliver_recv(c);
+        void *buf = c->rbuf;
+        c->rbuf = NULL;
+        if (c->rfrom)
+            rs_cb_recv_from_result(is, buf, c->rfill, c->raddr, c->rport);
+        else
+            rs_cb_recv_result(is, buf, c->rfill);
     } else if (c->pending & RS_EV_CLOSE) {
         if (c->canceled_n > 0) {
             c->pending |= RS_EV_RECV_CANCELED;
             return;
         }
-        void *buf = c->type->take_recv_buffer(c);
-        if (buf) {
+        if (c->rbuf) {
+            void *buf = c->rbuf;
+            c->rbuf = NULL;
             rs_cb_recv_canceled(is, buf);
             return;
         }
@@ -104,6 +110,13 @@ void rs_core_cancel_buffer(struct rs_core *c, void *buf)
         rs_socket_misuse(&c->base, "ISocket_RecvCancel: too many canceled receives outstanding");
     c->canceled[c->canceled_n++] = buf;
     rs_core_event(c, RS_EV_RECV_CANCELED);
+}
+
+void rs_core_cancel_recv(struct rs_core *c)
+{
+    void *buf = c->rbuf;
+    c->rbuf = NULL;
+    rs_core_cancel_buffer(c, buf);
 }
 
 void rs_core_delete(struct rs_core *c)

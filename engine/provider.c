@@ -183,8 +183,8 @@ void ISocketContext_RequireClientCertificate(ISocketContext *c, bool require)
 }
 
 ISocket *ISocketProvider_UpgradeToTLSSocket(ISocketProvider *p, ISocket *from, IIoMux *iomux,
-                                           USocket *user, IInstanceLog *log,
-                                           bool initServerSide, ISocketContext *ctx)
+                                            USocket *user, IInstanceLog *log, bool initServerSide,
+                                            ISocketContext *ctx)
 {
     if (!p->ops->upgrade)
         rs_fatal("ISocketProvider_UpgradeToTLSSocket on a provider that is not TLS");

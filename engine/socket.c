@@ -2,6 +2,7 @@
  * every socket type; then the type's operations table does the work. */
 #include <stdio.h>
 
+#include "core.h"
 #include "isocket.h"
 #include "log_internal.h"
 
@@ -276,8 +277,20 @@ void ISocket_Recv(ISocket *s, void *buf, size_t len, bool recvPartial)
 {
     if (s->mode == RS_MODE_NEW)
         rs_socket_misuse(s, "ISocket_Recv before ISocket_Connect");
+    if (s->mode == RS_MODE_SERVER && s->ops->listen)
+        rs_socket_misuse(s, "ISocket_Recv after ISocket_Bind");
     buf = (void *)check_buffer(s, buf, len, "ISocket_Recv");
-    API_CALL(s, s->ops->recv(s, buf, len, recvPartial));
+    struct rs_core *c = rs_core_of(s);
+    if (c->shutdown_requested || c->closed_delivered || c->deleted)
+        return; /* ignored after Shutdown */
+    if (c->rbuf)
+        rs_socket_misuse(s, "ISocket_Recv while another receive is outstanding");
+    c->rbuf = buf;
+    c->rlen = len;
+    c->rfill = 0;
+    c->rpartial = recvPartial;
+    c->rfrom = false;
+    API_CALL(s, s->ops->recv(s));
 }
 
 void ISocket_RecvCancel(ISocket *s)

@@ -90,10 +90,7 @@ struct rs_stream {
 
     struct rs_op connect_op, accept_op, recv_op, send_op;
 
-    /* receive: the caller's buffer and how far it is filled */
-    uint8_t *rbuf;
-    size_t rlen, rfill;
-    bool rpartial;
+    /* receive (the caller's buffer is the core's rbuf) */
     bool rop_inflight, rop_canceled;
     uint8_t *rop_dst;
     uint8_t *stash; /* bytes received ahead of the application's Recv: served first */
@@ -335,7 +332,7 @@ static bool caps_read_ahead(const ISocket *is)
 
 static bool caps_receiving(const ISocket *is)
 {
-    return S(is)->rbuf != NULL;
+    return S(is)->core.rbuf != NULL;
 }
 
 static const struct rs_stream_caps tcp_caps = {
@@ -413,14 +410,6 @@ static void deliver_listen(struct rs_core *c)
     offer_connection(s, fd);
 }
 
-static void deliver_recv(struct rs_core *c)
-{
-    struct rs_stream *s = (struct rs_stream *)c;
-    void *buf = s->rbuf;
-    s->rbuf = NULL;
-    rs_cb_recv_result(&c->base, buf, s->rfill);
-}
-
 static bool canceled_ready(struct rs_core *c)
 {
     /* A canceled receive still in the kernel may yet put bytes in its buffer: the buffer
@@ -429,19 +418,9 @@ static bool canceled_ready(struct rs_core *c)
     return !(s->rop_inflight && s->rop_canceled && s->state != ST_CLOSED);
 }
 
-static void *take_recv_buffer(struct rs_core *c)
-{
-    struct rs_stream *s = (struct rs_stream *)c;
-    void *b = s->rbuf;
-    s->rbuf = NULL;
-    return b;
-}
-
 static const struct rs_core_type stream_core_type = {
     .deliver_listen = deliver_listen,
-    .deliver_recv = deliver_recv,
     .canceled_ready = canceled_ready,
-    .take_recv_buffer = take_recv_buffer,
     .free = stream_free,
 };
 
@@ -497,7 +476,7 @@ static void log_traffic(struct rs_stream *s, const char *dir, const void *data, 
 static bool multishot_fits(struct rs_stream *s)
 {
     IIoMux *m = s->core.base.mux;
-    return s->rpartial && !s->bulk && !s->ms_off && !s->ktls && !m->settings.tcp_single_shot &&
+    return s->core.rpartial && !s->bulk && !s->ms_off && !s->ktls && !m->settings.tcp_single_shot &&
            rs_mux_recv_pool(m);
 }
 
@@ -525,13 +504,13 @@ static void arrived(struct rs_stream *s, const uint8_t *data, size_t n)
     log_traffic(s, "received", data, n);
     s->core.base.stats.bytesReceived += (uint64_t)n;
     bool large = n >= RS_BULK_FROM;
-    if (s->rbuf && s->stash_off == s->stash_len && !(s->core.pending & RS_EV_RECV_DONE)) {
-        size_t m = s->rlen - s->rfill < n ? s->rlen - s->rfill : n;
-        memcpy(s->rbuf + s->rfill, data, m);
-        s->rfill += m;
+    if (s->core.rbuf && s->stash_off == s->stash_len && !(s->core.pending & RS_EV_RECV_DONE)) {
+        size_t m = s->core.rlen - s->core.rfill < n ? s->core.rlen - s->core.rfill : n;
+        memcpy(s->core.rbuf + s->core.rfill, data, m);
+        s->core.rfill += m;
         data += m;
         n -= m;
-        if (s->rpartial || s->rfill == s->rlen)
+        if (s->core.rpartial || s->core.rfill == s->core.rlen)
             rs_core_event(&s->core, RS_EV_RECV_DONE);
     }
     if (n > 0)
@@ -551,7 +530,7 @@ static void read_end(struct rs_stream *s, shutdownreason_t reason)
 {
     s->rd_ended = true;
     s->rd_reason = reason;
-    if (s->rbuf && s->stash_off == s->stash_len && !(s->core.pending & RS_EV_RECV_DONE)) {
+    if (s->core.rbuf && s->stash_off == s->stash_len && !(s->core.pending & RS_EV_RECV_DONE)) {
         s->rd_reached = true;
         maybe_finish_shutdown(s);
     }
@@ -587,26 +566,26 @@ static void ms_complete(struct rs_op *op, int res, unsigned flags)
 
 static void recv_start(struct rs_stream *s)
 {
-    if (s->rop_inflight || !s->rbuf)
+    if (s->rop_inflight || !s->core.rbuf)
         return; /* a canceled receive's completion restarts us */
-    if (s->rlen == 0) {
+    if (s->core.rlen == 0) {
         /* complete as it is (and the kernel would report a zero-byte receive as EOF) */
         rs_core_event(&s->core, RS_EV_RECV_DONE);
         return;
     }
     if (s->stash_off < s->stash_len) {
         size_t n = s->stash_len - s->stash_off;
-        if (n > s->rlen - s->rfill)
-            n = s->rlen - s->rfill;
-        memcpy(s->rbuf + s->rfill, s->stash + s->stash_off, n);
+        if (n > s->core.rlen - s->core.rfill)
+            n = s->core.rlen - s->core.rfill;
+        memcpy(s->core.rbuf + s->core.rfill, s->stash + s->stash_off, n);
         s->stash_off += n;
-        s->rfill += n;
+        s->core.rfill += n;
         if (s->stash_off == s->stash_len) {
             free(s->stash);
             s->stash = NULL;
             s->stash_len = s->stash_off = s->stash_cap = 0;
         }
-        if (s->rpartial || s->rfill == s->rlen) {
+        if (s->core.rpartial || s->core.rfill == s->core.rlen) {
             rs_core_event(&s->core, RS_EV_RECV_DONE);
             return;
         }
@@ -624,12 +603,12 @@ static void recv_start(struct rs_stream *s)
     }
     s->rop_inflight = true;
     s->rop_canceled = false;
-    s->rop_dst = s->rbuf + s->rfill;
+    s->rop_dst = s->core.rbuf + s->core.rfill;
     rs_core_op_begin(&s->core);
-    int flags = s->rpartial ? 0 : MSG_WAITALL;
+    int flags = s->core.rpartial ? 0 : MSG_WAITALL;
     struct ktls_rx *k = s->ktls;
     if (k) {
-        k->iov = (struct iovec){s->rop_dst, s->rlen - s->rfill};
+        k->iov = (struct iovec){s->rop_dst, s->core.rlen - s->core.rfill};
         k->msg = (struct msghdr){.msg_iov = &k->iov,
                                  .msg_iovlen = 1,
                                  .msg_control = k->cmsg.bytes,
@@ -637,7 +616,8 @@ static void recv_start(struct rs_stream *s)
         rs_io_recvmsg(s->core.base.mux->io, &s->recv_op, s->fd, &k->msg, flags);
         return;
     }
-    rs_io_recv(s->core.base.mux->io, &s->recv_op, s->fd, s->rop_dst, s->rlen - s->rfill, flags);
+    rs_io_recv(s->core.base.mux->io, &s->recv_op, s->fd, s->rop_dst, s->core.rlen - s->core.rfill,
+               flags);
 }
 
 /* A kernel TLS receive that brought a record other than application data: the bytes go
@@ -681,13 +661,13 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
         recv_start(s);
     } else if (res > 0) {
         log_traffic(s, "received", s->rop_dst, (size_t)res);
-        if (s->bulk && s->rpartial) /* calmed down: multishot again */
+        if (s->bulk && s->core.rpartial) /* calmed down: multishot again */
             s->calm = (size_t)res < RS_BULK_FROM ? s->calm + 1 : 0;
         if (s->calm >= RS_BULK_CALM)
             s->bulk = false;
-        s->rfill += (size_t)res;
+        s->core.rfill += (size_t)res;
         s->core.base.stats.bytesReceived += (uint64_t)res;
-        if (s->rpartial || s->rfill == s->rlen) {
+        if (s->core.rpartial || s->core.rfill == s->core.rlen) {
             rs_core_event(&s->core, RS_EV_RECV_DONE);
         } else {
             recv_start(s);
@@ -707,19 +687,9 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
     rs_core_op_end(&s->core);
 }
 
-static void stream_recv(ISocket *is, void *buf, size_t len, bool partial)
+static void stream_recv(ISocket *is)
 {
     struct rs_stream *s = S(is);
-    if (is->mode == RS_MODE_SERVER)
-        rs_socket_misuse(is, "ISocket_Recv after ISocket_Bind");
-    if (s->core.shutdown_requested || s->core.closed_delivered || s->core.deleted)
-        return; /* ignored after Shutdown */
-    if (s->rbuf)
-        rs_socket_misuse(is, "ISocket_Recv while another receive is outstanding");
-    s->rbuf = buf;
-    s->rlen = len;
-    s->rfill = 0;
-    s->rpartial = partial;
     if (s->state == ST_CONNECTED)
         recv_start(s);
     /* connecting: starts once connected; closed: returned by the close event */
@@ -728,18 +698,16 @@ static void stream_recv(ISocket *is, void *buf, size_t len, bool partial)
 static void stream_recv_cancel(ISocket *is)
 {
     struct rs_stream *s = S(is);
-    if (!s->rbuf || s->core.closed_delivered)
+    if (!s->core.rbuf || s->core.closed_delivered)
         return;
     if (s->rop_inflight && !s->rop_canceled) {
         rs_io_cancel_op(s->core.base.mux->io, &s->recv_op);
         s->rop_canceled = true;
     }
     /* What this buffer already holds goes ahead of anything stashed. */
-    stash_insert(s, s->rbuf, s->rfill, true);
+    stash_insert(s, s->core.rbuf, s->core.rfill, true);
     s->core.pending &= ~RS_EV_RECV_DONE;
-    void *buf = s->rbuf;
-    s->rbuf = NULL;
-    rs_core_cancel_buffer(&s->core, buf);
+    rs_core_cancel_recv(&s->core);
 }
 
 /* ---- send ------------------------------------------------------------------------------ */
@@ -926,8 +894,6 @@ static bool take_quiet_send(IIoMux *m)
 static void stream_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 {
     struct rs_stream *s = S(is);
-    if (s->state == ST_LISTENING)
-        rs_socket_misuse(is, "ISocket_Send on a listening socket");
     if (s->core.shutdown_requested || s->state == ST_CLOSED || s->core.deleted)
         return; /* ignored after Shutdown; dropped once the connection ended */
     const uint8_t *p = buf;

@@ -51,18 +51,14 @@ struct udp {
     bool v6;
     int qos;
 
-    uint8_t *rbuf;
-    size_t rlen;
+    /* receive (the caller's buffer is the core's rbuf) */
     bool rop_inflight, rop_canceled;
     uint8_t *rop_buf;
     size_t rop_len;
     struct rs_op recv_op;
     struct msghdr rmsg;
     struct iovec riov;
-    struct rs_sockaddr rfrom;
-    size_t rgot;
-    IPaddr raddr;
-    uint16_t rport;
+    struct rs_sockaddr rsrc; /* a single receive's source address */
     struct queued *qhead, *qtail;
     unsigned qlen;
     bool dropping;           /* logged the start of a drop streak */
@@ -149,29 +145,10 @@ static int open_fd(struct udp *u, int family)
 
 /* ---- receive -------------------------------------------------------------------------- */
 
-static void deliver_recv(struct rs_core *c)
-{
-    struct udp *u = (struct udp *)c;
-    void *buf = u->rbuf;
-    u->rbuf = NULL;
-    if (u->state == U_CONNECTED)
-        rs_cb_recv_result(&c->base, buf, u->rgot);
-    else
-        rs_cb_recv_from_result(&c->base, buf, u->rgot, u->raddr, u->rport);
-}
-
 static bool canceled_ready(struct rs_core *c)
 {
     struct udp *u = (struct udp *)c;
     return !(u->rop_inflight && u->rop_canceled && u->state != U_CLOSED);
-}
-
-static void *take_recv_buffer(struct rs_core *c)
-{
-    struct udp *u = (struct udp *)c;
-    void *b = u->rbuf;
-    u->rbuf = NULL;
-    return b;
 }
 
 static void note_truncation(struct udp *u, size_t real, size_t room)
@@ -220,20 +197,21 @@ static void queue_push(struct udp *u, const void *data, size_t len, size_t real,
 static void recv_done(struct udp *u, const uint8_t *data, size_t avail, size_t real, IPaddr addr,
                       uint16_t port)
 {
-    size_t n = avail < u->rlen ? avail : u->rlen;
+    size_t n = avail < u->core.rlen ? avail : u->core.rlen;
     if (real > n)
         note_truncation(u, real, n);
-    if (data != u->rbuf)
-        memcpy(u->rbuf, data, n);
-    u->rgot = n;
-    u->raddr = addr;
-    u->rport = port;
+    if (data != u->core.rbuf)
+        memcpy(u->core.rbuf, data, n);
+    u->core.rfill = n;
+    u->core.rfrom = u->state != U_CONNECTED; /* a bound socket says where it came from */
+    u->core.raddr = addr;
+    u->core.rport = port;
     u->core.base.stats.bytesReceived += n;
     if (rs_log_data_on(u->core.base.log, LOG_UDP)) {
         char a[64];
         IPaddr_ToString(&addr, a, sizeof(a));
-        rs_log_data(u->core.base.log, LOG_UDP, u->rbuf, n, "udp %p received %zu bytes from %s:%u",
-                    (void *)u, n, a, port);
+        rs_log_data(u->core.base.log, LOG_UDP, u->core.rbuf, n,
+                    "udp %p received %zu bytes from %s:%u", (void *)u, n, a, port);
     }
     rs_core_event(&u->core, RS_EV_RECV_DONE);
 }
@@ -242,7 +220,7 @@ static void recv_done(struct udp *u, const uint8_t *data, size_t avail, size_t r
 static bool recv_from_queue(struct udp *u)
 {
     struct queued *q = u->qhead;
-    if (!q || !u->rbuf || (u->core.pending & RS_EV_RECV_DONE))
+    if (!q || !u->core.rbuf || (u->core.pending & RS_EV_RECV_DONE))
         return false;
     u->qhead = q->next;
     if (!u->qhead)
@@ -291,7 +269,7 @@ static void take_datagram(struct udp *u, void *buf, int res)
     IPaddr addr;
     uint16_t port;
     rs_addr_to_ipaddr(name, &addr, &port);
-    if (u->rbuf && !u->qhead && !(u->core.pending & RS_EV_RECV_DONE))
+    if (u->core.rbuf && !u->qhead && !(u->core.pending & RS_EV_RECV_DONE))
         recv_done(u, payload, len, real, addr, port);
     else
         queue_push(u, payload, len, real, addr, port, false);
@@ -333,7 +311,7 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
     IPaddr addr;
     uint16_t port;
     if (res >= 0)
-        rs_addr_to_ipaddr(&u->rfrom.u.sa, &addr, &port);
+        rs_addr_to_ipaddr(&u->rsrc.u.sa, &addr, &port);
     if (u->rop_canceled) {
         if (res >= 0) /* it arrived all the same: the next Recv gets it */
             queue_push(u, u->rop_buf, (size_t)res < u->rop_len ? (size_t)res : u->rop_len,
@@ -342,7 +320,7 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
         recv_start(u);
     } else if (res >= 0) {
         /* MSG_TRUNC: res is the datagram's real size */
-        recv_done(u, u->rbuf, (size_t)res, (size_t)res, addr, port);
+        recv_done(u, u->core.rbuf, (size_t)res, (size_t)res, addr, port);
     } else if (receive_error(u, res)) {
         recv_start(u);
     }
@@ -353,18 +331,18 @@ static void recv_start(struct udp *u)
 {
     if (recv_from_queue(u) || u->pool)
         return; /* multishot mode delivers from its completions */
-    if (u->rop_inflight || !u->rbuf || (u->state != U_BOUND && u->state != U_CONNECTED))
+    if (u->rop_inflight || !u->core.rbuf || (u->state != U_BOUND && u->state != U_CONNECTED))
         return;
     u->rop_inflight = true;
     u->rop_canceled = false;
-    u->rop_buf = u->rbuf;
-    u->rop_len = u->rlen;
-    u->riov.iov_base = u->rbuf;
-    u->riov.iov_len = u->rlen;
+    u->rop_buf = u->core.rbuf;
+    u->rop_len = u->core.rlen;
+    u->riov.iov_base = u->core.rbuf;
+    u->riov.iov_len = u->core.rlen;
     memset(&u->rmsg, 0, sizeof(u->rmsg));
-    memset(&u->rfrom, 0, sizeof(u->rfrom));
-    u->rmsg.msg_name = &u->rfrom.u;
-    u->rmsg.msg_namelen = sizeof(u->rfrom.u);
+    memset(&u->rsrc, 0, sizeof(u->rsrc));
+    u->rmsg.msg_name = &u->rsrc.u;
+    u->rmsg.msg_namelen = sizeof(u->rsrc.u);
     u->rmsg.msg_iov = &u->riov;
     u->rmsg.msg_iovlen = 1;
     rs_core_op_begin(&u->core);
@@ -387,23 +365,15 @@ static void receiving(struct udp *u)
     }
 }
 
-static void udp_recv(ISocket *is, void *buf, size_t len, bool partial)
+static void udp_recv(ISocket *is)
 {
-    (void)partial; /* one datagram per callback either way */
-    struct udp *u = U(is);
-    if (u->core.shutdown_requested || u->core.closed_delivered)
-        return;
-    if (u->rbuf)
-        rs_socket_misuse(is, "ISocket_Recv while another receive is outstanding");
-    u->rbuf = buf;
-    u->rlen = len;
-    recv_start(u);
+    recv_start(U(is)); /* one datagram per callback, partial or not */
 }
 
 static void udp_recv_cancel(ISocket *is)
 {
     struct udp *u = U(is);
-    if (!u->rbuf || u->core.closed_delivered)
+    if (!u->core.rbuf || u->core.closed_delivered)
         return;
     if (!u->pool && u->rop_inflight && !u->rop_canceled) {
         rs_io_cancel_op(u->core.base.mux->io, &u->recv_op);
@@ -412,12 +382,11 @@ static void udp_recv_cancel(ISocket *is)
     if (u->core.pending & RS_EV_RECV_DONE) {
         /* Arrived but not yet delivered: the next Recv gets it first. */
         u->core.pending &= ~RS_EV_RECV_DONE;
-        u->core.base.stats.bytesReceived -= u->rgot;
-        queue_push(u, u->rbuf, u->rgot, u->rgot, u->raddr, u->rport, true);
+        u->core.base.stats.bytesReceived -= u->core.rfill;
+        queue_push(u, u->core.rbuf, u->core.rfill, u->core.rfill, u->core.raddr, u->core.rport,
+                   true);
     }
-    void *buf = u->rbuf;
-    u->rbuf = NULL;
-    rs_core_cancel_buffer(&u->core, buf);
+    rs_core_cancel_recv(&u->core);
 }
 
 /* ---- send ----------------------------------------------------------------------------- */
@@ -662,9 +631,7 @@ static const struct rs_socket_ops udp_ops = {
 
 static const struct rs_core_type udp_core_type = {
     .deliver_listen = NULL,
-    .deliver_recv = deliver_recv,
     .canceled_ready = canceled_ready,
-    .take_recv_buffer = take_recv_buffer,
     .free = udp_free,
 };
 

@@ -357,6 +357,37 @@ Test(misuse, recv_while_recv_outstanding, .signal = SIGABRT)
     expect_abort(recv_twice, "ISocket_Recv while another receive is outstanding");
 }
 
+/* A listener receives nothing; its connections do (UDP, which has no listener, may). */
+static void recv_after_bind(void)
+{
+    static uint8_t b[16];
+    scenario_begin();
+    CALL(ISocket_Bind(hs->sock, "127.0.0.1", 0));
+    CALL(ISocket_Recv(hs->sock, b, sizeof(b), true));
+}
+
+Test(misuse, recv_on_bound_stream_socket, .signal = SIGABRT)
+{
+    expect_abort(recv_after_bind, "ISocket_Recv after ISocket_Bind");
+}
+
+/* After Shutdown a Recv is ignored, also with one outstanding: no misuse. */
+Test(misuse, recv_after_shutdown_is_ignored)
+{
+    static uint8_t b1[16], b2[16];
+    h_env_init(&env);
+    struct h_sock *c = h_sock_new(&env);
+    h_tcp_socket(&env, c, false);
+    CALL(ISocket_Connect(c->sock, h_addr(h_listen(&env, h_sock_new(&env), "127.0.0.1")), NULL));
+    CALL(ISocket_Recv(c->sock, b1, sizeof(b1), true));
+    CALL(ISocket_Shutdown(c->sock));
+    CALL(ISocket_Recv(c->sock, b2, sizeof(b2), true));
+    cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 2000), "%s", h_dump(c));
+    cr_assert_eq(h_count(c, H_RECV_CANCELED), 1, "only the first buffer comes back: %s", h_dump(c));
+    cr_assert_eq(h_last(c, H_RECV_CANCELED)->buf, b1);
+    h_env_fini(&env);
+}
+
 static void recv_twice_connecting(void)
 {
     static uint8_t b1[16], b2[16];

@@ -74,9 +74,6 @@ struct tls {
     bool inner_cancel; /* kernel RX: we canceled the inner Recv (else it ends: no retry) */
     uint8_t rx_idle[RS_TLS_RX_IDLE];
 
-    uint8_t *rbuf; /* the application's receive */
-    size_t rlen, rfill;
-    bool rpartial;
     uint8_t *stash; /* plaintext of a canceled receive: served first */
     size_t stash_len, stash_off;
 
@@ -766,11 +763,11 @@ static void handshake_done(struct tls *t)
 static void serve_stash(struct tls *t)
 {
     size_t n = t->stash_len - t->stash_off;
-    if (n > t->rlen - t->rfill)
-        n = t->rlen - t->rfill;
-    memcpy(t->rbuf + t->rfill, t->stash + t->stash_off, n);
+    if (n > t->core.rlen - t->core.rfill)
+        n = t->core.rlen - t->core.rfill;
+    memcpy(t->core.rbuf + t->core.rfill, t->stash + t->stash_off, n);
     t->stash_off += n;
-    t->rfill += n;
+    t->core.rfill += n;
     if (t->stash_off == t->stash_len) {
         free(t->stash);
         t->stash = NULL;
@@ -780,10 +777,11 @@ static void serve_stash(struct tls *t)
 
 static void read_app_data(struct tls *t)
 {
-    while (t->rbuf && t->state == T_OPEN && !(t->core.pending & RS_EV_RECV_DONE)) {
+    while (t->core.rbuf && t->state == T_OPEN && !(t->core.pending & RS_EV_RECV_DONE)) {
         if (t->stash)
             serve_stash(t);
-        if (t->rfill == t->rlen || (t->rfill > 0 && t->rpartial)) { /* also a zero-length one */
+        if (t->core.rfill == t->core.rlen ||
+            (t->core.rfill > 0 && t->core.rpartial)) { /* also a zero-length one */
             rs_core_event(&t->core, RS_EV_RECV_DONE);
             return;
         }
@@ -791,13 +789,15 @@ static void read_app_data(struct tls *t)
             /* the kernel opens the records, straight into the application's buffer */
             if (!t->inner_recv) {
                 t->inner_recv = true;
-                ISocket_Recv(t->inner, t->rbuf + t->rfill, t->rlen - t->rfill, t->rpartial);
+                ISocket_Recv(t->inner, t->core.rbuf + t->core.rfill, t->core.rlen - t->core.rfill,
+                             t->core.rpartial);
             }
             return;
         }
-        int n = wolfSSL_read(t->ssl, t->rbuf + t->rfill, (int)(t->rlen - t->rfill));
+        int n =
+            wolfSSL_read(t->ssl, t->core.rbuf + t->core.rfill, (int)(t->core.rlen - t->core.rfill));
         if (n > 0) {
-            t->rfill += (size_t)n;
+            t->core.rfill += (size_t)n;
             t->core.base.stats.bytesReceived += (uint64_t)n;
             continue;
         }
@@ -964,7 +964,7 @@ static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
             want_input(t);
             return;
         }
-        t->rfill += len; /* plaintext, in the application's buffer */
+        t->core.rfill += len; /* plaintext, in the application's buffer */
         t->core.base.stats.bytesReceived += len;
     } else {
         t->rx_filled = t->rx_len + len == t->rx_cap;
@@ -987,7 +987,7 @@ static void inner_recv_canceled(USocket *u, ISocket *inner, void *buf)
      * reading that drops what comes after Shutdown, goes on */
     if (t->state == T_CLOSING)
         want_input(t);
-    else if (t->rbuf)
+    else if (t->core.rbuf)
         drive(t);
 }
 
@@ -1108,8 +1108,6 @@ static void tls_shutdown(ISocket *is)
 static void tls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 {
     struct tls *t = T(is);
-    if (t->state == T_LISTENING)
-        rs_socket_misuse(is, "ISocket_Send on a listening socket");
     if (t->core.shutdown_requested || t->state == T_CLOSED || t->state == T_CLOSING)
         return;
     if (t->state == T_OPEN && !t->ktls_tx_wait) {
@@ -1129,19 +1127,9 @@ static void tls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
     t->pending_tail = p;
 }
 
-static void tls_recv(ISocket *is, void *buf, size_t len, bool partial)
+static void tls_recv(ISocket *is)
 {
     struct tls *t = T(is);
-    if (is->mode == RS_MODE_SERVER)
-        rs_socket_misuse(is, "ISocket_Recv after ISocket_Bind");
-    if (t->core.shutdown_requested || t->core.closed_delivered)
-        return;
-    if (t->rbuf)
-        rs_socket_misuse(is, "ISocket_Recv while another receive is outstanding");
-    t->rbuf = buf;
-    t->rlen = len;
-    t->rfill = 0;
-    t->rpartial = partial;
     if (t->state == T_OPEN)
         rs_defer(is->mux, &t->drive_task); /* wolfSSL runs from the loop only */
 }
@@ -1149,27 +1137,25 @@ static void tls_recv(ISocket *is, void *buf, size_t len, bool partial)
 static void tls_recv_cancel(ISocket *is)
 {
     struct tls *t = T(is);
-    if (!t->rbuf || t->core.closed_delivered)
+    if (!t->core.rbuf || t->core.closed_delivered)
         return;
     if ((t->ktls & KTLS_RX) && t->inner_recv)
         inner_recv_cancel(t); /* the inner socket keeps what it read for the next Recv */
-    if (t->rfill > 0) {       /* decrypted already: the next Recv gets it first */
+    if (t->core.rfill > 0) {  /* decrypted already: the next Recv gets it first */
         size_t rest = t->stash_len - t->stash_off;
-        uint8_t *b = malloc(t->rfill + rest);
+        uint8_t *b = malloc(t->core.rfill + rest);
         if (!b)
             rs_fatal("ISocket_RecvCancel: out of memory");
-        memcpy(b, t->rbuf, t->rfill);
+        memcpy(b, t->core.rbuf, t->core.rfill);
         if (rest)
-            memcpy(b + t->rfill, t->stash + t->stash_off, rest);
+            memcpy(b + t->core.rfill, t->stash + t->stash_off, rest);
         free(t->stash);
         t->stash = b;
-        t->stash_len = t->rfill + rest;
+        t->stash_len = t->core.rfill + rest;
         t->stash_off = 0;
     }
     t->core.pending &= ~RS_EV_RECV_DONE;
-    void *buf = t->rbuf;
-    t->rbuf = NULL;
-    rs_core_cancel_buffer(&t->core, buf);
+    rs_core_cancel_recv(&t->core);
 }
 
 static void tls_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
@@ -1245,33 +1231,9 @@ static const struct rs_socket_ops tls_ops = {
 
 /* ---- the socket core's hooks -------------------------------------------------------------- */
 
-static void deliver_recv(struct rs_core *c)
-{
-    struct tls *t = (struct tls *)c;
-    void *buf = t->rbuf;
-    t->rbuf = NULL;
-    rs_cb_recv_result(&c->base, buf, t->rfill);
-}
-
-static bool canceled_ready(struct rs_core *c)
-{
-    (void)c; /* wolfSSL writes into the buffer only while we call it */
-    return true;
-}
-
-static void *take_recv_buffer(struct rs_core *c)
-{
-    struct tls *t = (struct tls *)c;
-    void *b = t->rbuf;
-    t->rbuf = NULL;
-    return b;
-}
-
 static const struct rs_core_type tls_core_type = {
     .deliver_listen = NULL, /* delivered inside the inner listener's, see above */
-    .deliver_recv = deliver_recv,
-    .canceled_ready = canceled_ready,
-    .take_recv_buffer = take_recv_buffer,
+    .canceled_ready = NULL, /* wolfSSL writes into the buffer only while we call it */
     .free = tls_free,
 };
 

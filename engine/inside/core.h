@@ -26,12 +26,8 @@ struct rs_core;
 struct rs_core_type {
     /* Delivers one pending connection; clears RS_EV_LISTEN when none is left. */
     void (*deliver_listen)(struct rs_core *c);
-    /* Delivers the completed receive (RS_EV_RECV_DONE is already cleared). */
-    void (*deliver_recv)(struct rs_core *c);
-    /* False while a canceled receive may still write into its buffer. */
+    /* False while a canceled receive may still write into its buffer; NULL: never. */
     bool (*canceled_ready)(struct rs_core *c);
-    /* Takes the outstanding receive buffer at close, or NULL. */
-    void *(*take_recv_buffer)(struct rs_core *c);
     void (*free)(struct rs_core *c);
 };
 
@@ -46,6 +42,14 @@ struct rs_core {
     unsigned pending;
     shutdownreason_t close_reason;
     uint32_t ready_results;
+    /* The application's outstanding receive, from ISocket_Recv (socket.c) until its
+     * SocketRecvResult (RS_EV_RECV_DONE: rfill bytes; rfrom: a SocketRecvFromResult from
+     * raddr:rport), its RecvCancel (rs_core_cancel_buffer) or the close hands it back. */
+    uint8_t *rbuf; /* NULL: none outstanding */
+    size_t rlen, rfill;
+    bool rpartial, rfrom;
+    IPaddr raddr;
+    uint16_t rport;
     void *canceled[RS_MAX_CANCELED]; /* buffers owed a SocketRecvCanceled, in order */
     unsigned canceled_n;
     struct rs_task events_task;
@@ -53,6 +57,12 @@ struct rs_core {
     char bind_addr[108];
     uint16_t bind_port;
 };
+
+/* Every socket type starts with its core. */
+static inline struct rs_core *rs_core_of(ISocket *s)
+{
+    return (struct rs_core *)s;
+}
 
 void rs_core_init(struct rs_core *c, const struct rs_core_type *type,
                   const struct rs_socket_ops *ops, IIoMux *mux, USocket *user, IInstanceLog *log,
@@ -62,6 +72,8 @@ void rs_core_event(struct rs_core *c, unsigned ev);
 void rs_core_close_event(struct rs_core *c, shutdownreason_t reason);
 /* Owes the application a SocketRecvCanceled for buf. */
 void rs_core_cancel_buffer(struct rs_core *c, void *buf);
+/* The same for the outstanding receive buffer, which the socket no longer has. */
+void rs_core_cancel_recv(struct rs_core *c);
 /* Made by Accept: the engine owns the socket until SocketAcceptComplete (or a
  * SocketShutdown instead) hands it to the application; IIoMux_Delete frees it before. */
 void rs_core_accepted(struct rs_core *c);

@@ -54,7 +54,7 @@ struct rs_socket_ops {
     void (*shutdown)(ISocket *s);
     void (*send)(ISocket *s, const void *buf, size_t len, bool nocopy);
     void (*send_to)(ISocket *s, const void *buf, size_t len, IPaddr addr, uint16_t port);
-    void (*recv)(ISocket *s, void *buf, size_t len, bool partial);
+    void (*recv)(ISocket *s); /* the core holds the buffer (rs_core.rbuf) */
     void (*recv_cancel)(ISocket *s);
     void (*set_qos)(ISocket *s, qostraffictype_t type);
     void (*destroy)(ISocket *s); /* ISocket_Delete */
