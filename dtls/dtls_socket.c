@@ -507,10 +507,7 @@ void rs_dtls_new_peer(struct dtls *l, const struct rs_peer *peer, const uint8_t 
     rs_core_ref(&l->core);
     l->offer = peer;
     l->accepted = NULL;
-    l->core.base.in_listen_result = true;
-    l->core.base.accept_called = false;
     rs_cb_listen_result(&l->core.base, addr, peer->port);
-    l->core.base.in_listen_result = false;
     l->offer = NULL;
     struct dtls *c = l->accepted;
     l->accepted = NULL;

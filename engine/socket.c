@@ -77,8 +77,11 @@ void rs_cb_bind_result(ISocket *s, const char *addr, uint16_t port)
 void rs_cb_listen_result(ISocket *s, const char *addr, uint16_t port)
 {
     rs_callback_check(s->mux, "SocketListenResult");
+    s->in_listen_result = true; /* ISocket_Accept is legal only now, once */
+    s->accept_called = false;
     if (USER_CB(s, SocketListenResult))
         USER_CB(s, SocketListenResult)(s->user, s, addr, port);
+    s->in_listen_result = false;
 }
 
 void rs_cb_accept_complete(ISocket *s)

@@ -387,10 +387,7 @@ static void offer_connection(struct rs_stream *s, int fd)
     LOG(s, "%s %p: connection from %s:%u", NAME(s), (void *)s, addr, port);
     s->offered_fd = fd;
     s->offered_taken = false;
-    s->core.base.in_listen_result = true;
-    s->core.base.accept_called = false;
     rs_cb_listen_result(&s->core.base, addr, port);
-    s->core.base.in_listen_result = false;
     s->offered_fd = -1;
     if (!s->offered_taken) {
         LOG(s, "%s %p: connection from %s:%u rejected", NAME(s), (void *)s, addr, port);

@@ -926,10 +926,7 @@ static void inner_listen_result(USocket *u, ISocket *inner, const char *addr, ui
         return; /* not accepted: the inner listener closes it */
     /* Accept must happen inside the inner SocketListenResult, so this one is direct. */
     rs_core_ref(&t->core);
-    t->core.base.in_listen_result = true;
-    t->core.base.accept_called = false;
     rs_cb_listen_result(&t->core.base, addr, port);
-    t->core.base.in_listen_result = false;
     rs_core_unref(&t->core);
 }
 
