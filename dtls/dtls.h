@@ -48,8 +48,7 @@ struct dtls_port {
 
     uint8_t rx[RS_DTLS_DGRAM_MAX]; /* the datagram being handled */
 
-    struct rs_send_owner *sends; /* ring of datagrams the UDP socket still owes results for */
-    size_t s_head, s_len, s_cap;
+    struct rs_queue sends; /* of struct rs_send_owner: datagrams the UDP socket owes results for */
 
     /* stateless cookie exchange (cookie.c) */
     WOLFSSL *cookie_ssl;

@@ -33,15 +33,22 @@ struct dtls_port *rs_port_new(IIoMux *m, IInstanceLog *log, ISocketContext *ctx,
     return p;
 }
 
+/* The UDP socket's oldest send is done: its owner learns it. False when none is owed. */
+static bool send_done(struct dtls_port *p)
+{
+    if (p->sends.len == 0)
+        return false;
+    struct rs_send_owner e = *RS_QUEUE_AT(&p->sends, struct rs_send_owner, 0);
+    rs_queue_pop(&p->sends);
+    if (e.d)
+        rs_dtls_send_done(e.d, e.app);
+    return true;
+}
+
 static void release_sends(struct dtls_port *p)
 {
-    while (p->s_len > 0) {
-        struct rs_send_owner e = p->sends[p->s_head];
-        p->s_head = (p->s_head + 1) % p->s_cap;
-        p->s_len--;
-        if (e.d)
-            rs_dtls_send_done(e.d, e.app);
-    }
+    while (send_done(p))
+        ;
 }
 
 void rs_port_unref(struct dtls_port *p)
@@ -53,7 +60,7 @@ void rs_port_unref(struct dtls_port *p)
         ISocket_Delete(p->udp);
     rs_cookie_free(p);
     free(p->table);
-    free(p->sends);
+    rs_queue_free(&p->sends);
     free(p);
 }
 
@@ -133,20 +140,7 @@ void rs_port_remove(struct dtls_port *p, struct dtls *d)
 
 static void push_owner(struct dtls_port *p, struct dtls *d, bool app)
 {
-    if (p->s_len == p->s_cap) {
-        size_t cap = p->s_cap ? p->s_cap * 2 : 16;
-        struct rs_send_owner *v = malloc(cap * sizeof(*v));
-        if (!v)
-            rs_fatal("DTLS socket: out of memory");
-        for (size_t i = 0; i < p->s_len; i++)
-            v[i] = p->sends[(p->s_head + i) % p->s_cap];
-        free(p->sends);
-        p->sends = v;
-        p->s_head = 0;
-        p->s_cap = cap;
-    }
-    p->sends[(p->s_head + p->s_len) % p->s_cap] = (struct rs_send_owner){d, app};
-    p->s_len++;
+    *RS_QUEUE_PUSH(&p->sends, struct rs_send_owner, "DTLS socket") = (struct rs_send_owner){d, app};
 }
 
 void rs_port_send(struct dtls_port *p, const struct rs_peer *to, const void *buf, size_t len,
@@ -170,8 +164,8 @@ void rs_port_send(struct dtls_port *p, const struct rs_peer *to, const void *buf
 
 void rs_port_forget(struct dtls_port *p, struct dtls *d)
 {
-    for (size_t i = 0; i < p->s_len; i++) {
-        struct rs_send_owner *e = &p->sends[(p->s_head + i) % p->s_cap];
+    for (size_t i = 0; i < p->sends.len; i++) {
+        struct rs_send_owner *e = RS_QUEUE_AT(&p->sends, struct rs_send_owner, i);
         if (e->d != d)
             continue;
         e->d = NULL;
@@ -239,14 +233,7 @@ static void udp_recv_canceled(USocket *u, ISocket *s, void *buf)
 static void udp_send_result(USocket *u, ISocket *s)
 {
     (void)s;
-    struct dtls_port *p = of_udp(u);
-    if (p->s_len == 0)
-        return;
-    struct rs_send_owner e = p->sends[p->s_head];
-    p->s_head = (p->s_head + 1) % p->s_cap;
-    p->s_len--;
-    if (e.d)
-        rs_dtls_send_done(e.d, e.app);
+    send_done(of_udp(u));
 }
 
 static void udp_bind_result(USocket *u, ISocket *s, const char *addr, uint16_t port)

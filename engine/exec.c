@@ -9,38 +9,24 @@
 
 #include "reactor.h"
 
-static void queue_push(struct rs_exec_queue *q, UIoExec *exec, void *ctx)
+static void queue_push(struct rs_queue *q, UIoExec *exec, void *ctx)
 {
-    if (q->len == q->cap) {
-        size_t cap = q->cap ? q->cap * 2 : 16;
-        struct rs_exec_entry *v = malloc(cap * sizeof(*v));
-        if (!v)
-            rs_fatal("IIoMux_SetExec: out of memory");
-        for (size_t i = 0; i < q->len; i++)
-            v[i] = q->v[(q->head + i) % q->cap];
-        free(q->v);
-        q->v = v;
-        q->head = 0;
-        q->cap = cap;
-    }
-    q->v[(q->head + q->len) % q->cap] = (struct rs_exec_entry){exec, ctx};
-    q->len++;
+    *RS_QUEUE_PUSH(q, struct rs_exec_entry, "IIoMux_SetExec") = (struct rs_exec_entry){exec, ctx};
 }
 
-static bool queue_pop(struct rs_exec_queue *q, struct rs_exec_entry *out)
+static bool queue_pop(struct rs_queue *q, struct rs_exec_entry *out)
 {
     if (q->len == 0)
         return false;
-    *out = q->v[q->head];
-    q->head = (q->head + 1) % q->cap;
-    q->len--;
+    *out = *RS_QUEUE_AT(q, struct rs_exec_entry, 0);
+    rs_queue_pop(q);
     return true;
 }
 
-static void queue_cancel(struct rs_exec_queue *q, UIoExec *exec)
+static void queue_cancel(struct rs_queue *q, UIoExec *exec)
 {
     for (size_t i = 0; i < q->len; i++) {
-        struct rs_exec_entry *e = &q->v[(q->head + i) % q->cap];
+        struct rs_exec_entry *e = RS_QUEUE_AT(q, struct rs_exec_entry, i);
         if (e->exec == exec)
             e->exec = NULL;
     }
@@ -85,8 +71,8 @@ void rs_exec_destroy(IIoMux *m)
     if (m->wake_fd >= 0)
         close(m->wake_fd);
     pthread_mutex_destroy(&m->locked_mu);
-    free(m->exec.v);
-    free(m->locked.v);
+    rs_queue_free(&m->exec);
+    rs_queue_free(&m->locked);
 }
 
 void IIoMux_SetExec(IIoMux *m, UIoExec *exec, void *execContext)

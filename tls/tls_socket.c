@@ -77,8 +77,7 @@ struct tls {
     uint8_t *stash; /* plaintext of a canceled receive: served first */
     size_t stash_len, stash_off;
 
-    struct txent *tx;
-    size_t tx_head, tx_len, tx_cap;
+    struct rs_queue tx;                   /* of struct txent: the inner sends in flight, in order */
     struct plain *pending, *pending_tail; /* sends made before the handshake finished */
 
     struct rs_task drive_task;
@@ -151,8 +150,8 @@ static void delete_inner(struct tls *t, ISocket *inner)
     if (t->inner == inner)
         t->inner = NULL;
     ISocket_Delete(inner);
-    for (; t->tx_len > 0; t->tx_len--, t->tx_head = (t->tx_head + 1) % t->tx_cap)
-        rs_blk_free(t->tx[t->tx_head].blk);
+    for (; t->tx.len > 0; rs_queue_pop(&t->tx))
+        rs_blk_free(RS_QUEUE_AT(&t->tx, struct txent, 0)->blk);
     t->rx_off = t->rx_len = 0;
     rx_use(t, t->rx_idle, sizeof(t->rx_idle));
 }
@@ -167,8 +166,8 @@ static void release_tls(struct tls *t, bool keep_inner)
         t->ssl = NULL;
     }
     drop_pending(t);
-    for (size_t i = 0; i < t->tx_len; i++) /* closed: no SendResult is owed anymore */
-        t->tx[(t->tx_head + i) % t->tx_cap].app = 0;
+    for (size_t i = 0; i < t->tx.len; i++) /* closed: no SendResult is owed anymore */
+        RS_QUEUE_AT(&t->tx, struct txent, i)->app = 0;
     t->inner_recv = false;
 }
 
@@ -202,7 +201,7 @@ static void tls_free(struct rs_core *c)
     release_tls(t, false);
     ITimer_Delete(t->handshake_timer);
     rx_use(t, t->rx_idle, sizeof(t->rx_idle));
-    free(t->tx);
+    rs_queue_free(&t->tx);
     free(t->stash);
     free(t->server_name);
     free(t->alpn);
@@ -247,19 +246,7 @@ static const struct rs_stream_caps *inner_caps(const struct tls *t)
 
 static struct txent *tx_push(struct tls *t)
 {
-    if (t->tx_len == t->tx_cap) {
-        size_t cap = t->tx_cap ? t->tx_cap * 2 : 8;
-        struct txent *v = malloc(cap * sizeof(*v));
-        if (!v)
-            rs_fatal("TLS socket: out of memory");
-        for (size_t i = 0; i < t->tx_len; i++)
-            v[i] = t->tx[(t->tx_head + i) % t->tx_cap];
-        free(t->tx);
-        t->tx = v;
-        t->tx_head = 0;
-        t->tx_cap = cap;
-    }
-    struct txent *e = &t->tx[(t->tx_head + t->tx_len++) % t->tx_cap];
+    struct txent *e = RS_QUEUE_PUSH(&t->tx, struct txent, "TLS socket");
     *e = (struct txent){NULL, 0};
     return e;
 }
@@ -267,8 +254,8 @@ static struct txent *tx_push(struct tls *t)
 /* An application Send is done once the inner sends made so far are. */
 static void owe_send_result(struct tls *t)
 {
-    if (t->tx_len > 0) {
-        t->tx[(t->tx_head + t->tx_len - 1) % t->tx_cap].app++;
+    if (t->tx.len > 0) {
+        RS_QUEUE_AT(&t->tx, struct txent, t->tx.len - 1)->app++;
         return;
     }
     t->core.ready_results++;
@@ -584,7 +571,7 @@ static void ktls_begin(struct tls *t)
 /* Sending moves to the kernel once the inner socket has sent all wolfSSL wrote. */
 static void ktls_tx_try(struct tls *t)
 {
-    if (!t->ktls_tx_wait || t->tx_len > 0 || t->state != T_OPEN)
+    if (!t->ktls_tx_wait || t->tx.len > 0 || t->state != T_OPEN)
         return;
     t->ktls_tx_wait = false;
     char why[160];
@@ -704,7 +691,7 @@ static void begin_close(struct tls *t)
     t->rx_off = t->rx_len = 0;
     want_input(t);
     if (t->ktls & KTLS_TX) {
-        if (t->tx_len == 0)
+        if (t->tx.len == 0)
             ktls_send_close_notify(t); /* then the inner Shutdown */
         else
             t->ktls_close = true;
@@ -934,19 +921,18 @@ static void inner_send_result(USocket *u, ISocket *inner)
 {
     (void)inner;
     struct tls *t = of_inner(u);
-    if (t->tx_len == 0)
+    if (t->tx.len == 0)
         return;
-    struct txent e = t->tx[t->tx_head];
-    t->tx_head = (t->tx_head + 1) % t->tx_cap;
-    t->tx_len--;
+    struct txent e = *RS_QUEUE_AT(&t->tx, struct txent, 0);
+    rs_queue_pop(&t->tx);
     rs_blk_free(e.blk);
     if (e.app) {
         t->core.ready_results += e.app;
         rs_core_event(&t->core, RS_EV_SENDS);
     }
-    if (t->tx_len == 0 && t->ktls_tx_wait)
+    if (t->tx.len == 0 && t->ktls_tx_wait)
         ktls_tx_try(t);
-    else if (t->tx_len == 0 && t->ktls_close && t->state == T_CLOSING)
+    else if (t->tx.len == 0 && t->ktls_close && t->state == T_CLOSING)
         ktls_send_close_notify(t);
 }
 

@@ -11,6 +11,7 @@
 #include "ringsock/iomux.h"
 #include "backend.h"
 #include "list.h"
+#include "queue.h"
 
 /* A unit of deferred work. Sockets embed these; a queued task is linked, so queueing
  * twice is a no-op and deleting its owner just unlinks it. */
@@ -22,11 +23,6 @@ struct rs_task {
 struct rs_exec_entry {
     UIoExec *exec;
     void *ctx;
-};
-
-struct rs_exec_queue {
-    struct rs_exec_entry *v;
-    size_t head, len, cap;
 };
 
 struct rs_shutdown_state;
@@ -65,9 +61,9 @@ struct IIoMux {
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
 
-    struct rs_exec_queue exec;
+    struct rs_queue exec; /* of struct rs_exec_entry */
     pthread_mutex_t locked_mu;
-    struct rs_exec_queue locked; /* filled by SetExecLocked from any thread */
+    struct rs_queue locked; /* the same, filled by SetExecLocked from any thread */
 
     int wake_fd; /* eventfd: SetExecLocked and signals wake the ring through it */
     uint64_t wake_val;
