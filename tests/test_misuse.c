@@ -376,15 +376,19 @@ Test(misuse, recv_after_shutdown_is_ignored)
 {
     static uint8_t b1[16], b2[16];
     h_env_init(&env);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = h_listen(&env, l, "127.0.0.1");
     struct h_sock *c = h_sock_new(&env);
     h_tcp_socket(&env, c, false);
-    CALL(ISocket_Connect(c->sock, h_addr(h_listen(&env, h_sock_new(&env), "127.0.0.1")), NULL));
+    CALL(ISocket_Connect(c->sock, h_addr(port), NULL));
     CALL(ISocket_Recv(c->sock, b1, sizeof(b1), true));
     CALL(ISocket_Shutdown(c->sock));
     CALL(ISocket_Recv(c->sock, b2, sizeof(b2), true));
     cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 2000), "%s", h_dump(c));
     cr_assert_eq(h_count(c, H_RECV_CANCELED), 1, "only the first buffer comes back: %s", h_dump(c));
     cr_assert_eq(h_last(c, H_RECV_CANCELED)->buf, b1);
+    h_sock_free(c);
+    h_sock_free(l);
     h_env_fini(&env);
 }
 
