@@ -18,7 +18,7 @@
 
 #define RS_DTLS_DGRAM_MAX (16384 + 2048) /* the largest record, with room to spare */
 
-struct dtls;
+struct rs_dtls;
 
 struct rs_peer {
     IPaddr addr;
@@ -27,8 +27,8 @@ struct rs_peer {
 
 /* Who a datagram handed to the UDP socket belongs to, for its SocketSendResult. */
 struct rs_send_owner {
-    struct dtls *d; /* holds a reference; NULL: the port's own (cookie exchange) */
-    bool app;       /* the last datagram of an application Send */
+    struct rs_dtls *d; /* holds a reference; NULL: the port's own (cookie exchange) */
+    bool app;          /* the last datagram of an application Send */
 };
 
 struct dtls_port {
@@ -40,10 +40,10 @@ struct dtls_port {
     USocket udp_user;
     bool client;
     bool udp_closed;
-    bool receiving;     /* a Recv into rx is outstanding */
-    struct dtls *owner; /* the client, or the server's listener; NULL once it is gone */
+    bool receiving;        /* a Recv into rx is outstanding */
+    struct rs_dtls *owner; /* the client, or the server's listener; NULL once it is gone */
 
-    struct dtls **table; /* associations by peer; chained through dtls->hnext */
+    struct rs_dtls **table; /* associations by peer; chained through dtls->hnext */
     size_t table_size, table_len;
 
     uint8_t rx[RS_DTLS_DGRAM_MAX]; /* the datagram being handled */
@@ -63,14 +63,14 @@ struct dtls_port {
 struct dtls_port *rs_port_new(IIoMux *m, IInstanceLog *log, ISocketContext *ctx, bool useIPv6,
                               bool client);
 void rs_port_unref(struct dtls_port *p);
-void rs_port_add(struct dtls_port *p, struct dtls *d);
-void rs_port_remove(struct dtls_port *p, struct dtls *d);
+void rs_port_add(struct dtls_port *p, struct rs_dtls *d);
+void rs_port_remove(struct dtls_port *p, struct rs_dtls *d);
 /* Sends one datagram to the peer (ignored for a client's connected socket). */
 void rs_port_send(struct dtls_port *p, const struct rs_peer *to, const void *buf, size_t len,
-                  struct dtls *owner, bool app);
+                  struct rs_dtls *owner, bool app);
 
 /* Drops d from the datagrams awaiting results (d is being deleted). */
-void rs_port_forget(struct dtls_port *p, struct dtls *d);
+void rs_port_forget(struct dtls_port *p, struct rs_dtls *d);
 
 /* cookie.c: answers a ClientHello without a valid cookie with a HelloVerifyRequest and
  * keeps nothing. True when the ClientHello carries a valid cookie. */
@@ -81,7 +81,7 @@ void rs_cookie_free(struct dtls_port *p);
  * so that it accepts the ClientHello the port checked. */
 bool rs_cookie_prepare(struct dtls_port *p, WOLFSSL *ssl, const struct rs_peer *peer);
 
-enum dstate {
+enum rs_dtls_state {
     D_IDLE,      /* created */
     D_UDP,       /* waiting for the UDP socket's connect or bind */
     D_LISTENING, /* a server's bound socket: no DTLS of its own */
@@ -98,17 +98,17 @@ struct dmsg {
 };
 
 /* One DTLS socket: a client, a server's listener, or an accepted association. */
-struct dtls {
+struct rs_dtls {
     struct rs_core core;
     struct dtls_port *port;
-    struct dtls *hnext; /* the port's table chain */
+    struct rs_dtls *hnext; /* the port's table chain */
     bool in_table;
     struct rs_peer peer; /* the peer; a client sets it from Connect's address (peer_known) */
     bool peer_known;
     struct rs_tls_expect expect; /* a client: the server's identity, for the verify callback */
     ISocketContext *ctx;
     WOLFSSL *ssl;
-    enum dstate state;
+    enum rs_dtls_state state;
     bool server, use_srtp;
     bool v6;
     int qos;
@@ -135,7 +135,7 @@ struct dtls {
     struct dmsg *pending, *pending_tail; /* sends made before the handshake finished */
 
     const struct rs_peer *offer; /* a listener, in SocketListenResult: the new peer */
-    struct dtls *accepted;       /* ... and the socket Accept made for it */
+    struct rs_dtls *accepted;    /* ... and the socket Accept made for it */
     char *server_name;
     ITimer *rtx_timer, *hs_timer;
     uint8_t peer_fp[32];
@@ -143,14 +143,14 @@ struct dtls {
 };
 
 /* dtls_socket.c: what the port calls. */
-void rs_dtls_datagram(struct dtls *d, uint8_t *buf, size_t len);
+void rs_dtls_datagram(struct rs_dtls *d, uint8_t *buf, size_t len);
 /* A new peer proved its address: offer it to the listener. */
-void rs_dtls_new_peer(struct dtls *listener, const struct rs_peer *peer, const uint8_t *hello,
+void rs_dtls_new_peer(struct rs_dtls *listener, const struct rs_peer *peer, const uint8_t *hello,
                       size_t len);
-void rs_dtls_port_bound(struct dtls *d, const char *addr, uint16_t port);
-void rs_dtls_port_connected(struct dtls *d);
-void rs_dtls_port_closed(struct dtls *d, shutdownreason_t reason);
-void rs_dtls_send_done(struct dtls *d, bool app);
+void rs_dtls_port_bound(struct rs_dtls *d, const char *addr, uint16_t port);
+void rs_dtls_port_connected(struct rs_dtls *d);
+void rs_dtls_port_closed(struct rs_dtls *d, shutdownreason_t reason);
+void rs_dtls_send_done(struct rs_dtls *d, bool app);
 
 ISocket *rs_dtls_create_socket(IIoMux *m, USocket *user, IInstanceLog *log, bool useIPv6,
                                ISocketContext *ctx);

@@ -28,13 +28,13 @@ static const char srtp_server_profiles[] =
     "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80:SRTP_AEAD_AES_256_GCM:SRTP_AES128_CM_SHA1_32";
 static const char srtp_client_profiles[] = "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80";
 
-#define D(isock)    ((struct dtls *)(isock))
+#define D(isock)    ((struct rs_dtls *)(isock))
 #define LOG(d, ...) IInstanceLog_Log((d)->core.base.log, LOG_DTLS, __VA_ARGS__)
 
 static const struct rs_socket_ops dtls_ops;
 static const struct rs_core_type dtls_core_type;
-static void drive(struct dtls *d);
-static void send_held_alert(struct dtls *d);
+static void drive(struct rs_dtls *d);
+static void send_held_alert(struct rs_dtls *d);
 
 /* ---- lifetime -------------------------------------------------------------------------- */
 
@@ -64,7 +64,7 @@ static void append(struct dmsg **head, struct dmsg **tail, const uint8_t *buf, s
 }
 
 /* Everything an ended socket no longer needs; the port reference stays until free. */
-static void release(struct dtls *d)
+static void release(struct rs_dtls *d)
 {
     if (d->rtx_timer)
         ITimer_Cancel(d->rtx_timer);
@@ -87,7 +87,7 @@ static void release(struct dtls *d)
     free_list(&d->flight, &d->flight_tail);
 }
 
-static void end(struct dtls *d, shutdownreason_t reason)
+static void end(struct rs_dtls *d, shutdownreason_t reason)
 {
     if (d->state == D_CLOSED || d->core.deleted)
         return;
@@ -99,7 +99,7 @@ static void end(struct dtls *d, shutdownreason_t reason)
 
 static void dtls_free(struct rs_core *c)
 {
-    struct dtls *d = (struct dtls *)c;
+    struct rs_dtls *d = (struct rs_dtls *)c;
     release(d);
     free_list(&d->qhead, &d->qtail);
     ITimer_Delete(d->rtx_timer);
@@ -110,10 +110,10 @@ static void dtls_free(struct rs_core *c)
     free(d);
 }
 
-static struct dtls *dtls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketContext *ctx,
-                             bool v6)
+static struct rs_dtls *dtls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketContext *ctx,
+                                bool v6)
 {
-    struct dtls *d = calloc(1, sizeof(*d));
+    struct rs_dtls *d = calloc(1, sizeof(*d));
     if (!d)
         rs_fatal("DTLS socket: out of memory");
     rs_core_init(&d->core, &dtls_core_type, &dtls_ops, m, user, log, LOG_DTLS);
@@ -130,7 +130,7 @@ static struct dtls *dtls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocke
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
-    struct dtls *d = ctx;
+    struct rs_dtls *d = ctx;
     if (!d->port || d->state == D_CLOSED)
         return WOLFSSL_CBIO_ERR_CONN_CLOSE;
     if (d->state == D_HANDSHAKE && sz > 0 && sz <= (int)sizeof(d->held_alert) &&
@@ -154,7 +154,7 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
-    struct dtls *d = ctx;
+    struct rs_dtls *d = ctx;
     if (!d->in)
         return WOLFSSL_CBIO_ERR_WANT_READ;
     size_t n = d->in_len < (size_t)sz ? d->in_len : (size_t)sz;
@@ -165,7 +165,7 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 
 /* ---- messages to the application ------------------------------------------------------------ */
 
-static void fill_receive(struct dtls *d, const uint8_t *data, size_t len)
+static void fill_receive(struct rs_dtls *d, const uint8_t *data, size_t len)
 {
     size_t n = len < d->core.rlen ? len : d->core.rlen;
     memcpy(d->core.rbuf, data, n);
@@ -178,7 +178,7 @@ static void fill_receive(struct dtls *d, const uint8_t *data, size_t len)
     rs_core_event(&d->core, RS_EV_RECV_DONE);
 }
 
-static void deliver_message(struct dtls *d, const uint8_t *data, size_t len)
+static void deliver_message(struct rs_dtls *d, const uint8_t *data, size_t len)
 {
     d->core.base.stats.bytesReceived += len;
     if (d->core.rbuf && !d->qhead && !(d->core.pending & RS_EV_RECV_DONE)) {
@@ -195,7 +195,7 @@ static void deliver_message(struct dtls *d, const uint8_t *data, size_t len)
 
 /* ---- the state machine ------------------------------------------------------------------ */
 
-static void log_failure(struct dtls *d, const char *what, int ret)
+static void log_failure(struct rs_dtls *d, const char *what, int ret)
 {
     int err = wolfSSL_get_error(d->ssl, ret);
     char text[WOLFSSL_MAX_ERROR_SZ];
@@ -204,7 +204,7 @@ static void log_failure(struct dtls *d, const char *what, int ret)
                      text, err);
 }
 
-static void arm_rtx(struct dtls *d)
+static void arm_rtx(struct rs_dtls *d)
 {
     int s = wolfSSL_dtls_get_current_timeout(d->ssl); /* seconds */
     ITimer_Start(d->rtx_timer, (unsigned)(s > 0 ? s : 1) * 1000u);
@@ -213,7 +213,7 @@ static void arm_rtx(struct dtls *d)
 static void rtx_fired(ITimer *t, void *arg)
 {
     (void)t;
-    struct dtls *d = arg;
+    struct rs_dtls *d = arg;
     if (d->state != D_HANDSHAKE)
         return;
     /* Resends the last flight and doubles the timeout, up to our cap; from there on it
@@ -234,12 +234,12 @@ static void rtx_fired(ITimer *t, void *arg)
 static void handshake_timed_out(ITimer *t, void *arg)
 {
     (void)t;
-    struct dtls *d = arg;
+    struct rs_dtls *d = arg;
     IInstanceLog_Log(d->core.base.log, LOG_DTLS, "dtls %p: handshake timed out", (void *)d);
     end(d, SOCKET_TLS_HANDSHAKE_FAILED);
 }
 
-static bool start_ssl(struct dtls *d, const char *server_name)
+static bool start_ssl(struct rs_dtls *d, const char *server_name)
 {
     WOLFSSL_CTX *x = rs_tls_context_get(d->ctx, d->server, true);
     d->ssl = x ? wolfSSL_new(x) : NULL;
@@ -267,7 +267,7 @@ static bool start_ssl(struct dtls *d, const char *server_name)
     return true;
 }
 
-static void begin_handshake(struct dtls *d, const char *server_name)
+static void begin_handshake(struct rs_dtls *d, const char *server_name)
 {
     d->state = D_HANDSHAKE;
     IIoMux *m = d->core.base.mux;
@@ -282,7 +282,7 @@ static void begin_handshake(struct dtls *d, const char *server_name)
     drive(d);
 }
 
-static bool start_srtp(struct dtls *d)
+static bool start_srtp(struct rs_dtls *d)
 {
     const WOLFSSL_SRTP_PROTECTION_PROFILE *prof = wolfSSL_get_selected_srtp_profile(d->ssl);
     if (!prof || !prof->id) {
@@ -307,9 +307,9 @@ static bool start_srtp(struct dtls *d)
     return true;
 }
 
-static void app_write(struct dtls *d, const uint8_t *buf, size_t len);
+static void app_write(struct rs_dtls *d, const uint8_t *buf, size_t len);
 
-static void begin_close(struct dtls *d)
+static void begin_close(struct rs_dtls *d)
 {
     d->state = D_CLOSING;
     wolfSSL_shutdown(d->ssl); /* close_notify, through io_send */
@@ -317,7 +317,7 @@ static void begin_close(struct dtls *d)
         end(d, SOCKET_SHUTDOWN_NORMAL);
 }
 
-static void handshake_done(struct dtls *d)
+static void handshake_done(struct rs_dtls *d)
 {
     d->state = D_OPEN;
     ITimer_Cancel(d->rtx_timer);
@@ -352,7 +352,7 @@ static void handshake_done(struct dtls *d)
         begin_close(d);
 }
 
-static void read_records(struct dtls *d)
+static void read_records(struct rs_dtls *d)
 {
     /* Decrypted records are copied out at once, so one on the stack serves (per-thread
      * storage would stay with every thread of the process, loop or not, after its loop). */
@@ -383,7 +383,7 @@ static void read_records(struct dtls *d)
  * wolfSSL sends no alert for some failures (a client that sent no certificate to a server
  * that requires one); then a fatal handshake_failure goes out in the clear, as a peer that
  * has not seen our ChangeCipherSpec reads it, with a record number far beyond any used. */
-static void send_held_alert(struct dtls *d)
+static void send_held_alert(struct rs_dtls *d)
 {
     static const uint8_t handshake_failure[] = {21,   0xfe, 0xfd, 0, 0, 0x00, 0x00, 0x7f,
                                                 0xff, 0xff, 0xff, 0, 2, 2,    40};
@@ -398,7 +398,7 @@ static void send_held_alert(struct dtls *d)
 
 /* Runs wolfSSL on d->in (or on nothing: a start). The application may delete the socket
  * in a callback made from here, hence the reference. */
-static void drive(struct dtls *d)
+static void drive(struct rs_dtls *d)
 {
     rs_core_ref(&d->core);
     if (d->state == D_HANDSHAKE) {
@@ -430,7 +430,7 @@ out:
 /* ---- what the port calls ----------------------------------------------------------------------
  */
 
-static void srtp_in(struct dtls *d, uint8_t *buf, size_t len)
+static void srtp_in(struct rs_dtls *d, uint8_t *buf, size_t len)
 {
     if (!d->srtp || d->state != D_OPEN) {
         d->core.base.stats.dropped++;
@@ -471,13 +471,13 @@ static bool has_encrypted_handshake(const uint8_t *p, size_t len)
 /* A server whose last flight (ChangeCipherSpec, Finished) was lost hears the client's
  * flight again; wolfSSL 5.5.4 drops that without answering once its handshake is done,
  * and the client would time out. So the server answers it with the flight it kept. */
-static void resend_flight(struct dtls *d)
+static void resend_flight(struct rs_dtls *d)
 {
     for (struct dmsg *m = d->flight; m; m = m->next)
         rs_port_send(d->port, &d->peer, m->bytes, m->len, NULL, false);
 }
 
-void rs_dtls_datagram(struct dtls *d, uint8_t *buf, size_t len)
+void rs_dtls_datagram(struct rs_dtls *d, uint8_t *buf, size_t len)
 {
     switch (rs_demux(buf, len)) {
     case RS_DEMUX_DTLS:
@@ -500,7 +500,8 @@ void rs_dtls_datagram(struct dtls *d, uint8_t *buf, size_t len)
     }
 }
 
-void rs_dtls_new_peer(struct dtls *l, const struct rs_peer *peer, const uint8_t *hello, size_t len)
+void rs_dtls_new_peer(struct rs_dtls *l, const struct rs_peer *peer, const uint8_t *hello,
+                      size_t len)
 {
     char addr[64];
     IPaddr_ToString(&peer->addr, addr, sizeof(addr));
@@ -509,7 +510,7 @@ void rs_dtls_new_peer(struct dtls *l, const struct rs_peer *peer, const uint8_t 
     l->accepted = NULL;
     rs_cb_listen_result(&l->core.base, addr, peer->port);
     l->offer = NULL;
-    struct dtls *c = l->accepted;
+    struct rs_dtls *c = l->accepted;
     l->accepted = NULL;
     if (c) {
         c->in = (uint8_t *)hello;
@@ -521,7 +522,7 @@ void rs_dtls_new_peer(struct dtls *l, const struct rs_peer *peer, const uint8_t 
     rs_core_unref(&l->core);
 }
 
-void rs_dtls_port_bound(struct dtls *d, const char *addr, uint16_t port)
+void rs_dtls_port_bound(struct rs_dtls *d, const char *addr, uint16_t port)
 {
     snprintf(d->core.bind_addr, sizeof(d->core.bind_addr), "%s", addr);
     d->core.bind_port = port;
@@ -530,21 +531,21 @@ void rs_dtls_port_bound(struct dtls *d, const char *addr, uint16_t port)
     rs_core_event(&d->core, RS_EV_BIND);
 }
 
-void rs_dtls_port_connected(struct dtls *d)
+void rs_dtls_port_connected(struct rs_dtls *d)
 {
     if (d->state != D_UDP)
         return;
     begin_handshake(d, d->server_name);
 }
 
-void rs_dtls_port_closed(struct dtls *d, shutdownreason_t reason)
+void rs_dtls_port_closed(struct rs_dtls *d, shutdownreason_t reason)
 {
     if (d->state == D_HANDSHAKE)
         reason = SOCKET_TLS_HANDSHAKE_FAILED;
     end(d, reason);
 }
 
-void rs_dtls_send_done(struct dtls *d, bool app)
+void rs_dtls_send_done(struct rs_dtls *d, bool app)
 {
     d->sends_out--;
     if (app && !d->core.deleted && !d->core.closed_delivered) {
@@ -558,13 +559,13 @@ void rs_dtls_send_done(struct dtls *d, bool app)
 
 /* ---- the application's calls ---------------------------------------------------------------- */
 
-static void send_result_now(struct dtls *d)
+static void send_result_now(struct rs_dtls *d)
 {
     d->core.ready_results++;
     rs_core_event(&d->core, RS_EV_SENDS);
 }
 
-static void app_write(struct dtls *d, const uint8_t *buf, size_t len)
+static void app_write(struct rs_dtls *d, const uint8_t *buf, size_t len)
 {
     if (d->srtp) {
         uint8_t pkt[RS_DTLS_DGRAM_MAX];
@@ -599,7 +600,7 @@ static void app_write(struct dtls *d, const uint8_t *buf, size_t len)
 
 static void dtls_connect(ISocket *is, const char *address, const char *serverName)
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     free(d->server_name);
     d->server_name = serverName ? strdup(serverName) : NULL;
     d->state = D_UDP;
@@ -618,7 +619,7 @@ static void dtls_connect(ISocket *is, const char *address, const char *serverNam
 
 static void dtls_bind(ISocket *is, const char *addr, uint16_t port, bool reuse)
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     d->state = D_UDP;
     d->port = rs_port_new(is->mux, is->log, d->ctx, d->v6, false);
     d->port->owner = d;
@@ -634,10 +635,10 @@ static void dtls_listen(ISocket *is)
 
 static void dtls_accept(ISocket *is, USocket *user)
 {
-    struct dtls *l = D(is);
+    struct rs_dtls *l = D(is);
     if (!user || !l->offer || !l->port)
         return;
-    struct dtls *c = dtls_new(is->mux, user, is->log, l->ctx, l->v6);
+    struct rs_dtls *c = dtls_new(is->mux, user, is->log, l->ctx, l->v6);
     rs_core_accepted(&c->core);
     c->server = true;
     c->peer = *l->offer;
@@ -650,7 +651,7 @@ static void dtls_accept(ISocket *is, USocket *user)
 
 static void dtls_shutdown(ISocket *is)
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     if (d->core.shutdown_requested || d->state == D_CLOSED)
         return;
     d->core.shutdown_requested = true;
@@ -670,8 +671,8 @@ static void dtls_shutdown(ISocket *is)
 
 static void dtls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 {
-    (void)nocopy;           /* encryption copies anyway */
-    struct dtls *d = D(is); /* a bound one never gets here: ISocket_Send refuses it */
+    (void)nocopy;              /* encryption copies anyway */
+    struct rs_dtls *d = D(is); /* a bound one never gets here: ISocket_Send refuses it */
     if (d->core.shutdown_requested || d->state == D_CLOSED || d->state == D_CLOSING)
         return;
     if (d->state == D_OPEN) {
@@ -692,7 +693,7 @@ static void dtls_send_to(ISocket *is, const void *buf, size_t len, IPaddr addr, 
 
 static void dtls_recv(ISocket *is)
 {
-    struct dtls *d = D(is); /* a message is a datagram, partial or not */
+    struct rs_dtls *d = D(is); /* a message is a datagram, partial or not */
     struct dmsg *m = d->qhead;
     if (m) {
         d->qhead = m->next;
@@ -706,7 +707,7 @@ static void dtls_recv(ISocket *is)
 
 static void dtls_recv_cancel(ISocket *is)
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     if (!d->core.rbuf || d->core.closed_delivered)
         return;
     if (d->core.pending & RS_EV_RECV_DONE) { /* taken already: it goes back to the front */
@@ -727,7 +728,7 @@ static void dtls_recv_cancel(ISocket *is)
 
 static void dtls_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     if (d->port && d->port->udp && !d->port->udp_closed) {
         ISocket_GetLocalAddress(d->port->udp, out, size, port);
         return;
@@ -740,7 +741,7 @@ static void dtls_get_local_address(ISocket *is, char *out, unsigned size, uint16
 
 static void dtls_set_qos(ISocket *is, qostraffictype_t type)
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     d->qos = (int)type;
     if (d->port && d->port->udp && !d->port->udp_closed)
         ISocket_SetQoS(d->port->udp, type);
@@ -748,7 +749,7 @@ static void dtls_set_qos(ISocket *is, qostraffictype_t type)
 
 static void dtls_destroy(ISocket *is)
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     rs_core_delete(&d->core);
     d->state = D_CLOSED;
     release(d);
@@ -762,7 +763,7 @@ static void dtls_destroy(ISocket *is)
 
 static bool dtls_peer_fingerprint(ISocket *is, uint8_t out[32])
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     if (!d->peer_fp_valid)
         return false;
     memcpy(out, d->peer_fp, 32);
@@ -771,14 +772,14 @@ static bool dtls_peer_fingerprint(ISocket *is, uint8_t out[32])
 
 static const char *dtls_srtp_profile(ISocket *is)
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     return d->srtp ? rs_srtp_profile_name(d->srtp_profile) : NULL;
 }
 
 static bool dtls_export(ISocket *is, const char *label, const uint8_t *context, size_t context_len,
                         uint8_t *out, size_t len)
 {
-    struct dtls *d = D(is);
+    struct rs_dtls *d = D(is);
     if (d->state != D_OPEN || !d->ssl)
         return false;
     return wolfSSL_export_keying_material(d->ssl, out, len, label, strlen(label), context,

@@ -80,11 +80,11 @@ static bool same_peer(const struct rs_peer *a, const struct rs_peer *b)
     return a->port == b->port && memcmp(a->addr.b, b->addr.b, 16) == 0;
 }
 
-static struct dtls *find(struct dtls_port *p, const struct rs_peer *k)
+static struct rs_dtls *find(struct dtls_port *p, const struct rs_peer *k)
 {
     if (!p->table)
         return NULL;
-    for (struct dtls *d = p->table[slot(k, p->table_size)]; d; d = d->hnext)
+    for (struct rs_dtls *d = p->table[slot(k, p->table_size)]; d; d = d->hnext)
         if (same_peer(&d->peer, k))
             return d;
     return NULL;
@@ -93,12 +93,12 @@ static struct dtls *find(struct dtls_port *p, const struct rs_peer *k)
 static void grow(struct dtls_port *p)
 {
     size_t size = p->table_size ? p->table_size * 2 : 64;
-    struct dtls **t = calloc(size, sizeof(*t));
+    struct rs_dtls **t = calloc(size, sizeof(*t));
     if (!t)
         rs_fatal("DTLS socket: out of memory");
     for (size_t i = 0; i < p->table_size; i++) {
         while (p->table[i]) {
-            struct dtls *d = p->table[i];
+            struct rs_dtls *d = p->table[i];
             p->table[i] = d->hnext;
             size_t s = slot(&d->peer, size);
             d->hnext = t[s];
@@ -110,7 +110,7 @@ static void grow(struct dtls_port *p)
     p->table_size = size;
 }
 
-void rs_port_add(struct dtls_port *p, struct dtls *d)
+void rs_port_add(struct dtls_port *p, struct rs_dtls *d)
 {
     if (p->table_len >= p->table_size)
         grow(p);
@@ -121,11 +121,11 @@ void rs_port_add(struct dtls_port *p, struct dtls *d)
     p->table_len++;
 }
 
-void rs_port_remove(struct dtls_port *p, struct dtls *d)
+void rs_port_remove(struct dtls_port *p, struct rs_dtls *d)
 {
     if (!d->in_table)
         return;
-    for (struct dtls **pp = &p->table[slot(&d->peer, p->table_size)]; *pp; pp = &(*pp)->hnext) {
+    for (struct rs_dtls **pp = &p->table[slot(&d->peer, p->table_size)]; *pp; pp = &(*pp)->hnext) {
         if (*pp == d) {
             *pp = d->hnext;
             break;
@@ -138,13 +138,13 @@ void rs_port_remove(struct dtls_port *p, struct dtls *d)
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
-static void push_owner(struct dtls_port *p, struct dtls *d, bool app)
+static void push_owner(struct dtls_port *p, struct rs_dtls *d, bool app)
 {
     *RS_QUEUE_PUSH(&p->sends, struct rs_send_owner, "DTLS socket") = (struct rs_send_owner){d, app};
 }
 
 void rs_port_send(struct dtls_port *p, const struct rs_peer *to, const void *buf, size_t len,
-                  struct dtls *owner, bool app)
+                  struct rs_dtls *owner, bool app)
 {
     if (owner) {
         rs_core_ref(&owner->core); /* until its SocketSendResult */
@@ -162,7 +162,7 @@ void rs_port_send(struct dtls_port *p, const struct rs_peer *to, const void *buf
         ISocket_SendTo(p->udp, buf, len, to->addr, to->port);
 }
 
-void rs_port_forget(struct dtls_port *p, struct dtls *d)
+void rs_port_forget(struct dtls_port *p, struct rs_dtls *d)
 {
     for (size_t i = 0; i < p->sends.len; i++) {
         struct rs_send_owner *e = RS_QUEUE_AT(&p->sends, struct rs_send_owner, i);
@@ -186,7 +186,7 @@ static void want_datagram(struct dtls_port *p)
 
 static void dispatch(struct dtls_port *p, const struct rs_peer *from, size_t len)
 {
-    struct dtls *d = p->client ? p->owner : find(p, from);
+    struct rs_dtls *d = p->client ? p->owner : find(p, from);
     if (d) {
         rs_dtls_datagram(d, p->rx, len);
         return;
@@ -266,7 +266,7 @@ static void udp_shutdown(USocket *u, ISocket *s, shutdownreason_t reason)
     release_sends(p);
     for (size_t i = 0; i < p->table_size; i++) {
         while (p->table[i]) {
-            struct dtls *d = p->table[i];
+            struct rs_dtls *d = p->table[i];
             rs_port_remove(p, d);
             rs_dtls_port_closed(d, reason);
         }

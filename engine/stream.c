@@ -40,7 +40,7 @@
 #define RS_BULK_FROM       16384 /* an arrival this large: receive into the caller's buffer */
 #define RS_BULK_CALM       8     /* ... until this many direct receives in a row were shorter */
 
-enum state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
+enum rs_stream_state { ST_IDLE, ST_CONNECTING, ST_CONNECTED, ST_LISTENING, ST_CLOSED };
 
 #ifndef SOL_TLS
 #define SOL_TLS 282
@@ -82,7 +82,7 @@ struct rs_stream {
     struct rs_core core; /* lifetime and event delivery */
     const struct rs_stream_type *type;
     int fd;
-    enum state state;
+    enum rs_stream_state state;
     bool v6;
     bool zc_ok;
     int qos; /* -1: not set */

@@ -19,12 +19,12 @@
 #define RS_UDP_SENDS_IN_FLIGHT 64
 #define RS_UDP_QUEUE_MAX       1024 /* datagrams kept for an application that is not receiving */
 
-enum ustate { U_IDLE, U_BOUND, U_CONNECTED, U_CLOSED };
+enum rs_udp_state { U_IDLE, U_BOUND, U_CONNECTED, U_CLOSED };
 
 struct dgram {
     struct dgram *next;
     struct rs_op op;
-    struct udp *u;
+    struct rs_udp *u;
     struct msghdr msg;
     struct iovec iov;
     struct rs_sockaddr to;
@@ -43,11 +43,11 @@ struct queued {
     uint8_t bytes[];
 };
 
-struct udp {
+struct rs_udp {
     struct rs_core core;
     int fd;
     int family; /* the descriptor's: SendTo addresses are made for it */
-    enum ustate state;
+    enum rs_udp_state state;
     bool v6;
     int qos;
 
@@ -70,16 +70,16 @@ struct udp {
     struct rs_task flush_task;
 };
 
-#define U(isock)        ((struct udp *)(isock))
+#define U(isock)        ((struct rs_udp *)(isock))
 #define LOG(u, ...)     IInstanceLog_Log((u)->core.base.log, LOG_UDP, __VA_ARGS__)
 #define LOG_ERR(u, ...) rs_log_error((u)->core.base.log, LOG_UDP, __VA_ARGS__)
 
-static void recv_start(struct udp *u);
-static void send_next(struct udp *u);
+static void recv_start(struct rs_udp *u);
+static void send_next(struct rs_udp *u);
 
 /* ---- lifetime ------------------------------------------------------------------------- */
 
-static void free_unsent(struct udp *u)
+static void free_unsent(struct rs_udp *u)
 {
     /* Submitted datagrams are freed by their completion: the kernel may hold them. */
     struct dgram **pp = &u->shead, *d;
@@ -96,7 +96,7 @@ static void free_unsent(struct udp *u)
     u->snext = NULL;
 }
 
-static void release_fd(struct udp *u)
+static void release_fd(struct rs_udp *u)
 {
     if (u->fd >= 0) {
         if (u->core.inflight)
@@ -107,7 +107,7 @@ static void release_fd(struct udp *u)
     free_unsent(u);
 }
 
-static void end(struct udp *u, shutdownreason_t reason)
+static void end(struct rs_udp *u, shutdownreason_t reason)
 {
     if (u->state == U_CLOSED)
         return;
@@ -119,7 +119,7 @@ static void end(struct udp *u, shutdownreason_t reason)
 
 static void udp_free(struct rs_core *c)
 {
-    struct udp *u = (struct udp *)c;
+    struct rs_udp *u = (struct rs_udp *)c;
     while (u->qhead) {
         struct queued *q = u->qhead;
         u->qhead = q->next;
@@ -133,7 +133,7 @@ static void udp_free(struct rs_core *c)
     free(u);
 }
 
-static int open_fd(struct udp *u, int family)
+static int open_fd(struct rs_udp *u, int family)
 {
     u->fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (u->fd < 0)
@@ -147,17 +147,17 @@ static int open_fd(struct udp *u, int family)
 
 static bool canceled_ready(struct rs_core *c)
 {
-    struct udp *u = (struct udp *)c;
+    struct rs_udp *u = (struct rs_udp *)c;
     return !(u->rop_inflight && u->rop_canceled && u->state != U_CLOSED);
 }
 
-static void note_truncation(struct udp *u, size_t real, size_t room)
+static void note_truncation(struct rs_udp *u, size_t real, size_t room)
 {
     u->core.base.stats.truncated++;
     LOG(u, "udp %p: datagram of %zu bytes truncated to the %zu byte buffer", (void *)u, real, room);
 }
 
-static void queue_push(struct udp *u, const void *data, size_t len, size_t real, IPaddr addr,
+static void queue_push(struct rs_udp *u, const void *data, size_t len, size_t real, IPaddr addr,
                        uint16_t port, bool front)
 {
     if (u->qlen >= RS_UDP_QUEUE_MAX) {
@@ -194,7 +194,7 @@ static void queue_push(struct udp *u, const void *data, size_t len, size_t real,
 }
 
 /* Fills the outstanding receive buffer: `avail` bytes of a datagram of `real` bytes. */
-static void recv_done(struct udp *u, const uint8_t *data, size_t avail, size_t real, IPaddr addr,
+static void recv_done(struct rs_udp *u, const uint8_t *data, size_t avail, size_t real, IPaddr addr,
                       uint16_t port)
 {
     size_t n = avail < u->core.rlen ? avail : u->core.rlen;
@@ -217,7 +217,7 @@ static void recv_done(struct udp *u, const uint8_t *data, size_t avail, size_t r
 }
 
 /* Serves the outstanding buffer from the queue. True if it did. */
-static bool recv_from_queue(struct udp *u)
+static bool recv_from_queue(struct rs_udp *u)
 {
     struct queued *q = u->qhead;
     if (!q || !u->core.rbuf || (u->core.pending & RS_EV_RECV_DONE))
@@ -235,7 +235,7 @@ static bool recv_from_queue(struct udp *u)
 /* ICMP errors for earlier sends show up on connected sockets: they are logged and the
  * socket carries on; a media stream outlives a peer that is briefly not there. Other
  * errors end the socket. Returns false if the socket ended. */
-static bool receive_error(struct udp *u, int res)
+static bool receive_error(struct rs_udp *u, int res)
 {
     if (res == -ECONNREFUSED || res == -EHOSTUNREACH || res == -ENETUNREACH) {
         LOG(u, "udp %p: peer unreachable (%s)", (void *)u, strerror(-res));
@@ -250,7 +250,7 @@ static bool receive_error(struct udp *u, int res)
 
 /* ---- multishot receive: the kernel fills pool buffers, we copy out and recycle at once */
 
-static void multishot_arm(struct udp *u)
+static void multishot_arm(struct rs_udp *u)
 {
     if (u->rop_inflight || (u->state != U_BOUND && u->state != U_CONNECTED))
         return;
@@ -259,7 +259,7 @@ static void multishot_arm(struct udp *u)
     rs_io_recvmsg_multishot(u->core.base.mux->io, &u->recv_op, u->fd, &u->mmsg, u->pool);
 }
 
-static void take_datagram(struct udp *u, void *buf, int res)
+static void take_datagram(struct rs_udp *u, void *buf, int res)
 {
     struct sockaddr *name;
     void *payload;
@@ -277,7 +277,7 @@ static void take_datagram(struct udp *u, void *buf, int res)
 
 static void multishot_complete(struct rs_op *op, int res, unsigned flags)
 {
-    struct udp *u = rs_container_of(op, struct udp, recv_op);
+    struct rs_udp *u = rs_container_of(op, struct rs_udp, recv_op);
     bool more = flags & RS_CQE_MORE;
     bool live = u->state != U_CLOSED && !u->core.deleted;
     if (!more)
@@ -302,7 +302,7 @@ static void multishot_complete(struct rs_op *op, int res, unsigned flags)
 static void recv_complete(struct rs_op *op, int res, unsigned flags)
 {
     (void)flags;
-    struct udp *u = rs_container_of(op, struct udp, recv_op);
+    struct rs_udp *u = rs_container_of(op, struct rs_udp, recv_op);
     u->rop_inflight = false;
     if (u->state == U_CLOSED || u->core.deleted) {
         rs_core_op_end(&u->core);
@@ -327,7 +327,7 @@ static void recv_complete(struct rs_op *op, int res, unsigned flags)
     rs_core_op_end(&u->core);
 }
 
-static void recv_start(struct udp *u)
+static void recv_start(struct rs_udp *u)
 {
     if (recv_from_queue(u) || u->pool)
         return; /* multishot mode delivers from its completions */
@@ -350,7 +350,7 @@ static void recv_start(struct udp *u)
 }
 
 /* Starts receiving once the socket is bound or connected. */
-static void receiving(struct udp *u)
+static void receiving(struct rs_udp *u)
 {
     IIoMux *m = u->core.base.mux;
     u->pool = m->settings.udp_single_shot ? NULL : rs_mux_recv_pool(m);
@@ -372,7 +372,7 @@ static void udp_recv(ISocket *is)
 
 static void udp_recv_cancel(ISocket *is)
 {
-    struct udp *u = U(is);
+    struct rs_udp *u = U(is);
     if (!u->core.rbuf || u->core.closed_delivered)
         return;
     if (!u->pool && u->rop_inflight && !u->rop_canceled) {
@@ -391,7 +391,7 @@ static void udp_recv_cancel(ISocket *is)
 
 /* ---- send ----------------------------------------------------------------------------- */
 
-static void release_done(struct udp *u)
+static void release_done(struct rs_udp *u)
 {
     while (u->shead && u->shead->done) {
         struct dgram *d = u->shead;
@@ -411,7 +411,7 @@ static void send_complete(struct rs_op *op, int res, unsigned flags)
 {
     (void)flags;
     struct dgram *d = rs_container_of(op, struct dgram, op);
-    struct udp *u = d->u;
+    struct rs_udp *u = d->u;
     d->done = true;
     u->sinflight--;
     if (u->state == U_CLOSED || u->core.deleted) {
@@ -429,7 +429,7 @@ static void send_complete(struct rs_op *op, int res, unsigned flags)
     rs_core_op_end(&u->core);
 }
 
-static void send_next(struct udp *u)
+static void send_next(struct rs_udp *u)
 {
     while (u->snext && u->sinflight < RS_UDP_SENDS_IN_FLIGHT &&
            (u->state == U_BOUND || u->state == U_CONNECTED)) {
@@ -444,10 +444,11 @@ static void send_next(struct udp *u)
 
 static void flush_task_run(struct rs_task *t)
 {
-    send_next(rs_container_of(t, struct udp, flush_task));
+    send_next(rs_container_of(t, struct rs_udp, flush_task));
 }
 
-static void queue_datagram(struct udp *u, const void *buf, size_t len, const struct rs_sockaddr *to)
+static void queue_datagram(struct rs_udp *u, const void *buf, size_t len,
+                           const struct rs_sockaddr *to)
 {
     struct dgram *d = malloc(sizeof(*d) + len);
     if (!d)
@@ -480,7 +481,7 @@ static void queue_datagram(struct udp *u, const void *buf, size_t len, const str
 static void udp_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 {
     (void)nocopy; /* datagrams are small: always copied */
-    struct udp *u = U(is);
+    struct rs_udp *u = U(is);
     if (u->core.shutdown_requested || u->state == U_CLOSED)
         return;
     queue_datagram(u, buf, len, NULL);
@@ -488,7 +489,7 @@ static void udp_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 
 static void udp_send_to(ISocket *is, const void *buf, size_t len, IPaddr addr, uint16_t port)
 {
-    struct udp *u = U(is);
+    struct rs_udp *u = U(is);
     if (is->mode != RS_MODE_SERVER)
         rs_socket_misuse(is, "ISocket_SendTo before ISocket_Bind");
     if (u->core.shutdown_requested || u->state == U_CLOSED)
@@ -521,7 +522,7 @@ static void udp_send_to(ISocket *is, const void *buf, size_t len, IPaddr addr, u
 static void udp_connect(ISocket *is, const char *address, const char *serverName)
 {
     (void)serverName;
-    struct udp *u = U(is);
+    struct rs_udp *u = U(is);
     struct rs_sockaddr peer;
     if (!rs_addr_parse_hostport(address, &peer)) {
         LOG(u, "udp %p: invalid address '%s'", (void *)u, address ? address : "(null)");
@@ -548,7 +549,7 @@ static void udp_connect(ISocket *is, const char *address, const char *serverName
 
 static void udp_bind(ISocket *is, const char *localAddr, uint16_t localPort, bool reuse)
 {
-    struct udp *u = U(is);
+    struct rs_udp *u = U(is);
     struct rs_sockaddr local;
     if (!rs_addr_parse_bind(localAddr, localPort, u->v6, &local)) {
         LOG(u, "udp %p: invalid bind address '%s'", (void *)u, localAddr ? localAddr : "(null)");
@@ -586,7 +587,7 @@ static void udp_get_local_address(ISocket *is, char *out, unsigned size, uint16_
 
 static void udp_shutdown(ISocket *is)
 {
-    struct udp *u = U(is);
+    struct rs_udp *u = U(is);
     if (u->core.shutdown_requested || u->state == U_CLOSED)
         return;
     u->core.shutdown_requested = true;
@@ -596,7 +597,7 @@ static void udp_shutdown(ISocket *is)
 
 static void udp_set_qos(ISocket *is, qostraffictype_t type)
 {
-    struct udp *u = U(is);
+    struct rs_udp *u = U(is);
     if ((unsigned)type > QOS_VOICE)
         return;
     u->qos = (int)type;
@@ -605,7 +606,7 @@ static void udp_set_qos(ISocket *is, qostraffictype_t type)
 
 static void udp_destroy(ISocket *is)
 {
-    struct udp *u = U(is);
+    struct rs_udp *u = U(is);
     rs_core_delete(&u->core);
     u->state = U_CLOSED;
     release_fd(u);
@@ -637,7 +638,7 @@ static const struct rs_core_type udp_core_type = {
 
 ISocket *rs_udp_create_socket(IIoMux *iomux, USocket *user, IInstanceLog *log, bool useIPv6)
 {
-    struct udp *u = calloc(1, sizeof(*u));
+    struct rs_udp *u = calloc(1, sizeof(*u));
     if (!u)
         rs_fatal("ISocketProvider_CreateSocket: out of memory");
     rs_core_init(&u->core, &udp_core_type, &udp_ops, iomux, user, log, LOG_UDP);

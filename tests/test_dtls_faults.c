@@ -29,7 +29,7 @@ TestSuite(dtls_faults, .init = setup, .fini = dtls_env_fini, .timeout = 120);
 /* The associations on a server's port (internals: what the API cannot show). */
 static size_t associations(struct h_sock *l)
 {
-    struct dtls *d = (struct dtls *)l->sock;
+    struct rs_dtls *d = (struct rs_dtls *)l->sock;
     return d->port ? d->port->table_len : 0;
 }
 
@@ -564,7 +564,7 @@ static ISocket *grabbed; /* the accepted socket, taken in SocketListenResult (in
 static void grab_accepted(struct h_sock *hs, const struct h_event *e)
 {
     if (e->kind == H_LISTEN_RESULT && !grabbed) {
-        struct dtls *ld = (struct dtls *)hs->sock;
+        struct rs_dtls *ld = (struct rs_dtls *)hs->sock;
         cr_assert_not_null(ld->accepted);
         grabbed = &ld->accepted->core.base;
     }

@@ -24,7 +24,7 @@
 #define RS_TLS_RX_IDLE              2048 /* receive buffer of a connection the peer is not sending on */
 #define RS_TLS_HANDSHAKE_TIMEOUT_MS 10000 /* a peer that stalls its handshake holds nothing */
 
-enum tstate {
+enum rs_tls_state {
     T_IDLE,      /* created */
     T_TCP,       /* waiting for the inner connect or accept */
     T_HANDSHAKE, /* wolfSSL handshake running */
@@ -49,7 +49,7 @@ struct plain {
     uint8_t bytes[];
 };
 
-struct tls {
+struct rs_tls {
     struct rs_core core;
     ISocket *inner;
     USocket inner_user;
@@ -60,7 +60,7 @@ struct tls {
     bool alpn_scanned;             /* server: read the client's ALPN list from the ClientHello */
     bool alert_flushing;           /* ended; the inner socket still sends wolfSSL's alert */
     shutdownreason_t alert_reason; /* what SocketShutdown reports once it is out */
-    enum tstate state;
+    enum rs_tls_state state;
     int qos;
     char *server_name;
     struct rs_tls_expect expect; /* a client: the server's identity, for the verify callback */
@@ -105,7 +105,7 @@ struct tls {
 /* close_notify sent through the kernel: an alert record, by type (TLS_SET_RECORD_TYPE). */
 struct ktls_alert {
     struct rs_op op;
-    struct tls *t;
+    struct rs_tls *t;
     struct msghdr msg;
     struct iovec iov;
     uint8_t body[2];
@@ -115,17 +115,17 @@ struct ktls_alert {
     } cmsg;
 };
 
-#define T(isock)    ((struct tls *)(isock))
+#define T(isock)    ((struct rs_tls *)(isock))
 #define LOG(t, ...) IInstanceLog_Log((t)->core.base.log, LOG_TLS, __VA_ARGS__)
 
 static const struct rs_socket_ops tls_ops;
 static const struct rs_core_type tls_core_type;
 static const USocketVtbl inner_vtbl;
-static void drive(struct tls *t);
+static void drive(struct rs_tls *t);
 
 /* ---- lifetime -------------------------------------------------------------------------- */
 
-static void drop_pending(struct tls *t)
+static void drop_pending(struct rs_tls *t)
 {
     while (t->pending) {
         struct plain *p = t->pending;
@@ -136,7 +136,7 @@ static void drop_pending(struct tls *t)
 }
 
 /* rx becomes buf (rx_idle or a pooled block); a block it was goes back to the pool. */
-static void rx_use(struct tls *t, uint8_t *buf, size_t cap)
+static void rx_use(struct rs_tls *t, uint8_t *buf, size_t cap)
 {
     if (t->rx != t->rx_idle)
         rs_blk_free(t->rx);
@@ -145,7 +145,7 @@ static void rx_use(struct tls *t, uint8_t *buf, size_t cap)
 }
 
 /* Deleting the inner socket ends its sends and receive: their blocks are ours again. */
-static void delete_inner(struct tls *t, ISocket *inner)
+static void delete_inner(struct rs_tls *t, ISocket *inner)
 {
     if (t->inner == inner)
         t->inner = NULL;
@@ -157,7 +157,7 @@ static void delete_inner(struct tls *t, ISocket *inner)
 }
 
 /* keep_inner: the inner socket is flushing an alert; its SocketShutdown deletes it. */
-static void release_tls(struct tls *t, bool keep_inner)
+static void release_tls(struct rs_tls *t, bool keep_inner)
 {
     if (t->inner && !keep_inner)
         delete_inner(t, t->inner);
@@ -171,7 +171,7 @@ static void release_tls(struct tls *t, bool keep_inner)
     t->inner_recv = false;
 }
 
-static void end(struct tls *t, shutdownreason_t reason)
+static void end(struct rs_tls *t, shutdownreason_t reason)
 {
     if (t->state == T_CLOSED)
         return;
@@ -197,7 +197,7 @@ static void end(struct tls *t, shutdownreason_t reason)
 
 static void tls_free(struct rs_core *c)
 {
-    struct tls *t = (struct tls *)c;
+    struct rs_tls *t = (struct rs_tls *)c;
     release_tls(t, false);
     ITimer_Delete(t->handshake_timer);
     rx_use(t, t->rx_idle, sizeof(t->rx_idle));
@@ -210,13 +210,13 @@ static void tls_free(struct rs_core *c)
 
 static void drive_task_run(struct rs_task *task)
 {
-    drive(rs_container_of(task, struct tls, drive_task));
+    drive(rs_container_of(task, struct rs_tls, drive_task));
 }
 
-static struct tls *tls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketContext *ctx,
-                           bool server)
+static struct rs_tls *tls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketContext *ctx,
+                              bool server)
 {
-    struct tls *t = calloc(1, sizeof(*t));
+    struct rs_tls *t = calloc(1, sizeof(*t));
     if (!t)
         rs_fatal("TLS socket: out of memory");
     rs_core_init(&t->core, &tls_core_type, &tls_ops, m, user, log, LOG_TLS);
@@ -231,20 +231,20 @@ static struct tls *tls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISocketC
     return t;
 }
 
-static struct tls *of_inner(USocket *u)
+static struct rs_tls *of_inner(USocket *u)
 {
-    return rs_container_of(u, struct tls, inner_user);
+    return rs_container_of(u, struct rs_tls, inner_user);
 }
 
 /* What the inner stream socket lets the layer do (inner_adopt checked it has it). */
-static const struct rs_stream_caps *inner_caps(const struct tls *t)
+static const struct rs_stream_caps *inner_caps(const struct rs_tls *t)
 {
     return t->inner->ops->stream;
 }
 
 /* ---- wolfSSL memory I/O ---------------------------------------------------------------- */
 
-static struct txent *tx_push(struct tls *t)
+static struct txent *tx_push(struct rs_tls *t)
 {
     struct txent *e = RS_QUEUE_PUSH(&t->tx, struct txent, "TLS socket");
     *e = (struct txent){NULL, 0};
@@ -252,7 +252,7 @@ static struct txent *tx_push(struct tls *t)
 }
 
 /* An application Send is done once the inner sends made so far are. */
-static void owe_send_result(struct tls *t)
+static void owe_send_result(struct rs_tls *t)
 {
     if (t->tx.len > 0) {
         RS_QUEUE_AT(&t->tx, struct txent, t->tx.len - 1)->app++;
@@ -265,7 +265,7 @@ static void owe_send_result(struct tls *t)
 int rs_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
-    struct tls *t = ctx;
+    struct rs_tls *t = ctx;
     if (!t->inner || t->state == T_CLOSED)
         return WOLFSSL_CBIO_ERR_CONN_CLOSE;
     if (t->ktls & KTLS_TX) {
@@ -294,7 +294,7 @@ int rs_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 
 /* The bytes of n wolfSSL may have without reading past the current record; 0 until the
  * record's header is in. */
-static size_t record_bound(struct tls *t, size_t n)
+static size_t record_bound(struct rs_tls *t, size_t n)
 {
     if (t->rec_left == 0) {
         const uint8_t *h = t->rx + t->rx_off;
@@ -309,7 +309,7 @@ static size_t record_bound(struct tls *t, size_t n)
 }
 
 /* How many more bytes rx needs to end on a record boundary (0: it does). */
-static size_t to_record_boundary(const struct tls *t)
+static size_t to_record_boundary(const struct rs_tls *t)
 {
     size_t pos = t->rx_off + t->rec_left;
     while (pos < t->rx_len) {
@@ -323,7 +323,7 @@ static size_t to_record_boundary(const struct tls *t)
 int rs_tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
-    struct tls *t = ctx;
+    struct rs_tls *t = ctx;
     size_t avail = t->rx_len - t->rx_off;
     if (avail == 0)
         return WOLFSSL_CBIO_ERR_WANT_READ;
@@ -349,10 +349,10 @@ static uint8_t *rx_block(void)
     return b;
 }
 
-static void ktls_rx_start(struct tls *t);
+static void ktls_rx_start(struct rs_tls *t);
 
 /* wolfSSL needs more ciphertext: keep one inner receive outstanding. */
-static void want_input(struct tls *t)
+static void want_input(struct rs_tls *t)
 {
     if (t->inner_recv || !t->inner)
         return;
@@ -402,7 +402,7 @@ static void want_input(struct tls *t)
 /* ---- the state machine ---------------------------------------------------------------------- */
 
 /* Certificate problems (no signer, name mismatch, expired) show up as the error itself. */
-static void log_failure(struct tls *t, const char *what, int ret)
+static void log_failure(struct rs_tls *t, const char *what, int ret)
 {
     int err = wolfSSL_get_error(t->ssl, ret);
     char text[WOLFSSL_MAX_ERROR_SZ];
@@ -413,7 +413,7 @@ static void log_failure(struct tls *t, const char *what, int ret)
 
 /* The client's ALPN offer, as wolfSSL takes it: the names joined by commas (the context
  * kept only names that fit, see ISocketContext_SetALPNProtocols). */
-static void offer_alpn(struct tls *t)
+static void offer_alpn(struct rs_tls *t)
 {
     size_t size = 0;
     for (char **p = t->ctx->alpn; *p; p++)
@@ -437,7 +437,7 @@ static void offer_alpn(struct tls *t)
     free(list);
 }
 
-static bool start_ssl(struct tls *t)
+static bool start_ssl(struct rs_tls *t)
 {
     WOLFSSL_CTX *x = rs_tls_context_get(t->ctx, t->server, false);
     t->ssl = x ? wolfSSL_new(x) : NULL;
@@ -447,7 +447,7 @@ static bool start_ssl(struct tls *t)
     }
     wolfSSL_SetIOReadCtx(t->ssl, t);
     wolfSSL_SetIOWriteCtx(t->ssl, t);
-    t->rec_bound = t->ctx->ktls; /* see struct tls */
+    t->rec_bound = t->ctx->ktls; /* see struct rs_tls */
     if (!t->server) {
         IPaddr peer;
         bool connected = t->inner && inner_caps(t)->peer_ip(t->inner, &peer);
@@ -459,7 +459,7 @@ static bool start_ssl(struct tls *t)
     return true;
 }
 
-static void app_write(struct tls *t, const uint8_t *buf, size_t len, bool nocopy)
+static void app_write(struct rs_tls *t, const uint8_t *buf, size_t len, bool nocopy)
 {
     if (len > 0 && (t->ktls & KTLS_TX)) { /* plaintext: the kernel seals it */
         tx_push(t);
@@ -484,8 +484,8 @@ static void app_write(struct tls *t, const uint8_t *buf, size_t len, bool nocopy
 
 /* The sends queued before the handshake ended (and the kernel took over sending) go out,
  * then a Shutdown asked for meanwhile. */
-static void begin_close(struct tls *t);
-static void open_for_sends(struct tls *t)
+static void begin_close(struct rs_tls *t);
+static void open_for_sends(struct rs_tls *t)
 {
     while (t->pending && t->state == T_OPEN) {
         struct plain *p = t->pending;
@@ -505,7 +505,7 @@ static void ktls_alert_sent(struct rs_op *op, int res, unsigned flags)
 {
     (void)flags;
     struct ktls_alert *a = rs_container_of(op, struct ktls_alert, op);
-    struct tls *t = a->t;
+    struct rs_tls *t = a->t;
     t->alert_out = NULL;
     free(a);
     if (res < 0)
@@ -516,7 +516,7 @@ static void ktls_alert_sent(struct rs_op *op, int res, unsigned flags)
 }
 
 /* close_notify through the kernel, after every send before it (their results are in). */
-static void ktls_send_close_notify(struct tls *t)
+static void ktls_send_close_notify(struct rs_tls *t)
 {
     struct ktls_alert *a = calloc(1, sizeof(*a));
     if (!a)
@@ -544,7 +544,7 @@ static void ktls_send_close_notify(struct tls *t)
 /* The handshake is done and the context wants kernel TLS: attach the ULP. Sending moves to
  * the kernel once wolfSSL's last records are out, receiving once wolfSSL has read up to a
  * record boundary. Where the kernel refuses, the socket stays in user space, silently. */
-static void ktls_begin(struct tls *t)
+static void ktls_begin(struct rs_tls *t)
 {
     t->rec_bound = false;
     if (!t->ctx->ktls || !t->inner || !inner_caps(t)->ktls_rx)
@@ -569,7 +569,7 @@ static void ktls_begin(struct tls *t)
 }
 
 /* Sending moves to the kernel once the inner socket has sent all wolfSSL wrote. */
-static void ktls_tx_try(struct tls *t)
+static void ktls_tx_try(struct rs_tls *t)
 {
     if (!t->ktls_tx_wait || t->tx.len > 0 || t->state != T_OPEN)
         return;
@@ -588,7 +588,7 @@ static void ktls_tx_try(struct tls *t)
 static void ktls_record(void *arg, uint8_t type, const uint8_t *data, size_t len);
 
 /* Receiving moves to the kernel: wolfSSL has read every byte received, to a boundary. */
-static void ktls_rx_start(struct tls *t)
+static void ktls_rx_start(struct rs_tls *t)
 {
     t->ktls_rx_wait = t->rec_bound = false;
     char why[160] = "bytes were read ahead of the TLS layer before StartTLS";
@@ -605,7 +605,7 @@ static void ktls_rx_start(struct tls *t)
     LOG(t, "tls %p: kernel TLS receives", (void *)t);
 }
 
-static void ktls_alert(struct tls *t, uint8_t level, uint8_t desc)
+static void ktls_alert(struct rs_tls *t, uint8_t level, uint8_t desc)
 {
     if (desc == 0) {
         LOG(t, "tls %p: close_notify from the peer", (void *)t);
@@ -617,7 +617,7 @@ static void ktls_alert(struct tls *t, uint8_t level, uint8_t desc)
     }
 }
 
-static void ktls_handshake_message(struct tls *t, uint8_t msg)
+static void ktls_handshake_message(struct rs_tls *t, uint8_t msg)
 {
     if (msg == RS_TLS_NEW_SESSION_TICKET || msg == RS_TLS_HELLO_REQUEST)
         return; /* no resumption, no renegotiation: both may be ignored */
@@ -637,7 +637,7 @@ static void ktls_handshake_message(struct tls *t, uint8_t msg)
  * buffer is small): alerts and post-handshake messages, parsed as they come. */
 static void ktls_record(void *arg, uint8_t type, const uint8_t *data, size_t len)
 {
-    struct tls *t = arg;
+    struct rs_tls *t = arg;
     struct ktls_ctl *c = &t->ctl;
     if (!data) { /* as wolfSSL would fail the read in user space */
         IInstanceLog_Log(t->core.base.log, LOG_TLS,
@@ -672,13 +672,13 @@ static void ktls_record(void *arg, uint8_t type, const uint8_t *data, size_t len
     }
 }
 
-static void inner_recv_cancel(struct tls *t)
+static void inner_recv_cancel(struct rs_tls *t)
 {
     t->inner_cancel = true;
     ISocket_RecvCancel(t->inner);
 }
 
-static void begin_close(struct tls *t)
+static void begin_close(struct rs_tls *t)
 {
     /* Queued sends are out (they went to the inner socket, which flushes on Shutdown). */
     t->state = T_CLOSING;
@@ -701,7 +701,7 @@ static void begin_close(struct tls *t)
     ISocket_Shutdown(t->inner);
 }
 
-static void handshake_done(struct tls *t)
+static void handshake_done(struct rs_tls *t)
 {
     t->state = T_OPEN;
     ITimer_Delete(t->handshake_timer);
@@ -747,7 +747,7 @@ static void handshake_done(struct tls *t)
         open_for_sends(t);
 }
 
-static void serve_stash(struct tls *t)
+static void serve_stash(struct rs_tls *t)
 {
     size_t n = t->stash_len - t->stash_off;
     if (n > t->core.rlen - t->core.rfill)
@@ -762,7 +762,7 @@ static void serve_stash(struct tls *t)
     }
 }
 
-static void read_app_data(struct tls *t)
+static void read_app_data(struct rs_tls *t)
 {
     while (t->core.rbuf && t->state == T_OPEN && !(t->core.pending & RS_EV_RECV_DONE)) {
         if (t->stash)
@@ -806,7 +806,7 @@ static void read_app_data(struct tls *t)
 
 /* Runs wolfSSL as far as it can go. Callers are in the loop; the application may
  * delete the socket in a callback made from here, hence the reference. */
-static void drive(struct tls *t)
+static void drive(struct rs_tls *t)
 {
     rs_core_ref(&t->core);
     if (t->state == T_HANDSHAKE && t->server && t->ctx->alpn && !t->alpn_scanned) {
@@ -845,12 +845,12 @@ out:
 static void handshake_timed_out(ITimer *timer, void *arg)
 {
     (void)timer;
-    struct tls *t = arg;
+    struct rs_tls *t = arg;
     IInstanceLog_Log(t->core.base.log, LOG_TLS, "tls %p: handshake timed out", (void *)t);
     end(t, SOCKET_TLS_HANDSHAKE_FAILED);
 }
 
-static void arm_handshake_timer(struct tls *t)
+static void arm_handshake_timer(struct rs_tls *t)
 {
     if (!t->handshake_timer)
         t->handshake_timer = rs_timer_create_internal(t->core.base.mux, handshake_timed_out, t);
@@ -858,7 +858,7 @@ static void arm_handshake_timer(struct tls *t)
     ITimer_Start(t->handshake_timer, ms ? ms : RS_TLS_HANDSHAKE_TIMEOUT_MS);
 }
 
-static void begin_handshake(struct tls *t)
+static void begin_handshake(struct rs_tls *t)
 {
     t->state = T_HANDSHAKE;
     arm_handshake_timer(t);
@@ -879,7 +879,7 @@ static void inner_connect_complete(USocket *u, ISocket *inner)
 
 /* wolfSSL reads the records through the inner socket's receives, up to a record
  * boundary where kernel TLS takes over: nothing may be read ahead of them. */
-static void inner_adopt(struct tls *t, ISocket *inner)
+static void inner_adopt(struct rs_tls *t, ISocket *inner)
 {
     if (!inner || !inner->ops->stream)
         rs_fatal("CreateTLSSocketProvider: its provider makes no stream (TCP or local) sockets");
@@ -889,7 +889,7 @@ static void inner_adopt(struct tls *t, ISocket *inner)
 
 static void inner_accept_complete(USocket *u, ISocket *inner)
 {
-    struct tls *t = of_inner(u);
+    struct rs_tls *t = of_inner(u);
     inner_adopt(t, inner);
     if (t->qos >= 0)
         ISocket_SetQoS(inner, (qostraffictype_t)t->qos);
@@ -899,7 +899,7 @@ static void inner_accept_complete(USocket *u, ISocket *inner)
 static void inner_bind_result(USocket *u, ISocket *inner, const char *addr, uint16_t port)
 {
     (void)inner;
-    struct tls *t = of_inner(u);
+    struct rs_tls *t = of_inner(u);
     snprintf(t->core.bind_addr, sizeof(t->core.bind_addr), "%s", addr);
     t->core.bind_port = port;
     rs_core_event(&t->core, RS_EV_BIND);
@@ -908,7 +908,7 @@ static void inner_bind_result(USocket *u, ISocket *inner, const char *addr, uint
 static void inner_listen_result(USocket *u, ISocket *inner, const char *addr, uint16_t port)
 {
     (void)inner;
-    struct tls *t = of_inner(u);
+    struct rs_tls *t = of_inner(u);
     if (t->state != T_LISTENING)
         return; /* not accepted: the inner listener closes it */
     /* Accept must happen inside the inner SocketListenResult, so this one is direct. */
@@ -920,7 +920,7 @@ static void inner_listen_result(USocket *u, ISocket *inner, const char *addr, ui
 static void inner_send_result(USocket *u, ISocket *inner)
 {
     (void)inner;
-    struct tls *t = of_inner(u);
+    struct rs_tls *t = of_inner(u);
     if (t->tx.len == 0)
         return;
     struct txent e = *RS_QUEUE_AT(&t->tx, struct txent, 0);
@@ -940,7 +940,7 @@ static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
 {
     (void)inner;
     (void)buf;
-    struct tls *t = of_inner(u);
+    struct rs_tls *t = of_inner(u);
     t->inner_recv = false;
     if (t->ktls & KTLS_RX) {
         if (t->state == T_CLOSING) { /* read and dropped, see begin_close */
@@ -960,7 +960,7 @@ static void inner_recv_canceled(USocket *u, ISocket *inner, void *buf)
 {
     (void)inner;
     (void)buf;
-    struct tls *t = of_inner(u);
+    struct rs_tls *t = of_inner(u);
     t->inner_recv = false;
     bool asked = t->inner_cancel;
     t->inner_cancel = false;
@@ -976,7 +976,7 @@ static void inner_recv_canceled(USocket *u, ISocket *inner, void *buf)
 
 static void inner_shutdown(USocket *u, ISocket *inner, shutdownreason_t reason)
 {
-    struct tls *t = of_inner(u);
+    struct rs_tls *t = of_inner(u);
     delete_inner(t, inner);
     switch (t->state) {
     case T_CLOSED:
@@ -1024,7 +1024,7 @@ static const USocketVtbl inner_vtbl = {
 
 static void tls_connect(ISocket *is, const char *address, const char *serverName)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     free(t->server_name);
     t->server_name = serverName ? strdup(serverName) : NULL;
     t->state = T_TCP;
@@ -1040,7 +1040,7 @@ static void tls_bind(ISocket *is, const char *addr, uint16_t port, bool reuse)
 
 static void tls_listen(ISocket *is)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     if (t->state != T_IDLE)
         return; /* the bind failed: its SocketShutdown is on its way */
     t->state = T_LISTENING;
@@ -1049,12 +1049,12 @@ static void tls_listen(ISocket *is)
 
 static void tls_accept(ISocket *is, USocket *user)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     if (!user) {
         ISocket_Accept(t->inner, NULL);
         return;
     }
-    struct tls *c = tls_new(is->mux, user, is->log, t->ctx, true);
+    struct rs_tls *c = tls_new(is->mux, user, is->log, t->ctx, true);
     rs_core_accepted(&c->core);
     c->state = T_TCP;
     c->qos = t->qos;
@@ -1063,7 +1063,7 @@ static void tls_accept(ISocket *is, USocket *user)
 
 static void tls_shutdown(ISocket *is)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     if (t->core.shutdown_requested || t->state == T_CLOSED)
         return;
     t->core.shutdown_requested = true;
@@ -1090,7 +1090,7 @@ static void tls_shutdown(ISocket *is)
 
 static void tls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     if (t->core.shutdown_requested || t->state == T_CLOSED || t->state == T_CLOSING)
         return;
     if (t->state == T_OPEN && !t->ktls_tx_wait) {
@@ -1112,14 +1112,14 @@ static void tls_send(ISocket *is, const void *buf, size_t len, bool nocopy)
 
 static void tls_recv(ISocket *is)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     if (t->state == T_OPEN)
         rs_defer(is->mux, &t->drive_task); /* wolfSSL runs from the loop only */
 }
 
 static void tls_recv_cancel(ISocket *is)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     if (!t->core.rbuf || t->core.closed_delivered)
         return;
     if ((t->ktls & KTLS_RX) && t->inner_recv)
@@ -1143,7 +1143,7 @@ static void tls_recv_cancel(ISocket *is)
 
 static void tls_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     if (t->inner) {
         ISocket_GetLocalAddress(t->inner, out, size, port);
         return;
@@ -1156,7 +1156,7 @@ static void tls_get_local_address(ISocket *is, char *out, unsigned size, uint16_
 
 static void tls_set_qos(ISocket *is, qostraffictype_t type)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     t->qos = (int)type;
     if (t->inner)
         ISocket_SetQoS(t->inner, type);
@@ -1164,7 +1164,7 @@ static void tls_set_qos(ISocket *is, qostraffictype_t type)
 
 static void tls_destroy(ISocket *is)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     rs_core_delete(&t->core);
     t->state = T_CLOSED;
     rs_task_cancel(&t->drive_task);
@@ -1176,7 +1176,7 @@ static void tls_destroy(ISocket *is)
 
 static bool tls_peer_fingerprint(ISocket *is, uint8_t out[32])
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     if (!t->peer_fp_valid)
         return false;
     memcpy(out, t->peer_fp, 32);
@@ -1185,7 +1185,7 @@ static bool tls_peer_fingerprint(ISocket *is, uint8_t out[32])
 
 static const char *tls_alpn_protocol(ISocket *is)
 {
-    struct tls *t = T(is);
+    struct rs_tls *t = T(is);
     return t->alpn;
 }
 
@@ -1234,7 +1234,7 @@ static ISocket *tls_create_socket(ISocketProvider *p, IIoMux *m, USocket *user, 
     if (!tp->tcp)
         rs_fatal("ISocketProvider_CreateSocket on a TLS provider made for upgrades only "
                  "(CreateTLSSocketProvider(NULL))");
-    struct tls *t = tls_new(m, user, log, ctx, false);
+    struct rs_tls *t = tls_new(m, user, log, ctx, false);
     inner_adopt(t, ISocketProvider_CreateSocket(tp->tcp, m, &t->inner_user, log, useIPv6, NULL));
     return &t->core.base;
 }
@@ -1250,7 +1250,7 @@ static ISocket *tls_upgrade(ISocketProvider *p, ISocket *from, IIoMux *m, USocke
     if (from->ops->stream->receiving(from))
         rs_socket_misuse(from, "ISocketProvider_UpgradeToTLSSocket with a receive outstanding "
                                "on the socket (cancel it first)");
-    struct tls *t = tls_new(m, user, log, ctx, initServerSide);
+    struct rs_tls *t = tls_new(m, user, log, ctx, initServerSide);
     t->upgrade = true;
     t->core.base.mode = RS_MODE_ACCEPTED;
     inner_adopt(t, from);
