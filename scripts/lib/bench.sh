@@ -15,7 +15,8 @@
 # spid is the running server's pid (empty when none): the caller's EXIT trap kills it.
 # Sourced once the programs are built: bench_elapsed counts from here.
 
-hz=$(getconf CLK_TCK)
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
 # The load generator: RINGSOCK_LOAD_THREADS=N runs ringsock-load --threads N in run_load's
 # rows, RINGSOCK_LOAD_CPUS=LIST (a taskset list: 1-3, 1,3) pins it to those CPUs, thread i to
 # the i-th when there are N or more. Its CPU share in the runs (the report's load gen CPU, the
@@ -34,8 +35,6 @@ load_cpu_field=client_cpu
 ((load_threads == 1)) || load_cpu_field=client_thread_cpu_max
 spid=
 bench_started=$SECONDS
-quiet_tries=15 # wait_quiet gives up after this many 0.2 s looks
-gate_waits=0   # runs that had to wait for the machine to be idle
 retries=0      # runs repeated
 noisy=0        # runs kept although disturbed
 stalls=0       # runs repeated because the VM stalled
@@ -58,19 +57,6 @@ others_pct_of() {
   awk -v a="$1" -v b="$2" -v w0="$3" -v w1="$4" -v hz="$hz" -v ncpu="$(nproc)" \
     'BEGIN { o = (b - a) / hz; p = o < 0 ? 0 : 100 * o / (w1 - w0);
       printf "%.0f", (p > 100 * ncpu ? 100 * ncpu : p) }'
-}
-wait_quiet() { # up to quiet_tries x 0.2 s for the machine to be idle
-  local a b i
-  for ((i = 0; i < quiet_tries; i++)); do
-    a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat)
-    sleep 0.2
-    b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat)
-    awk -v a="$a" -v b="$b" -v q="$quiet_pct" 'BEGIN { split(a, x); split(b, y);
-      busy = y[1] - x[1]; idle = y[2] - x[2]; exit !(busy + idle > 0 && busy * 100 < q * (busy + idle)) }' &&
-      return 0
-    ((i > 0)) || gate_waits=$((gate_waits + 1))
-  done
-  return 0 # busy anyway: the run goes ahead and counts what the others took
 }
 
 # --quick promises about a minute even on a busy machine: at most 1 s of waiting for an idle
@@ -159,9 +145,6 @@ run_load() {
     "$others" "$( ((stalled)) && echo ' stalled')" | tee -a "$tmp/runs.log" >&2
 }
 
-median() { # - when there is nothing
-  sort -g | awk '{a[NR]=$1} END {print !NR ? "-" : (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
-}
 col() { cut -d' ' -f"$2" "$1" | median; } # FILE FIELD -> median
 # FILE_A FIELD_A FILE_B FIELD_B -> median over repetitions of A/B, as x.xx: runs next to each
 # other in time are compared with each other.
