@@ -167,4 +167,7 @@ size_t h_delete_accepted(struct h_sock *listener);
 void h_fill(uint8_t *buf, size_t len, uint32_t seed);
 uint32_t h_rand(uint32_t *state);
 
+/* The index of the first byte where a and b differ; n when they do not (duplex.c). */
+size_t h_first_diff(const uint8_t *a, const uint8_t *b, size_t n);
+
 #endif

@@ -2,7 +2,7 @@
  * SendResult ordering across ISocket_Send and ISocket_SendNoCopy, thousands of
  * concurrent connections in one loop, the byte counters of ISocket_GetStats, and loops
  * on threads of their own that leave nothing behind. */
-#include "harness.h"
+#include "duplex.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -50,242 +50,14 @@ static size_t rand_size(uint32_t *rng)
     }
 }
 
-static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (a[i] != b[i])
-            return i;
-    return n;
-}
-
-/* A minimal listener: accepts every connection with the USocket next_user points at. */
-struct listener {
-    USocket user;
-    ISocket *sock;
-    USocket *next_user;
-    unsigned offers;
-};
-
-static void lst_listen(USocket *u, ISocket *s, const char *addr, uint16_t port)
-{
-    (void)addr;
-    (void)port;
-    struct listener *l = h_container_of(u, struct listener, user);
-    cr_assert_eq(h_in_api, 0, "ListenResult inside an API call");
-    l->offers++;
-    CALL(ISocket_Accept(s, l->next_user));
-}
-
-static void lst_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
-{
-    (void)u;
-    (void)s;
-    cr_assert_fail("listener shut down: %s", SocketShutdownReasonToStr(r));
-}
-
-static const USocketVtbl lst_vtbl = {
-    .SocketListenResult = lst_listen,
-    .SocketShutdown = lst_shutdown,
-};
-
-static uint16_t listener_start(struct listener *l)
-{
-    memset(l, 0, sizeof(*l));
-    l->user.vtbl = &lst_vtbl;
-    CALL(l->sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &l->user, env.log, false, NULL));
-    cr_assert_not_null(l->sock);
-    CALL(ISocket_Bind(l->sock, "127.0.0.1", 0));
-    CALL(ISocket_Listen(l->sock));
-    char a[64];
-    uint16_t port = 0;
-    CALL(ISocket_GetLocalAddress(l->sock, a, sizeof(a), &port));
-    cr_assert_neq(port, 0);
-    return port;
-}
-
 /* ---- full duplex: random sends, random receives, every byte checked ------------------ */
 
-#define WINDOW_BYTES (4u << 20) /* bytes sent but not yet confirmed by a SendResult */
-#define WINDOW_SENDS 256
-
-struct peer {
-    USocket user;
-    ISocket *sock;
-    const char *name;
-    uint32_t tx_rng, rx_rng; /* separate: the size sequences must not depend on timing */
-    /* sender */
-    const uint8_t *tx;
-    size_t tx_total, tx_off;
-    size_t sends, results;
-    size_t fifo[WINDOW_SENDS]; /* sizes of the sends awaiting their result, oldest first */
-    size_t fifo_head, fifo_n, window;
-    /* receiver */
-    const uint8_t *rx_expect;
-    size_t rx_total, rx_off;
-    uint8_t *rbuf;
-    size_t rreq;
-    bool rpartial, rpending, tail;
-    size_t recv_results, tail_results, canceled;
-    /* lifecycle */
-    bool connected;
-    size_t shutdowns;
-    shutdownreason_t reason;
-    int last_event; /* 1 canceled, 2 shutdown: for the order at the end */
+static const struct h_duplex_config duplex = {
+    .window_bytes = 4u << 20,
+    .window_sends = 256,
+    .rbuf_size = 256 * 1024,
+    .rand_size = rand_size,
 };
-
-static void peer_pump(struct peer *p)
-{
-    while (p->tx_off < p->tx_total && p->fifo_n < WINDOW_SENDS && p->window < WINDOW_BYTES) {
-        size_t len = rand_size(&p->tx_rng);
-        if (len > p->tx_total - p->tx_off)
-            len = p->tx_total - p->tx_off;
-        CALL(ISocket_Send(p->sock, p->tx + p->tx_off, len));
-        p->tx_off += len;
-        p->sends++;
-        p->fifo[(p->fifo_head + p->fifo_n++) % WINDOW_SENDS] = len;
-        p->window += len;
-    }
-}
-
-static void peer_recv_next(struct peer *p)
-{
-    if (p->rx_off == p->rx_total) {
-        /* Everything expected is in: a last partial receive catches any extra byte. */
-        p->tail = true;
-        p->rreq = 1024;
-        p->rpartial = true;
-    } else {
-        p->rreq = rand_size(&p->rx_rng);
-        if (p->rreq > p->rx_total - p->rx_off)
-            p->rreq = p->rx_total - p->rx_off;
-        p->rpartial = h_rand(&p->rx_rng) & 1;
-    }
-    p->rpending = true;
-    CALL(ISocket_Recv(p->sock, p->rbuf, p->rreq, p->rpartial));
-}
-
-static struct peer *peer_of(USocket *u)
-{
-    cr_assert_eq(h_in_api, 0, "callback inside an API call");
-    return h_container_of(u, struct peer, user);
-}
-
-static void peer_connected(USocket *u, ISocket *s)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    cr_assert(!p->connected, "%s: second ConnectComplete", p->name);
-    p->connected = true;
-}
-
-static void peer_accepted(USocket *u, ISocket *s)
-{
-    struct peer *p = peer_of(u);
-    cr_assert(!p->connected, "%s: second AcceptComplete", p->name);
-    p->sock = s;
-    p->connected = true;
-    peer_recv_next(p);
-    peer_pump(p);
-}
-
-static void peer_send_result(USocket *u, ISocket *s)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    cr_assert_lt(p->results, p->sends, "%s: more SendResults than sends", p->name);
-    cr_assert_gt(p->fifo_n, 0);
-    p->window -= p->fifo[p->fifo_head];
-    p->fifo_head = (p->fifo_head + 1) % WINDOW_SENDS;
-    p->fifo_n--;
-    p->results++;
-    peer_pump(p);
-}
-
-static void peer_recv_result(USocket *u, ISocket *s, void *buf, size_t len)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    cr_assert(p->rpending, "%s: RecvResult without a receive", p->name);
-    cr_assert_eq(buf, p->rbuf, "%s: RecvResult with a foreign buffer", p->name);
-    p->rpending = false;
-    if (p->tail) {
-        p->tail_results++;
-        cr_assert_fail("%s: %zu bytes beyond the %zu sent", p->name, len, p->rx_total);
-    }
-    p->recv_results++;
-    if (p->rpartial)
-        cr_assert(len >= 1 && len <= p->rreq, "%s: partial receive of %zu for %zu", p->name, len,
-                  p->rreq);
-    else
-        cr_assert_eq(len, p->rreq, "%s: full receive of %zu returned %zu", p->name, p->rreq, len);
-    size_t d = first_diff(buf, p->rx_expect + p->rx_off, len);
-    cr_assert_eq(d, len, "%s: byte %zu of the stream differs", p->name, p->rx_off + d);
-    p->rx_off += len;
-    peer_recv_next(p);
-}
-
-static void peer_canceled(USocket *u, ISocket *s, void *buf)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    cr_assert(p->rpending && buf == p->rbuf, "%s: RecvCanceled for no receive", p->name);
-    p->rpending = false;
-    p->canceled++;
-    p->last_event = 1;
-}
-
-static void peer_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    p->shutdowns++;
-    p->reason = r;
-    p->last_event = 2;
-}
-
-static const USocketVtbl peer_vtbl = {
-    .SocketConnectComplete = peer_connected,
-    .SocketAcceptComplete = peer_accepted,
-    .SocketShutdown = peer_shutdown,
-    .SocketSendResult = peer_send_result,
-    .SocketRecvResult = peer_recv_result,
-    .SocketRecvCanceled = peer_canceled,
-};
-
-static void peer_init(struct peer *p, const char *name, uint32_t seed, const uint8_t *tx,
-                      const uint8_t *rx, size_t total)
-{
-    memset(p, 0, sizeof(*p));
-    p->user.vtbl = &peer_vtbl;
-    p->name = name;
-    p->tx_rng = seed;
-    p->rx_rng = seed * 7919;
-    p->tx = tx;
-    p->tx_total = total;
-    p->rx_expect = rx;
-    p->rx_total = total;
-    p->rbuf = malloc(256 * 1024);
-    cr_assert_not_null(p->rbuf);
-}
-
-static bool peer_done(const struct peer *p)
-{
-    return p->tx_off == p->tx_total && p->results == p->sends && p->rx_off == p->rx_total;
-}
-
-static bool duplex_done(struct h_env *e, void *arg)
-{
-    (void)e;
-    struct peer *pp = arg;
-    return peer_done(&pp[0]) && peer_done(&pp[1]);
-}
-
-static bool both_shut(struct h_env *e, void *arg)
-{
-    (void)e;
-    struct peer *pp = arg;
-    return pp[0].shutdowns && pp[1].shutdowns;
-}
 
 Test(tcp_stress, full_duplex_random_sizes_exact_bytes)
 {
@@ -295,11 +67,11 @@ Test(tcp_stress, full_duplex_random_sizes_exact_bytes)
     h_fill(up, total, 0x1234);
     h_fill(down, total, 0xbeef); /* different streams: crossed directions would show */
 
-    struct listener l;
-    uint16_t port = listener_start(&l);
-    struct peer pp[2]; /* [0] client, [1] server side */
-    peer_init(&pp[0], "client", 11, up, down, total);
-    peer_init(&pp[1], "server", 29, down, up, total);
+    struct h_listener l;
+    uint16_t port = h_listener_start(&env, &l, env.tcp, NULL);
+    struct h_peer pp[2]; /* [0] client, [1] server side */
+    h_peer_init(&pp[0], &duplex, "client", 11, up, down, total);
+    h_peer_init(&pp[1], &duplex, "server", 29, down, up, total);
     l.next_user = &pp[1].user;
 
     double t0 = now_s();
@@ -307,9 +79,9 @@ Test(tcp_stress, full_duplex_random_sizes_exact_bytes)
              ISocketProvider_CreateSocket(env.tcp, env.mux, &pp[0].user, env.log, false, NULL));
     CALL(ISocket_Connect(pp[0].sock, h_addr(port), NULL));
     /* Sends and the receive may be queued before the connection is up. */
-    peer_recv_next(&pp[0]);
-    peer_pump(&pp[0]);
-    bool ok = h_run_until(&env, duplex_done, pp, 50000);
+    h_peer_recv_next(&pp[0]);
+    h_peer_pump(&pp[0]);
+    bool ok = h_run_until(&env, h_duplex_done, pp, 50000);
     double t1 = now_s();
     for (int i = 0; i < 2; i++)
         cr_assert(ok, "%s: sent %zu/%zu (%zu sends, %zu results), received %zu/%zu", pp[i].name,
@@ -328,7 +100,7 @@ Test(tcp_stress, full_duplex_random_sizes_exact_bytes)
         cr_assert_eq(pp[i].tail_results, 0);
     }
     CALL(ISocket_Shutdown(pp[0].sock));
-    cr_assert(h_run_until(&env, both_shut, pp, 5000), "shutdowns: client %zu server %zu",
+    cr_assert(h_run_until(&env, h_duplex_both_shut, pp, 5000), "shutdowns: client %zu server %zu",
               pp[0].shutdowns, pp[1].shutdowns);
     cr_assert_eq(pp[0].reason, SOCKET_SHUTDOWN_NORMAL, "%s",
                  SocketShutdownReasonToStr(pp[0].reason));
@@ -373,7 +145,7 @@ static void orx_recv(USocket *u, ISocket *s, void *buf, size_t len)
     struct order_rx *r = h_container_of(u, struct order_rx, user);
     cr_assert_eq(h_in_api, 0);
     cr_assert_leq(r->off + len, r->total, "%zu bytes beyond the end", r->off + len - r->total);
-    size_t d = first_diff(buf, r->expect + r->off, len);
+    size_t d = h_first_diff(buf, r->expect + r->off, len);
     cr_assert_eq(d, len, "byte %zu of the concatenation differs (got %#x want %#x)", r->off + d,
                  ((uint8_t *)buf)[d], r->expect[r->off + d]);
     r->off += len;
@@ -489,8 +261,8 @@ Test(tcp_stress, send_results_in_order_with_nocopy)
     rx.expect = stream;
     rx.total = total;
 
-    struct listener l;
-    uint16_t port = listener_start(&l);
+    struct h_listener l;
+    uint16_t port = h_listener_start(&env, &l, env.tcp, NULL);
     l.next_user = &rx.user;
     CALL(tx.sock = ISocketProvider_CreateSocket(env.tcp, env.mux, &tx.user, env.log, false, NULL));
     CALL(ISocket_Connect(tx.sock, h_addr(port), NULL));

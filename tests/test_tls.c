@@ -3,6 +3,7 @@
  * The same executable has test_tls_lifetime.c (Delete at awkward moments, IIoMux_Delete),
  * test_tls_faults.c (misbehaving peers, misuse that aborts) and test_tls_starttls.c;
  * certificates and verification are in test_tls_certs.c. */
+#include "duplex.h"
 #include "tls_env.h"
 #include "reactor.h" /* struct IIoMux: settings */
 
@@ -83,34 +84,6 @@ Test(tls, kernel_tls_asked_for_offloads_or_falls_back_to_user_space)
 
 /* ---- full duplex: 16 MiB each way, random send sizes (0 included), random receives ---- */
 
-#define BULK_BYTES   (16u << 20)
-#define WINDOW_BYTES (2u << 20) /* sent but not yet confirmed by a SendResult */
-#define WINDOW_SENDS 512
-
-struct peer {
-    USocket user;
-    ISocket *sock;
-    const char *name;
-    uint32_t tx_rng, rx_rng;
-    const uint8_t *tx;
-    size_t tx_total, tx_off;
-    size_t sends, results, zero_sends;
-    size_t fifo[WINDOW_SENDS];
-    size_t fifo_head, fifo_n, window;
-    const uint8_t *rx_expect;
-    size_t rx_total, rx_off;
-    uint8_t *rbuf;
-    size_t rreq;
-    bool rpartial, rpending, tail;
-    size_t recv_results, full_recvs, partial_recvs, canceled;
-    bool connected;
-    size_t results_before_connect;
-    size_t shutdowns;
-    shutdownreason_t reason;
-    int last_event; /* 1 canceled, 2 shutdown */
-    bool pump_on_result;
-};
-
 /* 0 (one in 32), then 1..256, 1..16 KiB or 1..128 KiB. */
 static size_t rand_size(uint32_t *rng)
 {
@@ -127,210 +100,14 @@ static size_t rand_size(uint32_t *rng)
     }
 }
 
-static void peer_pump(struct peer *p)
-{
-    while (p->tx_off < p->tx_total && p->fifo_n < WINDOW_SENDS && p->window < WINDOW_BYTES) {
-        size_t len = rand_size(&p->tx_rng);
-        if (len > p->tx_total - p->tx_off)
-            len = p->tx_total - p->tx_off;
-        CALL(ISocket_Send(p->sock, p->tx + p->tx_off, len));
-        p->zero_sends += len == 0;
-        p->tx_off += len;
-        p->sends++;
-        p->fifo[(p->fifo_head + p->fifo_n++) % WINDOW_SENDS] = len;
-        p->window += len;
-    }
-}
+#define BULK_BYTES (16u << 20)
 
-static void peer_recv_next(struct peer *p)
-{
-    if (p->rx_off == p->rx_total) {
-        p->tail = true; /* a last receive catches any byte too many */
-        p->rreq = 1024;
-        p->rpartial = true;
-    } else {
-        p->rreq = rand_size(&p->rx_rng);
-        if (p->rreq == 0)
-            p->rreq = 1;
-        if (p->rreq > p->rx_total - p->rx_off)
-            p->rreq = p->rx_total - p->rx_off;
-        p->rpartial = h_rand(&p->rx_rng) & 1;
-    }
-    p->rpending = true;
-    CALL(ISocket_Recv(p->sock, p->rbuf, p->rreq, p->rpartial));
-}
-
-static struct peer *peer_of(USocket *u)
-{
-    cr_assert_eq(h_in_api, 0, "callback inside an API call");
-    return h_container_of(u, struct peer, user);
-}
-
-static void peer_connected(USocket *u, ISocket *s)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    cr_assert(!p->connected, "%s: second ConnectComplete", p->name);
-    p->connected = true;
-}
-
-static void peer_accepted(USocket *u, ISocket *s)
-{
-    struct peer *p = peer_of(u);
-    cr_assert(!p->connected, "%s: second AcceptComplete", p->name);
-    p->sock = s;
-    p->connected = true;
-    peer_recv_next(p);
-    peer_pump(p);
-}
-
-static void peer_send_result(USocket *u, ISocket *s)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    cr_assert_lt(p->results, p->sends, "%s: more SendResults than sends", p->name);
-    cr_assert_gt(p->fifo_n, 0);
-    if (!p->connected)
-        p->results_before_connect++;
-    p->window -= p->fifo[p->fifo_head];
-    p->fifo_head = (p->fifo_head + 1) % WINDOW_SENDS;
-    p->fifo_n--;
-    p->results++;
-    if (p->pump_on_result)
-        peer_pump(p);
-}
-
-static void peer_recv_result(USocket *u, ISocket *s, void *buf, size_t len)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    cr_assert(p->rpending, "%s: RecvResult without a receive", p->name);
-    cr_assert_eq(buf, p->rbuf, "%s: RecvResult with a foreign buffer", p->name);
-    p->rpending = false;
-    cr_assert(!p->tail, "%s: %zu bytes beyond the %zu sent", p->name, len, p->rx_total);
-    p->recv_results++;
-    if (p->rpartial) {
-        p->partial_recvs++;
-        cr_assert(len >= 1 && len <= p->rreq, "%s: partial receive of %zu for %zu", p->name, len,
-                  p->rreq);
-    } else {
-        p->full_recvs++;
-        cr_assert_eq(len, p->rreq, "%s: full receive of %zu returned %zu", p->name, p->rreq, len);
-    }
-    size_t d = first_diff(buf, p->rx_expect + p->rx_off, len);
-    cr_assert_eq(d, len, "%s: byte %zu of the stream differs", p->name, p->rx_off + d);
-    p->rx_off += len;
-    peer_recv_next(p);
-}
-
-static void peer_canceled(USocket *u, ISocket *s, void *buf)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    cr_assert(p->rpending && buf == p->rbuf, "%s: RecvCanceled for no receive", p->name);
-    p->rpending = false;
-    p->canceled++;
-    p->last_event = 1;
-}
-
-static void peer_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
-{
-    struct peer *p = peer_of(u);
-    cr_assert_eq(s, p->sock);
-    p->shutdowns++;
-    p->reason = r;
-    p->last_event = 2;
-}
-
-static const USocketVtbl peer_vtbl = {
-    .SocketConnectComplete = peer_connected,
-    .SocketAcceptComplete = peer_accepted,
-    .SocketShutdown = peer_shutdown,
-    .SocketSendResult = peer_send_result,
-    .SocketRecvResult = peer_recv_result,
-    .SocketRecvCanceled = peer_canceled,
+static const struct h_duplex_config duplex = {
+    .window_bytes = 2u << 20,
+    .window_sends = 512,
+    .rbuf_size = 128 * 1024,
+    .rand_size = rand_size,
 };
-
-static void peer_init(struct peer *p, const char *name, uint32_t seed, const uint8_t *tx,
-                      const uint8_t *rx, size_t total)
-{
-    memset(p, 0, sizeof(*p));
-    p->user.vtbl = &peer_vtbl;
-    p->name = name;
-    p->tx_rng = seed;
-    p->rx_rng = seed * 7919;
-    p->tx = tx;
-    p->tx_total = total;
-    p->rx_expect = rx;
-    p->rx_total = total;
-    p->pump_on_result = true;
-    p->rbuf = malloc(128 * 1024);
-    cr_assert_not_null(p->rbuf);
-}
-
-static bool peer_done(const struct peer *p)
-{
-    return p->tx_off == p->tx_total && p->results == p->sends && p->rx_off == p->rx_total;
-}
-
-static bool duplex_done(struct h_env *e, void *arg)
-{
-    (void)e;
-    struct peer *pp = arg;
-    return peer_done(&pp[0]) && peer_done(&pp[1]);
-}
-
-static bool both_shut(struct h_env *e, void *arg)
-{
-    (void)e;
-    struct peer *pp = arg;
-    return pp[0].shutdowns && pp[1].shutdowns;
-}
-
-/* A listener handing each connection to next_user. */
-struct listener {
-    USocket user;
-    ISocket *sock;
-    USocket *next_user;
-    unsigned offers;
-};
-
-static void lst_listen(USocket *u, ISocket *s, const char *addr, uint16_t port)
-{
-    (void)addr;
-    (void)port;
-    struct listener *l = h_container_of(u, struct listener, user);
-    cr_assert_eq(h_in_api, 0, "ListenResult inside an API call");
-    l->offers++;
-    CALL(ISocket_Accept(s, l->next_user));
-}
-
-static void lst_shutdown(USocket *u, ISocket *s, shutdownreason_t r)
-{
-    (void)u;
-    (void)s;
-    cr_assert_fail("listener shut down: %s", SocketShutdownReasonToStr(r));
-}
-
-static const USocketVtbl lst_vtbl = {
-    .SocketListenResult = lst_listen,
-    .SocketShutdown = lst_shutdown,
-};
-
-static uint16_t listener_start(struct listener *l)
-{
-    memset(l, 0, sizeof(*l));
-    l->user.vtbl = &lst_vtbl;
-    CALL(l->sock = ISocketProvider_CreateSocket(tls, env.mux, &l->user, env.log, false, sctx));
-    cr_assert_not_null(l->sock);
-    CALL(ISocket_Bind(l->sock, "127.0.0.1", 0));
-    CALL(ISocket_Listen(l->sock));
-    char a[64];
-    uint16_t port = 0;
-    CALL(ISocket_GetLocalAddress(l->sock, a, sizeof(a), &port));
-    cr_assert_neq(port, 0);
-    return port;
-}
 
 Test(tls, full_duplex_16mib_random_sizes_exact_bytes, .timeout = 30)
 {
@@ -340,11 +117,11 @@ Test(tls, full_duplex_16mib_random_sizes_exact_bytes, .timeout = 30)
     h_fill(up, total, 0x5151);
     h_fill(down, total, 0xa7a7); /* different streams: crossed directions would show */
 
-    struct listener l;
-    uint16_t port = listener_start(&l);
-    struct peer pp[2]; /* [0] client, [1] server side */
-    peer_init(&pp[0], "client", 13, up, down, total);
-    peer_init(&pp[1], "server", 31, down, up, total);
+    struct h_listener l;
+    uint16_t port = h_listener_start(&env, &l, tls, sctx);
+    struct h_peer pp[2]; /* [0] client, [1] server side */
+    h_peer_init(&pp[0], &duplex, "client", 13, up, down, total);
+    h_peer_init(&pp[1], &duplex, "server", 31, down, up, total);
     l.next_user = &pp[1].user;
 
     double t0 = now_s();
@@ -352,10 +129,10 @@ Test(tls, full_duplex_16mib_random_sizes_exact_bytes, .timeout = 30)
              ISocketProvider_CreateSocket(tls, env.mux, &pp[0].user, env.log, false, cctx));
     CALL(ISocket_Connect(pp[0].sock, h_addr(port), "localhost"));
     /* Receive and sends (0-byte ones among them) before the handshake is done. */
-    peer_recv_next(&pp[0]);
-    peer_pump(&pp[0]);
+    h_peer_recv_next(&pp[0]);
+    h_peer_pump(&pp[0]);
     cr_assert_gt(pp[0].sends, 1);
-    bool ok = h_run_until(&env, duplex_done, pp, 25000);
+    bool ok = h_run_until(&env, h_duplex_done, pp, 25000);
     double t1 = now_s();
     for (int i = 0; i < 2; i++)
         cr_assert(ok, "%s: sent %zu/%zu (%zu sends, %zu results), received %zu/%zu", pp[i].name,
@@ -377,7 +154,7 @@ Test(tls, full_duplex_16mib_random_sizes_exact_bytes, .timeout = 30)
 
     /* Client shuts down: NORMAL after its buffer comes back; server: buffer, BY_PEER. */
     CALL(ISocket_Shutdown(pp[0].sock));
-    cr_assert(h_run_until(&env, both_shut, pp, 3000), "client %zu, server %zu shutdowns",
+    cr_assert(h_run_until(&env, h_duplex_both_shut, pp, 3000), "client %zu, server %zu shutdowns",
               pp[0].shutdowns, pp[1].shutdowns);
     cr_assert_eq(pp[0].reason, SOCKET_SHUTDOWN_NORMAL, "%s",
                  SocketShutdownReasonToStr(pp[0].reason));

@@ -428,14 +428,6 @@ static void plan_free(struct plan *p)
     free(p->expected);
 }
 
-static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (a[i] != b[i])
-            return i;
-    return n;
-}
-
 struct shutdown_arg {
     struct h_sock *hs;
 };
@@ -515,7 +507,7 @@ Test(zerocopy, veth_nocopy_interleaved_with_send)
 
     uint64_t got = sink_total(3000);
     cr_assert_eq(got, p.total, "sink got %llu bytes, sent %zu", (unsigned long long)got, p.total);
-    size_t d = first_diff(net.shm, p.expected, p.total);
+    size_t d = h_first_diff(net.shm, p.expected, p.total);
     cr_assert_eq(d, p.total, "sink's bytes differ from the sends at offset %zu (byte 0x%02x)", d,
                  d < p.total ? net.shm[d] : 0);
     plan_free(&p);
@@ -543,7 +535,7 @@ Test(zerocopy, veth_small_nocopy_is_not_zero_copy)
     cr_assert(p.overwrite_checked_ok);
     uint64_t got = sink_total(3000);
     cr_assert_eq(got, p.total);
-    cr_assert_eq(first_diff(net.shm, p.expected, p.total), p.total);
+    cr_assert_eq(h_first_diff(net.shm, p.expected, p.total), p.total);
     plan_free(&p);
 }
 
@@ -574,7 +566,7 @@ static void loopback_case(const char *listen_addr, const char *fmt)
     cr_assert_not_null(a);
     cr_assert(h_wait_count(&env, a, H_SHUTDOWN, 1, 3000), "%s", h_dump(a));
     cr_assert_eq(a->data_len, p.total);
-    cr_assert_eq(first_diff(a->data, p.expected, p.total), p.total);
+    cr_assert_eq(h_first_diff(a->data, p.expected, p.total), p.total);
     h_sock_free(l);
     plan_free(&p);
 }

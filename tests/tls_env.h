@@ -17,7 +17,6 @@ void tls_env_fini(void);
 uint16_t tls_listen(struct h_sock *l);
 ISocket *tls_client(struct h_sock *c, uint16_t port, const char *name);
 double now_s(void);
-size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n);
 
 /* The listener has handed out its n-th connection and that one has ended. */
 struct child_arg {
