@@ -322,16 +322,7 @@ static void handshake_done(struct rs_dtls *d)
     d->state = D_OPEN;
     ITimer_Cancel(d->rtx_timer);
     ITimer_Cancel(d->hs_timer);
-    WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(d->ssl);
-    if (peer) {
-        int n = 0;
-        const unsigned char *der = wolfSSL_X509_get_der(peer, &n);
-        if (der && n > 0) {
-            rs_tls_fingerprint(der, (size_t)n, d->peer_fp);
-            d->peer_fp_valid = true;
-        }
-        wolfSSL_X509_free(peer);
-    }
+    d->peer_fp_valid = rs_tls_peer_fingerprint(d->ssl, d->peer_fp);
     if (d->use_srtp && !start_srtp(d)) {
         end(d, SOCKET_TLS_HANDSHAKE_FAILED);
         return;

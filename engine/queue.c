@@ -25,6 +25,18 @@ void *rs_queue_push(struct rs_queue *q, size_t size, const char *who)
     return q->v + ((q->head + q->len++) % q->cap) * size;
 }
 
+void *rs_array_grow(void *v, size_t *cap, size_t len, size_t size, size_t first, const char *who)
+{
+    if (len < *cap)
+        return v;
+    size_t n = *cap ? *cap * 2 : first;
+    void *grown = realloc(v, n * size);
+    if (!grown)
+        rs_fatal("%s: out of memory", who);
+    *cap = n;
+    return grown;
+}
+
 void rs_queue_free(struct rs_queue *q)
 {
     free(q->v);

@@ -115,14 +115,8 @@ void IIoMux_RegisterShutdownHandler(IIoMux *m, IShutdownHandler *handler)
         m->shutdown = s;
         s->slot = claim_slot(m->wake_fd);
     }
-    if (s->len == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 4;
-        IShutdownHandler **v = realloc(s->handlers, cap * sizeof(*v));
-        if (!v)
-            rs_fatal("IIoMux_RegisterShutdownHandler: out of memory");
-        s->handlers = v;
-        s->cap = cap;
-    }
+    s->handlers = rs_array_grow(s->handlers, &s->cap, s->len, sizeof(*s->handlers), 4,
+                                "IIoMux_RegisterShutdownHandler");
     s->handlers[s->len++] = handler;
 }
 

@@ -102,14 +102,8 @@ void ITimer_Start(ITimer *t, unsigned timeoutMs)
         heap_remove(m, t);
     t->deadline_ns = rs_now_ns() + (uint64_t)timeoutMs * 1000000u;
     t->seq = ++m->timer_seq;
-    if (m->heap_len == m->heap_cap) {
-        size_t cap = m->heap_cap ? m->heap_cap * 2 : 64;
-        ITimer **h = realloc(m->heap, cap * sizeof(*h));
-        if (!h)
-            rs_fatal("ITimer_Start: out of memory");
-        m->heap = h;
-        m->heap_cap = cap;
-    }
+    m->heap =
+        rs_array_grow(m->heap, &m->heap_cap, m->heap_len, sizeof(*m->heap), 64, "ITimer_Start");
     place(m, m->heap_len++, t);
     sift_up(m, t->idx);
 }

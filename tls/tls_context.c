@@ -51,6 +51,20 @@ void rs_tls_fingerprint(const uint8_t *der, size_t len, uint8_t out[32])
     wc_Sha256Hash(der, (word32)len, out);
 }
 
+bool rs_tls_peer_fingerprint(WOLFSSL *ssl, uint8_t out[32])
+{
+    WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(ssl);
+    if (!peer)
+        return false;
+    int n = 0;
+    const unsigned char *der = wolfSSL_X509_get_der(peer, &n);
+    bool got = der && n > 0;
+    if (got)
+        rs_tls_fingerprint(der, (size_t)n, out);
+    wolfSSL_X509_free(peer);
+    return got;
+}
+
 static void layer_free(void *p)
 {
     struct tls_layer *l = p;

@@ -24,6 +24,9 @@ ISocketContext *rs_tls_default_context(void);
 
 /* SHA-256 of a certificate in DER. */
 void rs_tls_fingerprint(const uint8_t *der, size_t len, uint8_t out[32]);
+/* The fingerprint of the certificate the peer presented in the handshake (TLS or DTLS);
+ * false if it presented none. */
+bool rs_tls_peer_fingerprint(WOLFSSL *ssl, uint8_t out[32]);
 
 /* The wolfSSL memory I/O callbacks; each connection sets its own I/O contexts. */
 void rs_tls_set_io(WOLFSSL_CTX *ctx);

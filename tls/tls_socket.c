@@ -706,16 +706,7 @@ static void handshake_done(struct rs_tls *t)
     t->state = T_OPEN;
     ITimer_Delete(t->handshake_timer);
     t->handshake_timer = NULL;
-    WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(t->ssl);
-    if (peer) {
-        int n = 0;
-        const unsigned char *der = wolfSSL_X509_get_der(peer, &n);
-        if (der && n > 0) {
-            rs_tls_fingerprint(der, (size_t)n, t->peer_fp);
-            t->peer_fp_valid = true;
-        }
-        wolfSSL_X509_free(peer);
-    }
+    t->peer_fp_valid = rs_tls_peer_fingerprint(t->ssl, t->peer_fp);
     char *proto = NULL;
     unsigned short plen = 0;
     if (wolfSSL_ALPN_GetProtocol(t->ssl, &proto, &plen) == WOLFSSL_SUCCESS && proto && plen > 0) {

@@ -30,6 +30,11 @@ static inline void rs_queue_pop(struct rs_queue *q)
     q->len--;
 }
 
+/* A growable array v of *cap elements of size, len of them used: returns it with room for
+ * one more, doubled (first: the first capacity) when full. Aborts naming who when out of
+ * memory. */
+void *rs_array_grow(void *v, size_t *cap, size_t len, size_t size, size_t first, const char *who);
+
 /* Typed forms: RS_QUEUE_PUSH(&q, struct x, "who") is a struct x *. */
 #define RS_QUEUE_PUSH(q, type, who) ((type *)rs_queue_push((q), sizeof(type), (who)))
 #define RS_QUEUE_AT(q, type, i)     ((type *)rs_queue_at((q), sizeof(type), (i)))
