@@ -653,3 +653,20 @@ void h_assert_peer_fp(struct h_sock *hs, const uint8_t want[32])
     cr_assert(ISocket_GetPeerCertificateFingerprint(hs->sock, fp), "no peer certificate");
     cr_assert_arr_eq(fp, want, 32);
 }
+
+bool h_listener_settled(struct h_env *env, void *arg)
+{
+    (void)env;
+    struct h_sock *l = arg;
+    for (size_t i = 0; i < l->naccepted; i++)
+        if (!h_count(l->accepted[i], H_ACCEPT_COMPLETE) && !h_has_shutdown(l->accepted[i]))
+            return false;
+    return true;
+}
+
+void h_listener_free(struct h_env *env, struct h_sock *l)
+{
+    cr_assert(h_run_until(env, h_listener_settled, l, 3000),
+              "a connection is stuck in its handshake");
+    h_sock_free(l);
+}

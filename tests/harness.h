@@ -170,4 +170,11 @@ uint32_t h_rand(uint32_t *state);
 /* The index of the first byte where a and b differ; n when they do not (duplex.c). */
 size_t h_first_diff(const uint8_t *a, const uint8_t *b, size_t n);
 
+/* Every connection the listener (arg: its h_sock) handed out has either completed or
+ * ended, so none is left inside the engine when the test frees its sockets. */
+bool h_listener_settled(struct h_env *env, void *arg);
+/* Waits (3 s) for h_listener_settled, failing the test if a connection is stuck in its
+ * handshake, then frees the listener. */
+void h_listener_free(struct h_env *env, struct h_sock *l);
+
 #endif

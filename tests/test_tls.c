@@ -43,7 +43,7 @@ Test(tls, echo_roundtrip_exact_bytes)
               h_dump(l->accepted[0]));
     cr_assert_eq(h_last(l->accepted[0], H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_BY_PEER);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* Kernel TLS asked for (on the context and through RINGSOCK_KTLS=1): where the kernel has
@@ -77,7 +77,7 @@ Test(tls, kernel_tls_asked_for_offloads_or_falls_back_to_user_space)
     cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 3000));
     cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_NORMAL);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
     ISocketContext_EnableKernelTLS(sctx, false);
     ISocketContext_Delete(kctx);
 }
@@ -221,7 +221,7 @@ Test(tls, one_send_result_per_send_in_order_with_zero_byte_and_early_sends)
     ISocket_GetStats(c->sock, &st);
     cr_assert_eq(st.bytesSent, expect);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* ---- receives ---------------------------------------------------------------------------- */
@@ -266,7 +266,7 @@ Test(tls, full_receive_returns_exactly_len_partial_any)
     }
     cr_assert_eq(got, sizeof(out));
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls, recv_cancel_keeps_decrypted_bytes)
@@ -330,7 +330,7 @@ Test(tls, recv_cancel_keeps_decrypted_bytes)
     }
     cr_assert_eq(h_count(c, H_RECV_CANCELED), 3, "%s", h_dump(c));
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* ---- shutdown ------------------------------------------------------------------------------ */
@@ -379,7 +379,7 @@ Test(tls, shutdown_flushes_sends_then_close_notify)
     cr_assert_eq(c->ev[c->nev - 1].kind, H_SHUTDOWN, "nothing after SocketShutdown");
     cr_assert_eq(srv->ev[srv->nev - 1].kind, H_SHUTDOWN, "nothing after SocketShutdown");
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* The client ended with the server's session ticket unread in its socket: the kernel
@@ -392,7 +392,7 @@ Test(tls, shutdown_with_the_peers_ticket_unread_resets_the_connection)
     struct h_sock *c = h_sock_new(&env);
     tls_client(c, port, "localhost");
     cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 3000), "%s", h_dump(c));
-    cr_assert(h_run_until(&env, settled, l, 3000));
+    cr_assert(h_run_until(&env, h_listener_settled, l, 3000));
     struct h_sock *srv = l->accepted[0];
     cr_assert_eq(h_count(srv, H_ACCEPT_COMPLETE), 1, "%s", h_dump(srv));
     h_run_for(&env, 20); /* the ticket (TLS 1.3) is in the client's socket now */
@@ -410,7 +410,7 @@ Test(tls, shutdown_with_the_peers_ticket_unread_resets_the_connection)
     cr_assert_eq(srv->data_len, sizeof(data), "every byte before close_notify");
     cr_assert_arr_eq(srv->data, data, sizeof(data));
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls, shutdown_before_handshake_sends_queued_data_first)
@@ -434,7 +434,7 @@ Test(tls, shutdown_before_handshake_sends_queued_data_first)
     cr_assert_eq(srv->data_len, sizeof(msg));
     cr_assert_arr_eq(srv->data, msg, sizeof(msg));
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls, server_shutdown_client_sees_by_peer)
@@ -459,7 +459,7 @@ Test(tls, server_shutdown_client_sees_by_peer)
     cr_assert_arr_eq(c->data, data, sizeof(data));
     cr_assert_eq(c->ev[c->nev - 2].kind, H_RECV_CANCELED, "%s", h_dump(c));
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* The peer's TCP connection ends without close_notify (the peer deleted its socket). */
@@ -488,7 +488,7 @@ Test(tls, peer_closes_tcp_without_close_notify)
     cr_assert_eq(srv->ev[srv->nev - 2].buf, srv->echo_buf);
     cr_assert_eq(c->nev, before, "a callback after Delete: %s", h_dump(c));
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* A client that connects and never says hello holds nothing for long: the handshake

@@ -78,22 +78,6 @@ static ISocket *tls_client(struct h_sock *c, uint16_t port, const char *name)
     return h_connect_on(&env, tls, cctx, c, port, name);
 }
 
-static bool settled(struct h_env *e, void *arg)
-{
-    (void)e;
-    struct h_sock *l = arg;
-    for (size_t i = 0; i < l->naccepted; i++)
-        if (!h_count(l->accepted[i], H_ACCEPT_COMPLETE) && !h_has_shutdown(l->accepted[i]))
-            return false;
-    return true;
-}
-
-static void free_listener(struct h_sock *l)
-{
-    cr_assert(h_run_until(&env, settled, l, 3000), "a connection is stuck in its handshake");
-    h_sock_free(l);
-}
-
 /* Connects a client, waits for the handshake's outcome. Returns true if connected. */
 static bool connect_client(struct h_sock *c, uint16_t port, const char *name)
 {
@@ -130,7 +114,7 @@ static void assert_handshake_failed(struct h_sock *c)
 static bool accepted_n(struct h_env *e, void *arg)
 {
     struct h_sock *l = arg;
-    return l->naccepted >= (size_t)(uintptr_t)l->ctx && settled(e, arg);
+    return l->naccepted >= (size_t)(uintptr_t)l->ctx && h_listener_settled(e, arg);
 }
 
 static void assert_server_side_failed(struct h_sock *l, size_t n)
@@ -213,7 +197,7 @@ Test(tls_certs, generated_certificate_fingerprint)
     cr_assert_arr_eq(ofp, fp, 32, "openssl sees another certificate");
     h_sock_free(c1);
     h_sock_free(c2);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, set_server_certificate_fingerprint_matches_openssl)
@@ -232,7 +216,7 @@ Test(tls_certs, set_server_certificate_fingerprint_matches_openssl)
     cr_assert_not(ISocket_GetPeerCertificateFingerprint(ch->sock, none),
                   "the client sent no certificate");
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, rsa_server_certificate_verified)
@@ -248,7 +232,7 @@ Test(tls_certs, rsa_server_certificate_verified)
     h_assert_peer_fp(c, rsa.fp);
     assert_echo(c, "rsa");
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, new_certificate_applies_to_new_connections_only)
@@ -283,7 +267,7 @@ Test(tls_certs, new_certificate_applies_to_new_connections_only)
     h_sock_free(c1);
     h_sock_free(c2);
     h_sock_free(c3);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* ---- server verification -------------------------------------------------------------------- */
@@ -300,7 +284,7 @@ Test(tls_certs, default_verification_rejects_self_signed_server)
         cr_assert_not(h_log_contains(&env, "handshake failed"));
         assert_server_side_failed(l, 1);
         h_sock_free(c);
-        free_listener(l);
+        h_listener_free(&env, l);
     }
     IInstanceLog_SetLogFlags(env.log, LOG_TLS);
     struct h_sock *l = h_sock_new(&env);
@@ -311,7 +295,7 @@ Test(tls_certs, default_verification_rejects_self_signed_server)
     cr_assert(h_log_contains(&env, "handshake failed"), "no reason logged under LOG_TLS");
     assert_server_side_failed(l, 1);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, default_verification_rejects_untrusted_ca)
@@ -326,7 +310,7 @@ Test(tls_certs, default_verification_rejects_untrusted_ca)
     cr_assert(h_log_contains(&env, "handshake failed"));
     assert_server_side_failed(l, 1);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, trusted_ca_and_server_name_pass)
@@ -343,7 +327,7 @@ Test(tls_certs, trusted_ca_and_server_name_pass)
     cr_assert(h_wait_count(&env, c, H_SHUTDOWN, 1, 3000));
     cr_assert_eq(h_last(c, H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_NORMAL);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, wrong_server_name_fails)
@@ -359,7 +343,7 @@ Test(tls_certs, wrong_server_name_fails)
     cr_assert(h_log_contains(&env, "handshake failed"));
     assert_server_side_failed(l, 1);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, certificate_for_another_name_fails)
@@ -377,7 +361,7 @@ Test(tls_certs, certificate_for_another_name_fails)
     h_assert_peer_fp(c2, wrong.fp);
     h_sock_free(c);
     h_sock_free(c2);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, verify_peer_false_accepts_any_certificate)
@@ -398,7 +382,7 @@ Test(tls_certs, verify_peer_false_accepts_any_certificate)
     assert_echo(c, "the first one is unaffected");
     h_sock_free(c);
     h_sock_free(c2);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* ---- the server's identity: serverName, or the connected address (README "Verification") -- */
@@ -419,7 +403,7 @@ static bool identity_ok(const char *cert, bool v6, const char *name)
         assert_server_side_failed(pc.l, 1);
     }
     h_sock_free(pc.c);
-    free_listener(pc.l);
+    h_listener_free(&env, pc.l);
     pki_free(&pc.pem);
     return pc.ok;
 }
@@ -529,7 +513,7 @@ static bool upgrade_ok(const char *cert)
     }
     h_sock_free(c);
     h_sock_free(tcp);
-    free_listener(l);
+    h_listener_free(&env, l);
     ISocketProvider_Delete(up);
     pki_free(&pem);
     return ok;
@@ -613,7 +597,7 @@ Test(tls_certs, required_client_certificate_missing_fails_both_ends)
     uint16_t port = tls_listen(l);
     struct h_sock *c = refused_client(l, port, 1);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
     check_refusal();
 }
 
@@ -632,7 +616,7 @@ Test(tls_certs, required_client_certificate_signed_by_ca_passes)
     cr_assert_not_null(ch);
     h_assert_peer_fp(ch, cli.fp); /* the server side sees the client's certificate */
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, client_certificate_from_untrusted_issuer_fails)
@@ -643,7 +627,7 @@ Test(tls_certs, client_certificate_from_untrusted_issuer_fails)
     uint16_t port = tls_listen(l);
     struct h_sock *c = refused_client(l, port, 1);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
     check_refusal();
 }
 
@@ -660,7 +644,7 @@ Test(tls_certs, disable_client_certificate_sends_none)
     assert_echo(c1, "the connection made before is unaffected");
     h_sock_free(c1);
     h_sock_free(c2);
-    free_listener(l);
+    h_listener_free(&env, l);
     check_refusal();
 }
 
@@ -678,7 +662,7 @@ Test(tls_certs, client_certificate_not_requested)
     uint8_t fp[32];
     cr_assert_not(ISocket_GetPeerCertificateFingerprint(ch->sock, fp));
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* ---- unusable certificates ----------------------------------------------------------------- */
@@ -703,7 +687,7 @@ Test(tls_certs, unusable_certificate_reported_when_set_not_at_first_handshake)
     cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
     h_assert_peer_fp(c, gen_fp);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* Each kind of unusable PEM is refused with its reason; the server keeps the certificate
@@ -732,7 +716,7 @@ Test(tls_certs, unusable_server_certificate_keeps_the_previous_one)
     }
     cr_assert(h_log_contains(&env, "the private key does not belong to the certificate"), "%s",
               h_logs(&env));
-    free_listener(l);
+    h_listener_free(&env, l);
     pki_unusable_free(bad);
 }
 
@@ -758,7 +742,7 @@ Test(tls_certs, unusable_client_certificate_sends_none)
     h_assert_peer_fp(l->accepted[1], cli.fp);
     h_sock_free(c);
     h_sock_free(c2);
-    free_listener(l);
+    h_listener_free(&env, l);
     pki_unusable_free(bad);
     check_refusal();
 }
@@ -778,7 +762,7 @@ Test(tls_certs, unusable_certificate_on_a_plain_context_checked_when_tls_uses_it
     cr_assert(connect_client(c, port, "localhost"), "%s\n%s", h_dump(c), h_logs(&env));
     h_assert_peer_fp(c, h_ctx_fp(plain)); /* the generated one */
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
     ISocketContext_Delete(plain);
 }
 
@@ -861,7 +845,7 @@ Test(tls_certs, alpn_server_preference)
     cr_assert_str_eq(ISocket_GetALPNProtocol(ch->sock), "http/1.1");
     h_sock_free(c);
     h_sock_free(c2);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, alpn_refused_by_client)
@@ -887,7 +871,7 @@ Test(tls_certs, alpn_refused_by_client)
     h_run_for(&env, 20);
     cr_assert_eq(c->ev[c->nev - 1].kind, H_SHUTDOWN);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, alpn_null_vtbl_entry_accepts)
@@ -900,7 +884,7 @@ Test(tls_certs, alpn_null_vtbl_entry_accepts)
     cr_assert_str_eq(ISocket_GetALPNProtocol(c->sock), "h2");
     assert_echo(c, "default accepts");
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, alpn_no_overlap_no_protocol)
@@ -921,7 +905,7 @@ Test(tls_certs, alpn_no_overlap_no_protocol)
     cr_assert_not(r.null_arg);
     cr_assert_str_eq(r.proto, "");
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls_certs, alpn_on_one_side_only)
@@ -934,7 +918,7 @@ Test(tls_certs, alpn_on_one_side_only)
     cr_assert_null(ISocket_GetALPNProtocol(c->sock));
     cr_assert_null(ISocket_GetALPNProtocol(h_wait_accepted(&env, l, 1, 3000)->sock));
     assert_echo(c, "server only");
-    free_listener(l);
+    h_listener_free(&env, l);
 
     ISocketContext_SetALPNProtocols(sctx, NULL);
     ISocketContext_SetALPNProtocols(cctx, http11_h2);
@@ -947,7 +931,7 @@ Test(tls_certs, alpn_on_one_side_only)
     assert_echo(c2, "client only");
     h_sock_free(c);
     h_sock_free(c2);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* ALPN lists that are long or hold names TLS cannot carry (README "ALPN"). */
@@ -1001,7 +985,7 @@ static void alpn_expect(const char *want, struct alpn_rec *r)
     }
     assert_echo(c, "alpn");
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* The bug: the client wrote its comma-joined list into a 512-byte stack buffer. 40 names
@@ -1131,7 +1115,7 @@ Test(tls_certs, refused_client_gets_an_alert)
         alerted[v - 2] = strstr(s.out, "alert") != NULL;
         snprintf(outs[v - 2], sizeof(outs[0]), "%s", s.out);
     }
-    free_listener(l);
+    h_listener_free(&env, l);
     cr_assert(alerted[0] && alerted[1],
               "no alert reached OpenSSL: TLS 1.2 %s, TLS 1.3 %s\n--- TLS 1.2:\n%s--- TLS 1.3:\n%s",
               alerted[0] ? "yes" : "no", alerted[1] ? "yes" : "no", error_lines(outs[0]),

@@ -35,7 +35,7 @@ Test(tls, accept_null_rejects)
     l->reject = false;
     assert_listener_serves(l, port);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 static void garbage_then_good_client(const void *garbage, size_t len, bool alpn)
@@ -56,7 +56,7 @@ static void garbage_then_good_client(const void *garbage, size_t len, bool alpn)
     close(fd);
     cr_assert_eq(h_count(l, H_SHUTDOWN), 0, "the listener stays: %s", h_dump(l));
     assert_listener_serves(l, port);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls, random_bytes_instead_of_client_hello)
@@ -119,7 +119,7 @@ static void truncated_record(bool alpn)
     cr_assert(wait_child_shut(l, 1, 3000), "listener: %s", h_dump(l));
     assert_child_handshake_failed(l->accepted[0]);
     assert_listener_serves(l, port);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls, truncated_record_then_close)
@@ -158,7 +158,7 @@ static void vanish_mid_handshake(bool reset)
         assert_child_handshake_failed(l->accepted[1]);
     }
     assert_listener_serves(l, port);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls, peer_closes_mid_handshake)
@@ -195,7 +195,7 @@ static void oversized_record_to_server(bool alpn)
     assert_child_handshake_failed(l->accepted[0]);
     h_raw_reset(fd);
     assert_listener_serves(l, port);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls, oversized_record_header_to_server)

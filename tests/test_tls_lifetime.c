@@ -40,7 +40,7 @@ Test(tls, delete_inside_socket_shutdown)
     cr_assert_eq(c->nev, nc, "%s", h_dump(c));
     cr_assert_eq(srv->nev, ns, "%s", h_dump(srv));
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls, delete_with_receive_and_send_in_flight)
@@ -73,7 +73,7 @@ Test(tls, delete_with_receive_and_send_in_flight)
     h_run_for(&env, 100);
     cr_assert_eq(c->nev, before, "a callback after Delete: %s", h_dump(c));
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 Test(tls, delete_with_handshake_in_flight)
@@ -92,7 +92,7 @@ Test(tls, delete_with_handshake_in_flight)
     c0->sock = NULL;
     free(b0);
     h_run_for(&env, 50); /* if its TCP connection got through, the server is done with it */
-    cr_assert(h_run_until(&env, settled, l, 3000));
+    cr_assert(h_run_until(&env, h_listener_settled, l, 3000));
 
     /* Deleted once the server has the TCP connection: the handshake is under way. */
     struct h_sock *c = h_sock_new(&env);
@@ -118,7 +118,7 @@ Test(tls, delete_with_handshake_in_flight)
     cr_assert_eq(h_count(l, H_SHUTDOWN), 0, "%s", h_dump(l));
     h_sock_free(c0);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* Deleting the listener does not disturb a connection that is still in its handshake. */
@@ -141,7 +141,7 @@ Test(tls, delete_listener_with_child_in_handshake)
     cr_assert_arr_eq(in, msg, sizeof(msg));
     cr_assert_eq(h_count(l, H_SHUTDOWN), 0);
     h_sock_free(c);
-    free_listener(l);
+    h_listener_free(&env, l);
 }
 
 /* ---- IIoMux_Delete frees what the engine owns -------------------------------------------- */
@@ -306,5 +306,5 @@ Test(tls, listener_bind_in_use_and_shutdown)
     cr_assert(h_wait_count(&env, l, H_SHUTDOWN, 1, 2000), "%s", h_dump(l));
     cr_assert_eq(h_last(l, H_SHUTDOWN)->reason, SOCKET_SHUTDOWN_NORMAL, "%s", h_dump(l));
     h_sock_free(l2);
-    free_listener(l);
+    h_listener_free(&env, l);
 }

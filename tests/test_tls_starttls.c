@@ -183,6 +183,6 @@ Test(tls, starttls_upgrade_both_sides_exact_bytes)
     h_sock_free(st.srv);
     h_sock_free(st.cli);
     h_sock_free(st.cli_tcp);
-    free_listener(l);
+    h_listener_free(&env, l);
     ISocketProvider_Delete(st.up);
 }

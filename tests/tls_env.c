@@ -67,23 +67,6 @@ bool listen_count(struct h_env *e, void *arg)
     return h_count(a->l, H_LISTEN_RESULT) >= a->n;
 }
 
-/* Every connection the listener handed out has either completed or ended, so none is
- * left inside the engine when the test frees its sockets. */
-bool settled(struct h_env *e, void *arg)
-{
-    (void)e;
-    struct h_sock *l = arg;
-    for (size_t i = 0; i < l->naccepted; i++)
-        if (!h_count(l->accepted[i], H_ACCEPT_COMPLETE) && !h_has_shutdown(l->accepted[i]))
-            return false;
-    return true;
-}
-void free_listener(struct h_sock *l)
-{
-    cr_assert(h_run_until(&env, settled, l, 3000), "a connection is stuck in its handshake");
-    h_sock_free(l);
-}
-
 /* A child the application saw only through its end: the handshake failed. */
 void assert_child_handshake_failed(struct h_sock *child)
 {

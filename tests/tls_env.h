@@ -26,9 +26,6 @@ struct child_arg {
 bool child_shut(struct h_env *e, void *arg);
 bool wait_child_shut(struct h_sock *l, size_t n, unsigned ms);
 bool listen_count(struct h_env *e, void *arg); /* arg: child_arg, n listen results */
-/* Every connection the listener handed out has completed or ended (arg: the listener). */
-bool settled(struct h_env *e, void *arg);
-void free_listener(struct h_sock *l);
 /* A child the application saw only through its end: the handshake failed. */
 void assert_child_handshake_failed(struct h_sock *child);
 /* A good client still gets served: echo of a short message, then a clean close. */
