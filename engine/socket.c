@@ -303,10 +303,10 @@ void ISocket_RecvCancel(ISocket *s)
     struct rs_core *c = rs_core_of(s);
     if (!c->rbuf || c->closed_delivered)
         return; /* nothing outstanding */
-    rs_api_enter(s->mux);
-    s->ops->recv_cancel(s);
-    rs_core_cancel_recv(c);
-    rs_api_leave(s->mux);
+    API_CALL(s, {
+        s->ops->recv_cancel(s);
+        rs_core_cancel_recv(c);
+    });
 }
 
 void ISocket_SetQoS(ISocket *s, qostraffictype_t type)
