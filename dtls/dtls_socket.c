@@ -699,8 +699,6 @@ static void dtls_recv(ISocket *is)
 static void dtls_recv_cancel(ISocket *is)
 {
     struct rs_dtls *d = D(is);
-    if (!d->core.rbuf || d->core.closed_delivered)
-        return;
     if (d->core.pending & RS_EV_RECV_DONE) { /* taken already: it goes back to the front */
         struct dmsg *m = malloc(sizeof(*m) + d->core.rfill);
         if (!m)
@@ -712,9 +710,7 @@ static void dtls_recv_cancel(ISocket *is)
         if (!d->qtail)
             d->qtail = m;
         d->qlen++;
-        d->core.pending &= ~RS_EV_RECV_DONE;
     }
-    rs_core_cancel_recv(&d->core);
 }
 
 static void dtls_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)

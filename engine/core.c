@@ -116,6 +116,7 @@ void rs_core_cancel_recv(struct rs_core *c)
 {
     void *buf = c->rbuf;
     c->rbuf = NULL;
+    c->pending &= ~RS_EV_RECV_DONE; /* its result, if it was filled, goes too */
     rs_core_cancel_buffer(c, buf);
 }
 

@@ -296,9 +296,17 @@ void ISocket_Recv(ISocket *s, void *buf, size_t len, bool recvPartial)
     API_CALL(s, s->ops->recv(s));
 }
 
+/* The type takes back what the buffer already holds (the next Recv gets it first); the
+ * core then owes the buffer's SocketRecvCanceled. */
 void ISocket_RecvCancel(ISocket *s)
 {
-    API_CALL(s, s->ops->recv_cancel(s));
+    struct rs_core *c = rs_core_of(s);
+    if (!c->rbuf || c->closed_delivered)
+        return; /* nothing outstanding */
+    API_CALL(s, {
+        s->ops->recv_cancel(s);
+        rs_core_cancel_recv(c);
+    });
 }
 
 void ISocket_SetQoS(ISocket *s, qostraffictype_t type)

@@ -695,16 +695,12 @@ static void stream_recv(ISocket *is)
 static void stream_recv_cancel(ISocket *is)
 {
     struct rs_stream *s = S(is);
-    if (!s->core.rbuf || s->core.closed_delivered)
-        return;
     if (s->rop_inflight && !s->rop_canceled) {
         rs_io_cancel_op(s->core.base.mux->io, &s->recv_op);
         s->rop_canceled = true;
     }
     /* What this buffer already holds goes ahead of anything stashed. */
     stash_insert(s, s->core.rbuf, s->core.rfill, true);
-    s->core.pending &= ~RS_EV_RECV_DONE;
-    rs_core_cancel_recv(&s->core);
 }
 
 /* ---- send ------------------------------------------------------------------------------ */

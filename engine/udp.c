@@ -373,20 +373,16 @@ static void udp_recv(ISocket *is)
 static void udp_recv_cancel(ISocket *is)
 {
     struct rs_udp *u = U(is);
-    if (!u->core.rbuf || u->core.closed_delivered)
-        return;
     if (!u->pool && u->rop_inflight && !u->rop_canceled) {
         rs_io_cancel_op(u->core.base.mux->io, &u->recv_op);
         u->rop_canceled = true;
     }
     if (u->core.pending & RS_EV_RECV_DONE) {
         /* Arrived but not yet delivered: the next Recv gets it first. */
-        u->core.pending &= ~RS_EV_RECV_DONE;
         u->core.base.stats.bytesReceived -= u->core.rfill;
         queue_push(u, u->core.rbuf, u->core.rfill, u->core.rfill, u->core.raddr, u->core.rport,
                    true);
     }
-    rs_core_cancel_recv(&u->core);
 }
 
 /* ---- send ----------------------------------------------------------------------------- */

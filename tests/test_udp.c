@@ -283,6 +283,24 @@ Test(udp, bad_addresses_and_port_in_use)
     h_sock_free(a);
 }
 
+/* A RecvCancel with no receive outstanding (none yet, or the one just canceled) does
+ * nothing: one SocketRecvCanceled for the one buffer. */
+Test(udp, recv_cancel_without_receive_is_ignored)
+{
+    struct h_sock *s = h_sock_new(&env);
+    bound(s, "127.0.0.1", false);
+    static uint8_t b1[64];
+    CALL(ISocket_RecvCancel(s->sock));
+    CALL(ISocket_Recv(s->sock, b1, sizeof(b1), true));
+    CALL(ISocket_RecvCancel(s->sock));
+    CALL(ISocket_RecvCancel(s->sock));
+    cr_assert(h_wait_count(&env, s, H_RECV_CANCELED, 1, 1000));
+    h_run_for(&env, 20);
+    cr_assert_eq(h_count(s, H_RECV_CANCELED), 1, "%s", h_dump(s));
+    cr_assert_eq(h_last(s, H_RECV_CANCELED)->buf, b1);
+    h_sock_free(s);
+}
+
 Test(udp, recv_cancel_keeps_datagram_and_shutdown_returns_buffer)
 {
     struct h_sock *s = h_sock_new(&env);

@@ -1111,8 +1111,6 @@ static void tls_recv(ISocket *is)
 static void tls_recv_cancel(ISocket *is)
 {
     struct rs_tls *t = T(is);
-    if (!t->core.rbuf || t->core.closed_delivered)
-        return;
     if ((t->ktls & KTLS_RX) && t->inner_recv)
         inner_recv_cancel(t); /* the inner socket keeps what it read for the next Recv */
     if (t->core.rfill > 0) {  /* decrypted already: the next Recv gets it first */
@@ -1128,8 +1126,6 @@ static void tls_recv_cancel(ISocket *is)
         t->stash_len = t->core.rfill + rest;
         t->stash_off = 0;
     }
-    t->core.pending &= ~RS_EV_RECV_DONE;
-    rs_core_cancel_recv(&t->core);
 }
 
 static void tls_get_local_address(ISocket *is, char *out, unsigned size, uint16_t *port)

@@ -55,6 +55,8 @@ struct rs_socket_ops {
     void (*send)(ISocket *s, const void *buf, size_t len, bool nocopy);
     void (*send_to)(ISocket *s, const void *buf, size_t len, IPaddr addr, uint16_t port);
     void (*recv)(ISocket *s); /* the core holds the buffer (rs_core.rbuf) */
+    /* Only with a receive outstanding: keeps what rs_core.rbuf holds for the next Recv and
+     * stops the kernel's; ISocket_RecvCancel then hands the buffer back. */
     void (*recv_cancel)(ISocket *s);
     void (*set_qos)(ISocket *s, qostraffictype_t type);
     void (*destroy)(ISocket *s); /* ISocket_Delete */
