@@ -70,13 +70,6 @@ void ISocketContext_Delete(ISocketContext *c)
     free(c);
 }
 
-void ISocketContext_EnableDTLS(ISocketContext *c, bool useSrtp)
-{
-    c->dtls = true;
-    c->srtp = useSrtp;
-    c->gen++;
-}
-
 static void set_blob(uint8_t **dst, size_t *dst_len, const uint8_t *src, size_t len)
 {
     free(*dst);

@@ -12,6 +12,7 @@
 
 #include "core.h"
 #include "log_internal.h"
+#include "provider.h"
 #include "sockaddr.h"
 #include "sockopt.h"
 #include "udp.h"
@@ -643,4 +644,39 @@ ISocket *rs_udp_create_socket(IIoMux *iomux, USocket *user, IInstanceLog *log, b
     u->qos = -1;
     rs_task_init(&u->flush_task, flush_task_run);
     return &u->core.base;
+}
+
+/* The layer over UDP sockets (DTLS), when one registered itself. */
+static const struct rs_udp_layer *udp_layer;
+
+void rs_udp_register_layer(const struct rs_udp_layer *layer)
+{
+    udp_layer = layer;
+}
+
+static ISocket *udp_provider_create_socket(ISocketProvider *p, IIoMux *iomux, USocket *user,
+                                           IInstanceLog *log, bool useIPv6, ISocketContext *ctx)
+{
+    (void)p;
+    /* only the layer's ISocketContext_EnableDTLS sets dtls: then the layer is registered */
+    if (ctx && ctx->dtls)
+        return udp_layer->create_socket(iomux, user, log, useIPv6, ctx);
+    return rs_udp_create_socket(iomux, user, log, useIPv6);
+}
+
+static void udp_provider_init_context(ISocketContext *ctx)
+{
+    if (udp_layer)
+        udp_layer->init_context(ctx);
+}
+
+static const struct rs_provider_ops udp_provider_ops = {
+    .create_socket = udp_provider_create_socket,
+    .init_context = udp_provider_init_context,
+    .destroy = rs_provider_free,
+};
+
+ISocketProvider *CreateUDPSocketProvider(void)
+{
+    return rs_provider_new(&udp_provider_ops);
 }

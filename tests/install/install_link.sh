@@ -2,7 +2,8 @@
 # install_link.sh BUILD_DIR CC...: installs BUILD_DIR into a temporary prefix and builds
 # app.c against it the ways README.md documents ("Build and use"), with each compiler given
 # (and clang when it is installed): pkg-config shared, ringsock-static, `cc -static`, and the
-# CMake package. Checks what each binary needs at run time (readelf) and that it runs.
+# CMake package. Checks what each binary needs at run time (readelf) and that it runs; and
+# that udp_app.c, plain UDP linked with ringsock-static, holds no wolfSSL or libsrtp2.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 shift
@@ -17,6 +18,11 @@ fail() {
     exit 1
 }
 needed() { readelf -d "$1" | awk '/\(NEEDED\)/ { gsub(/[][]/, "", $5); print $5 }'; }
+no_tls() { # BINARY: fails if wolfSSL/wolfCrypt or libsrtp2 came into it
+    local found
+    found=$(nm "$1" | grep -E ' [A-Za-z] (wolfSSL_|wc_|srtp_)' | head -3) || true
+    [ -z "$found" ] || fail "$1 links the TLS/DTLS libraries: $found"
+}
 runs() { # BINARY [ENV=VALUE...]: prints ok and exits 0
     local bin=$1 out
     shift
@@ -51,6 +57,10 @@ for cc in "${compilers[@]}"; do
         -o "$out-static"
     if needed "$out-static" | grep -q ringsock; then fail "ringsock-static: $(needed "$out-static" | xargs)"; fi
     runs "$out-static"
+    # Plain UDP alone links neither wolfSSL nor libsrtp2: only EnableDTLS brings the DTLS layer.
+    "$cc" -Wall -Wextra -Werror "$here/udp_app.c" $static_flags -o "$out-udp-static"
+    no_tls "$out-udp-static"
+    runs "$out-udp-static"
     # All static: the archives --static names, and the system's.
     "$cc" -static -Wall -Wextra -Werror "$here/app.c" $full_flags \
         -o "$out-full" 2>"$tmp/ld.err" || fail "cc -static: $(cat "$tmp/ld.err")"
