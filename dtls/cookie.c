@@ -23,12 +23,7 @@ static int cookie_io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
     struct dtls_port *p = ctx;
-    if (!p->cookie_in)
-        return WOLFSSL_CBIO_ERR_WANT_READ;
-    size_t n = p->cookie_in_len < (size_t)sz ? p->cookie_in_len : (size_t)sz;
-    memcpy(buf, p->cookie_in, n);
-    p->cookie_in = NULL;
-    return (int)n;
+    return rs_dgram_take(&p->cookie_in, buf, sz);
 }
 
 static int cookie_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
@@ -91,13 +86,12 @@ bool rs_cookie_check(struct dtls_port *p, const struct rs_peer *from, const uint
     peer_bytes(from, id);
     wolfSSL_dtls_set_peer(ssl, id, sizeof(id));
     p->cookie_peer = *from;
-    p->cookie_in = dgram;
-    p->cookie_in_len = len;
+    p->cookie_in = (struct rs_dgram_in){dgram, len};
     p->cookie_good = false;
     int r = wolfSSL_accept(ssl);
     bool good = p->cookie_good;
     bool clean = !good && wolfSSL_get_error(ssl, r) == WOLFSSL_ERROR_WANT_READ;
-    p->cookie_in = NULL;
+    p->cookie_in.data = NULL;
     if (!good && !clean) {
         char a[64];
         IPaddr_ToString(&from->addr, a, sizeof(a));

@@ -9,6 +9,8 @@
 #ifndef RS_DTLS_H
 #define RS_DTLS_H
 
+#include <string.h>
+
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
@@ -19,6 +21,22 @@
 #define RS_DTLS_DGRAM_MAX (16384 + 2048) /* the largest record, with room to spare */
 
 struct rs_dtls;
+
+/* One datagram for a wolfSSL read callback: it reads it whole (or the part that fits), once. */
+struct rs_dgram_in {
+    const uint8_t *data; /* NULL: nothing to read */
+    size_t len;
+};
+
+static inline int rs_dgram_take(struct rs_dgram_in *in, char *buf, int sz)
+{
+    if (!in->data)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = in->len < (size_t)sz ? in->len : (size_t)sz;
+    memcpy(buf, in->data, n);
+    in->data = NULL;
+    return (int)n;
+}
 
 struct rs_peer {
     IPaddr addr;
@@ -53,8 +71,7 @@ struct dtls_port {
     /* stateless cookie exchange (cookie.c) */
     WOLFSSL *cookie_ssl;
     uint8_t cookie_secret[32];
-    const uint8_t *cookie_in;
-    size_t cookie_in_len;
+    struct rs_dgram_in cookie_in;
     struct rs_peer cookie_peer;
     bool cookie_good;
 };
@@ -113,11 +130,10 @@ struct rs_dtls {
     bool v6;
     int qos;
 
-    const uint8_t *in; /* the datagram wolfSSL reads next */
-    size_t in_len;
-    bool in_app_write;  /* datagrams written now belong to an application Send */
-    unsigned written;   /* datagrams written during the current wolfSSL call */
-    unsigned sends_out; /* datagrams the UDP socket has not reported yet */
+    struct rs_dgram_in in; /* the datagram wolfSSL reads next */
+    bool in_app_write;     /* datagrams written now belong to an application Send */
+    unsigned written;      /* datagrams written during the current wolfSSL call */
+    unsigned sends_out;    /* datagrams the UDP socket has not reported yet */
 
     struct dmsg *flight, *flight_tail; /* a server's last flight, until the client shows
                                           it has it (see resend_flight) */

@@ -155,12 +155,7 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
     struct rs_dtls *d = ctx;
-    if (!d->in)
-        return WOLFSSL_CBIO_ERR_WANT_READ;
-    size_t n = d->in_len < (size_t)sz ? d->in_len : (size_t)sz;
-    memcpy(buf, d->in, n);
-    d->in = NULL;
-    return (int)n;
+    return rs_dgram_take(&d->in, buf, sz);
 }
 
 /* ---- messages to the application ------------------------------------------------------------ */
@@ -414,7 +409,7 @@ static void drive(struct rs_dtls *d)
     if (d->state == D_OPEN || d->state == D_CLOSING)
         read_records(d);
 out:
-    d->in = NULL;
+    d->in.data = NULL;
     rs_core_unref(&d->core);
 }
 
@@ -476,8 +471,7 @@ void rs_dtls_datagram(struct rs_dtls *d, uint8_t *buf, size_t len)
             return;
         if (d->state == D_OPEN && d->flight && has_encrypted_handshake(buf, len))
             resend_flight(d);
-        d->in = buf;
-        d->in_len = len;
+        d->in = (struct rs_dgram_in){buf, len};
         drive(d);
         break;
     case RS_DEMUX_RTP:
@@ -504,8 +498,7 @@ void rs_dtls_new_peer(struct rs_dtls *l, const struct rs_peer *peer, const uint8
     struct rs_dtls *c = l->accepted;
     l->accepted = NULL;
     if (c) {
-        c->in = (uint8_t *)hello;
-        c->in_len = len;
+        c->in = (struct rs_dgram_in){hello, len};
         begin_handshake(c, NULL);
     } else {
         LOG(l, "dtls %p: peer %s:%u not accepted", (void *)l, addr, peer->port);
