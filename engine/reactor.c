@@ -1,5 +1,6 @@
 /* The loop: run ready work (exec queue, deferred tasks, expired timers), let sockets
- * queue their sends, then submit everything and wait in one io_uring_enter. */
+ * queue their sends, then submit everything and wait in one backend poll (one
+ * io_uring_enter, or epoll_wait). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,25 +64,45 @@ static void read_settings(struct rs_settings *s)
     s->dtls_handshake_timeout_ms = env_ms("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
 }
 
-IIoMux *IIoMux_Create(void)
+/* io_uring, or epoll where io_uring cannot be set up (said once per process: with a loop
+ * per core the reason is the same for each); RINGSOCK_BACKEND forces either. */
+static struct rs_backend *create_backend(void)
 {
-    char why[256];
-    const char *backend = getenv("RINGSOCK_BACKEND");
-    if (backend && *backend && strcmp(backend, "io_uring") != 0) {
+    static atomic_bool fallback_told;
+    char why[256] = "";
+    struct rs_backend *b;
+    const char *want = getenv("RINGSOCK_BACKEND");
+    if (want && *want && strcmp(want, "io_uring") != 0 && strcmp(want, "epoll") != 0) {
         fprintf(stderr,
-                "ringsock: IIoMux_Create: RINGSOCK_BACKEND=%s: this build has only the "
-                "io_uring backend\n",
-                backend);
+                "ringsock: IIoMux_Create: RINGSOCK_BACKEND=%s is not a backend (io_uring or "
+                "epoll)\n",
+                want);
         return NULL;
     }
+    if (!want || !*want || strcmp(want, "io_uring") == 0) {
+        if ((b = rs_uring_create(why, sizeof(why))) != NULL)
+            return b;
+        if (want && *want) { /* forced */
+            fprintf(stderr, "ringsock: IIoMux_Create: %s\n", why);
+            return NULL;
+        }
+        if (!atomic_exchange(&fallback_told, true))
+            fprintf(stderr, "ringsock: %s; using the epoll backend\n", why);
+    }
+    if ((b = rs_epoll_create(why, sizeof(why))) == NULL)
+        fprintf(stderr, "ringsock: IIoMux_Create: %s\n", why);
+    return b;
+}
+
+IIoMux *IIoMux_Create(void)
+{
     IIoMux *m = calloc(1, sizeof(*m));
     if (!m) {
         fprintf(stderr, "ringsock: IIoMux_Create: out of memory\n");
         return NULL;
     }
-    m->io = rs_backend_create(why, sizeof(why));
+    m->io = create_backend();
     if (!m->io) {
-        fprintf(stderr, "ringsock: IIoMux_Create: %s\n", why);
         free(m);
         return NULL;
     }
@@ -102,8 +123,11 @@ IIoMux *IIoMux_Create(void)
 
 const char *IIoMux_GetBackend(IIoMux *m)
 {
-    (void)m;
-    return "io_uring";
+    if (!m) {
+        fprintf(stderr, "ringsock: IIoMux_GetBackend(NULL)\n");
+        return "";
+    }
+    return rs_backend_name(m->io);
 }
 
 void IIoMux_Delete(IIoMux *m)

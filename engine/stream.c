@@ -214,7 +214,7 @@ static void release_fd(struct rs_stream *s)
             struct sockaddr unspec = {.sa_family = AF_UNSPEC};
             connect(s->fd, &unspec, sizeof(unspec));
         }
-        close(s->fd);
+        rs_io_close(s->core.base.mux->io, s->fd);
         s->fd = -1;
     }
     drop_segments(s);
@@ -490,7 +490,7 @@ static void ms_stop(struct rs_stream *s)
 {
     if (s->ms_armed && !s->ms_stopping) {
         s->ms_stopping = true;
-        rs_io_cancel_op(s->core.base.mux->io, &s->ms_op);
+        rs_io_cancel_op(s->core.base.mux->io, &s->ms_op, s->fd);
     }
 }
 
@@ -696,7 +696,7 @@ static void stream_recv_cancel(ISocket *is)
 {
     struct rs_stream *s = S(is);
     if (s->rop_inflight && !s->rop_canceled) {
-        rs_io_cancel_op(s->core.base.mux->io, &s->recv_op);
+        rs_io_cancel_op(s->core.base.mux->io, &s->recv_op, s->fd);
         s->rop_canceled = true;
     }
     /* What this buffer already holds goes ahead of anything stashed. */

@@ -102,7 +102,7 @@ static void release_fd(struct rs_udp *u)
     if (u->fd >= 0) {
         if (u->core.inflight)
             rs_io_cancel_fd(u->core.base.mux->io, u->fd);
-        close(u->fd);
+        rs_io_close(u->core.base.mux->io, u->fd);
         u->fd = -1;
     }
     free_unsent(u);
@@ -375,7 +375,7 @@ static void udp_recv_cancel(ISocket *is)
 {
     struct rs_udp *u = U(is);
     if (!u->pool && u->rop_inflight && !u->rop_canceled) {
-        rs_io_cancel_op(u->core.base.mux->io, &u->recv_op);
+        rs_io_cancel_op(u->core.base.mux->io, &u->recv_op, u->fd);
         u->rop_canceled = true;
     }
     if (u->core.pending & RS_EV_RECV_DONE) {

@@ -1,4 +1,4 @@
-/* io_uring backend: ring setup with feature probing, batched submission, completion
+/* io_uring backend (backend.h): ring setup with feature probing, batched submission, completion
  * dispatch. Sockets never see an SQE; they call rs_io_* (backend.h). */
 #include <errno.h>
 #include <stdio.h>
@@ -16,9 +16,9 @@
 #define RS_CQ_ENTRIES 16384 /* multishot accept and bursts of completions */
 #define RS_REAP_BATCH 64
 
-struct rs_backend {
+struct rs_uring {
+    struct rs_backend base;
     struct io_uring ring;
-    unsigned features;
     uint16_t next_bgid;
     bool started; /* created disabled: the first Run binds the ring to its thread */
 };
@@ -27,7 +27,12 @@ struct rs_backend {
  * carries this bit; its completion then reports -ECANCELED. Ops are 8-byte aligned. */
 #define RS_UDATA_CANCELED 1u
 
-static int ring_init(struct rs_backend *b, unsigned setup_flags)
+static inline struct rs_uring *U(struct rs_backend *base)
+{
+    return (struct rs_uring *)base;
+}
+
+static int ring_init(struct rs_uring *b, unsigned setup_flags)
 {
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
@@ -58,15 +63,15 @@ static void explain_setup_failure(int err, char *why, size_t whylen)
     snprintf(why, whylen, "io_uring_setup failed: %s%s", strerror(err), hint);
 }
 
-static void probe(struct rs_backend *b)
+static void probe(struct rs_uring *b)
 {
     struct io_uring_probe *pr = io_uring_get_probe_ring(&b->ring);
     if (pr) {
         if (io_uring_opcode_supported(pr, IORING_OP_SEND_ZC)) {
             /* SEND_ZC, multishot accept and multishot recv all arrived by 6.0. */
-            b->features |= RS_FEAT_SEND_ZC | RS_FEAT_MULTISHOT_ACCEPT | RS_FEAT_RECV_MULTISHOT;
+            b->base.features |= RS_FEAT_SEND_ZC | RS_FEAT_MULTISHOT_ACCEPT | RS_FEAT_RECV_MULTISHOT;
         } else if (io_uring_opcode_supported(pr, IORING_OP_SOCKET)) {
-            b->features |= RS_FEAT_MULTISHOT_ACCEPT; /* 5.19 */
+            b->base.features |= RS_FEAT_MULTISHOT_ACCEPT; /* 5.19 */
         }
         io_uring_free_probe(pr);
     }
@@ -77,12 +82,14 @@ static void probe(struct rs_backend *b)
     reg.timeout.tv_sec = -1;
     reg.timeout.tv_nsec = -1;
     if (io_uring_register_sync_cancel(&b->ring, &reg) == -ENOENT)
-        b->features |= RS_FEAT_SYNC_CANCEL;
+        b->base.features |= RS_FEAT_SYNC_CANCEL;
 }
 
-struct rs_backend *rs_backend_create(char *why, size_t whylen)
+static const struct rs_backend_ops uring_ops;
+
+struct rs_backend *rs_uring_create(char *why, size_t whylen)
 {
-    struct rs_backend *b = calloc(1, sizeof(*b));
+    struct rs_uring *b = calloc(1, sizeof(*b));
     if (!b) {
         snprintf(why, whylen, "out of memory");
         return NULL;
@@ -107,7 +114,7 @@ struct rs_backend *rs_backend_create(char *why, size_t whylen)
         return NULL;
     }
     probe(b);
-    if (!(b->features & RS_FEAT_SYNC_CANCEL)) {
+    if (!(b->base.features & RS_FEAT_SYNC_CANCEL)) {
         /* Safe Delete with a receive in flight needs it (kernel 6.0). */
         snprintf(why, whylen,
                  "io_uring lacks synchronous cancel (IORING_REGISTER_SYNC_CANCEL, kernel 6.0+)");
@@ -115,11 +122,13 @@ struct rs_backend *rs_backend_create(char *why, size_t whylen)
         free(b);
         return NULL;
     }
-    return b;
+    b->base.ops = &uring_ops;
+    return &b->base;
 }
 
-void rs_backend_start(struct rs_backend *b)
+static void uring_start(struct rs_backend *base)
 {
+    struct rs_uring *b = U(base);
     if (b->started)
         return;
     /* Debian's liburing 2.3 declares io_uring_enable_rings but does not export it. */
@@ -130,26 +139,20 @@ void rs_backend_start(struct rs_backend *b)
     b->started = true;
 }
 
-void rs_backend_destroy(struct rs_backend *b)
+static void uring_destroy(struct rs_backend *base)
 {
-    if (!b)
-        return;
+    struct rs_uring *b = U(base);
     io_uring_queue_exit(&b->ring);
     free(b);
 }
 
-unsigned rs_backend_features(const struct rs_backend *b)
-{
-    return b->features;
-}
-
 /* The SQ is sized for a loop iteration's worth of work; when it fills up mid-iteration
  * we submit early rather than fail. */
-static struct io_uring_sqe *get_sqe(struct rs_backend *b, struct rs_op *op)
+static struct io_uring_sqe *get_sqe(struct rs_uring *b, struct rs_op *op)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
     while (!sqe) {
-        rs_backend_start(b); /* more queued before Run than the SQ holds: start here */
+        uring_start(&b->base); /* more queued before Run than the SQ holds: start here */
         io_uring_submit(&b->ring);
         sqe = io_uring_get_sqe(&b->ring);
     }
@@ -157,56 +160,66 @@ static struct io_uring_sqe *get_sqe(struct rs_backend *b, struct rs_op *op)
     return sqe;
 }
 
-void rs_io_connect(struct rs_backend *b, struct rs_op *op, int fd, const struct sockaddr *addr,
-                   socklen_t len)
+static void uring_connect(struct rs_backend *base, struct rs_op *op, int fd,
+                          const struct sockaddr *addr, socklen_t len)
 {
+    struct rs_uring *b = U(base);
     io_uring_prep_connect(get_sqe(b, op), fd, addr, len);
 }
 
-void rs_io_accept(struct rs_backend *b, struct rs_op *op, int fd)
+static void uring_accept(struct rs_backend *base, struct rs_op *op, int fd)
 {
+    struct rs_uring *b = U(base);
     struct io_uring_sqe *sqe = get_sqe(b, op);
-    if (b->features & RS_FEAT_MULTISHOT_ACCEPT)
+    if (b->base.features & RS_FEAT_MULTISHOT_ACCEPT)
         io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
     else
         io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
 }
 
-void rs_io_recv(struct rs_backend *b, struct rs_op *op, int fd, void *buf, size_t len, int flags)
+static void uring_recv(struct rs_backend *base, struct rs_op *op, int fd, void *buf, size_t len,
+                       int flags)
 {
+    struct rs_uring *b = U(base);
     io_uring_prep_recv(get_sqe(b, op), fd, buf, len, flags);
 }
 
-void rs_io_send(struct rs_backend *b, struct rs_op *op, int fd, const void *buf, size_t len,
-                int flags)
+static void uring_send(struct rs_backend *base, struct rs_op *op, int fd, const void *buf,
+                       size_t len, int flags)
 {
+    struct rs_uring *b = U(base);
     io_uring_prep_send(get_sqe(b, op), fd, buf, len, flags | MSG_NOSIGNAL);
 }
 
-void rs_io_send_zc(struct rs_backend *b, struct rs_op *op, int fd, const void *buf, size_t len,
-                   int flags)
+static void uring_send_zc(struct rs_backend *base, struct rs_op *op, int fd, const void *buf,
+                          size_t len, int flags)
 {
+    struct rs_uring *b = U(base);
     io_uring_prep_send_zc(get_sqe(b, op), fd, buf, len, flags | MSG_NOSIGNAL, 0);
 }
 
-void rs_io_recvmsg(struct rs_backend *b, struct rs_op *op, int fd, struct msghdr *msg, int flags)
+static void uring_recvmsg(struct rs_backend *base, struct rs_op *op, int fd, struct msghdr *msg,
+                          int flags)
 {
+    struct rs_uring *b = U(base);
     io_uring_prep_recvmsg(get_sqe(b, op), fd, msg, (unsigned)flags);
 }
 
-void rs_io_sendmsg(struct rs_backend *b, struct rs_op *op, int fd, const struct msghdr *msg,
-                   int flags)
+static void uring_sendmsg(struct rs_backend *base, struct rs_op *op, int fd,
+                          const struct msghdr *msg, int flags)
 {
+    struct rs_uring *b = U(base);
     io_uring_prep_sendmsg(get_sqe(b, op), fd, msg, (unsigned)(flags | MSG_NOSIGNAL));
 }
 
-void rs_io_read(struct rs_backend *b, struct rs_op *op, int fd, void *buf, size_t len)
+static void uring_read(struct rs_backend *base, struct rs_op *op, int fd, void *buf, size_t len)
 {
+    struct rs_uring *b = U(base);
     io_uring_prep_read(get_sqe(b, op), fd, buf, (unsigned)len, 0);
 }
 
 /* Before the ring started nothing reached the kernel: neutralize the queued SQEs. */
-static void cancel_unsubmitted(struct rs_backend *b, int fd, const struct rs_op *op)
+static void cancel_unsubmitted(struct rs_uring *b, int fd, const struct rs_op *op)
 {
     struct io_uring_sq *sq = &b->ring.sq;
     for (unsigned i = *sq->khead; i != sq->sqe_tail; i++) {
@@ -221,7 +234,7 @@ static void cancel_unsubmitted(struct rs_backend *b, int fd, const struct rs_op 
     }
 }
 
-static void sync_cancel(struct rs_backend *b, struct io_uring_sync_cancel_reg *reg)
+static void sync_cancel(struct rs_uring *b, struct io_uring_sync_cancel_reg *reg)
 {
     /* Operations still in the SQ are unknown to the kernel until submitted. */
     io_uring_submit(&b->ring);
@@ -233,8 +246,9 @@ static void sync_cancel(struct rs_backend *b, struct io_uring_sync_cancel_reg *r
     } while (ret == -EINTR);
 }
 
-void rs_io_cancel_fd(struct rs_backend *b, int fd)
+static void uring_cancel_fd(struct rs_backend *base, int fd)
 {
+    struct rs_uring *b = U(base);
     if (!b->started) {
         cancel_unsubmitted(b, fd, NULL);
         return;
@@ -246,8 +260,10 @@ void rs_io_cancel_fd(struct rs_backend *b, int fd)
     sync_cancel(b, &reg);
 }
 
-void rs_io_cancel_op(struct rs_backend *b, struct rs_op *op)
+static void uring_cancel_op(struct rs_backend *base, struct rs_op *op, int fd)
 {
+    (void)fd; /* the key is the operation */
+    struct rs_uring *b = U(base);
     if (!b->started) {
         cancel_unsubmitted(b, -1, op);
         return;
@@ -259,19 +275,27 @@ void rs_io_cancel_op(struct rs_backend *b, struct rs_op *op)
     sync_cancel(b, &reg);
 }
 
+static void uring_close(struct rs_backend *base, int fd)
+{
+    (void)base;
+    close(fd);
+}
+
 /* ---- provided buffer pools ------------------------------------------------------------ */
 
 struct rs_bufpool {
-    struct rs_backend *b;
+    struct rs_uring *b;
     struct io_uring_buf_ring *br;
     uint8_t *mem;
     unsigned count, size;
     uint16_t bgid;
 };
 
-struct rs_bufpool *rs_bufpool_create(struct rs_backend *b, unsigned count, unsigned size)
+static struct rs_bufpool *uring_bufpool_create(struct rs_backend *base, unsigned count,
+                                               unsigned size)
 {
-    if (!(b->features & RS_FEAT_RECV_MULTISHOT) || (count & (count - 1)) || count > 32768)
+    struct rs_uring *b = U(base);
+    if (!(b->base.features & RS_FEAT_RECV_MULTISHOT) || (count & (count - 1)) || count > 32768)
         return NULL;
     struct rs_bufpool *p = calloc(1, sizeof(*p));
     if (!p)
@@ -331,9 +355,10 @@ void rs_bufpool_recycle(struct rs_bufpool *p, unsigned id)
     io_uring_buf_ring_advance(p->br, 1);
 }
 
-void rs_io_recvmsg_multishot(struct rs_backend *b, struct rs_op *op, int fd, struct msghdr *msg,
-                             struct rs_bufpool *p)
+static void uring_recvmsg_multishot(struct rs_backend *base, struct rs_op *op, int fd,
+                                    struct msghdr *msg, struct rs_bufpool *p)
 {
+    struct rs_uring *b = U(base);
     struct io_uring_sqe *sqe = get_sqe(b, op);
     /* MSG_TRUNC: the header reports a datagram's real size even when it was cut. */
     io_uring_prep_recvmsg_multishot(sqe, fd, msg, MSG_TRUNC);
@@ -341,8 +366,10 @@ void rs_io_recvmsg_multishot(struct rs_backend *b, struct rs_op *op, int fd, str
     sqe->buf_group = p->bgid;
 }
 
-void rs_io_recv_multishot(struct rs_backend *b, struct rs_op *op, int fd, struct rs_bufpool *p)
+static void uring_recv_multishot(struct rs_backend *base, struct rs_op *op, int fd,
+                                 struct rs_bufpool *p)
 {
+    struct rs_uring *b = U(base);
     struct io_uring_sqe *sqe = get_sqe(b, op);
     io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -376,7 +403,7 @@ static unsigned map_flags(unsigned cqe_flags)
 
 /* Copies a batch out and releases the CQ slots before running handlers, so handlers
  * may submit, cancel or delete freely. */
-static unsigned reap(struct rs_backend *b)
+static unsigned reap(struct rs_uring *b)
 {
     struct {
         struct rs_op *op;
@@ -411,8 +438,9 @@ static void rs_fatal_backend(const char *why)
     abort();
 }
 
-void rs_backend_drain(struct rs_backend *b)
+static void uring_drain(struct rs_backend *base)
 {
+    struct rs_uring *b = U(base);
     if (!b->started) {
         /* Nothing reached the kernel: complete what is queued as canceled. */
         struct io_uring_sq *sq = &b->ring.sq;
@@ -435,8 +463,9 @@ void rs_backend_drain(struct rs_backend *b)
     }
 }
 
-unsigned rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns)
+static unsigned uring_poll(struct rs_backend *base, uint64_t timeout_ns)
 {
+    struct rs_uring *b = U(base);
     int ret;
     if (timeout_ns == 0) {
         ret = io_uring_submit_and_get_events(&b->ring);
@@ -466,3 +495,25 @@ unsigned rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns)
     }
     return total;
 }
+
+static const struct rs_backend_ops uring_ops = {
+    .name = "io_uring",
+    .destroy = uring_destroy,
+    .start = uring_start,
+    .drain = uring_drain,
+    .poll = uring_poll,
+    .connect = uring_connect,
+    .accept = uring_accept,
+    .recv = uring_recv,
+    .send = uring_send,
+    .send_zc = uring_send_zc,
+    .recvmsg = uring_recvmsg,
+    .sendmsg = uring_sendmsg,
+    .read = uring_read,
+    .close = uring_close,
+    .cancel_fd = uring_cancel_fd,
+    .cancel_op = uring_cancel_op,
+    .bufpool_create = uring_bufpool_create,
+    .recvmsg_multishot = uring_recvmsg_multishot,
+    .recv_multishot = uring_recv_multishot,
+};

@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <liburing.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -38,22 +39,41 @@
 static struct h_env env;
 static pthread_t loop_thread;
 
-/* IIoMux_GetBackend names the backend; RINGSOCK_BACKEND forces one, and forcing one this
- * build lacks (epoll, for now) gives NULL instead of a loop on another backend. */
+static const char *backend_with(const char *forced, IIoMux **out)
+{
+    if (forced)
+        setenv("RINGSOCK_BACKEND", forced, 1);
+    else
+        unsetenv("RINGSOCK_BACKEND");
+    *out = IIoMux_Create();
+    return *out ? IIoMux_GetBackend(*out) : NULL;
+}
+
+/* IIoMux_GetBackend names the backend: io_uring where it can be set up, else epoll;
+ * RINGSOCK_BACKEND forces either, and a name that is no backend gives NULL. */
 Test(reactor, backend_is_named_and_can_be_forced)
 {
-    IIoMux *m = IIoMux_Create();
-    cr_assert_not_null(m);
-    cr_assert_str_eq(IIoMux_GetBackend(m), "io_uring");
+    const char *was = getenv("RINGSOCK_BACKEND"); /* the suite's epoll pass sets it */
+    char *saved = was ? strdup(was) : NULL;
+    struct io_uring ring;
+    bool uring_ok = io_uring_queue_init(4, &ring, 0) == 0;
+    if (uring_ok)
+        io_uring_queue_exit(&ring);
+    IIoMux *m;
+    cr_assert_str_eq(backend_with(NULL, &m), uring_ok ? "io_uring" : "epoll");
     IIoMux_Delete(m);
-    setenv("RINGSOCK_BACKEND", "io_uring", 1);
-    m = IIoMux_Create();
-    cr_assert_not_null(m);
-    cr_assert_str_eq(IIoMux_GetBackend(m), "io_uring");
+    if (uring_ok) {
+        cr_assert_str_eq(backend_with("io_uring", &m), "io_uring");
+        IIoMux_Delete(m);
+    }
+    cr_assert_str_eq(backend_with("epoll", &m), "epoll");
     IIoMux_Delete(m);
-    setenv("RINGSOCK_BACKEND", "epoll", 1);
-    cr_assert_null(IIoMux_Create());
-    unsetenv("RINGSOCK_BACKEND");
+    cr_assert_null(backend_with("kqueue", &m));
+    if (saved)
+        setenv("RINGSOCK_BACKEND", saved, 1);
+    else
+        unsetenv("RINGSOCK_BACKEND");
+    free(saved);
 }
 
 /* The diagnostic settings come from the environment once, when the loop is made; a value
@@ -1164,7 +1184,7 @@ Test(reactor, second_signal_times_out_at_once)
     tt_fini(&again);
 }
 
-/* ---- IIoMux_Create without io_uring -------------------------------------------------- */
+/* ---- IIoMux_Create without io_uring: the epoll backend ---------------------------------- */
 
 #if defined(__x86_64__)
 #define TEST_AUDIT_ARCH AUDIT_ARCH_X86_64
@@ -1174,8 +1194,9 @@ Test(reactor, second_signal_times_out_at_once)
 
 #ifdef TEST_AUDIT_ARCH
 /* In a child: make io_uring_setup fail with err, as a container's seccomp profile does,
- * and report IIoMux_Create's result through the exit status, its stderr through fd. */
-static void child_create(int err, int fd)
+ * and report through the exit status whether IIoMux_Create did what it should (fall back
+ * to epoll; with io_uring forced, return NULL), its stderr through fd. */
+static void child_create(int err, int fd, bool forced)
 {
     struct sock_filter f[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -1195,12 +1216,18 @@ static void child_create(int err, int fd)
     /* The filter is in place: a raw io_uring_setup must fail the same way. */
     if (syscall(__NR_io_uring_setup, 4, NULL) != -1 || errno != err)
         _exit(12);
+    if (forced)
+        setenv("RINGSOCK_BACKEND", "io_uring", 1);
+    else
+        unsetenv("RINGSOCK_BACKEND");
     IIoMux *m = IIoMux_Create();
     fflush(stderr);
-    _exit(m ? 1 : 0);
+    if (forced)
+        _exit(m ? 1 : 0);
+    _exit(m && strcmp(IIoMux_GetBackend(m), "epoll") == 0 ? 0 : 1);
 }
 
-static void create_without_io_uring(int err, const char *errname)
+static void create_without_io_uring(int err, const char *errname, bool forced)
 {
     int p[2];
     cr_assert_eq(pipe(p), 0);
@@ -1209,7 +1236,7 @@ static void create_without_io_uring(int err, const char *errname)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(p[0]);
-        child_create(err, p[1]);
+        child_create(err, p[1], forced);
     }
     close(p[1]);
     char msg[2048];
@@ -1230,21 +1257,30 @@ static void create_without_io_uring(int err, const char *errname)
     int code = WEXITSTATUS(status);
     cr_assert_neq(code, 11, "could not install the seccomp filter");
     cr_assert_neq(code, 12, "the seccomp filter did not block io_uring_setup");
-    cr_assert_eq(code, 0, "IIoMux_Create returned %s (exit %d); stderr: %s",
-                 code == 1 ? "a mux" : "?", code, msg);
+    cr_assert_eq(code, 0, "IIoMux_Create %s (exit %d); stderr: %s",
+                 forced ? "returned a loop with io_uring forced" : "did not fall back to epoll",
+                 code, msg);
     cr_assert(strstr(msg, "io_uring"), "message does not mention io_uring: %s", msg);
     cr_assert(strstr(msg, strerror(err)) || strstr(msg, errname),
               "message gives no reason (%s): %s", errname, msg);
+    if (!forced)
+        cr_assert(strstr(msg, "epoll"), "message does not say which backend runs: %s", msg);
 }
 
 Test(reactor, create_without_io_uring_enosys)
 {
-    create_without_io_uring(ENOSYS, "ENOSYS");
+    create_without_io_uring(ENOSYS, "ENOSYS", false);
 }
 
 Test(reactor, create_without_io_uring_eperm)
 {
-    create_without_io_uring(EPERM, "EPERM");
+    create_without_io_uring(EPERM, "EPERM", false);
+}
+
+/* Forced, io_uring gives no loop rather than another backend. */
+Test(reactor, create_forced_io_uring_without_it_fails)
+{
+    create_without_io_uring(EPERM, "EPERM", true);
 }
 #endif
 

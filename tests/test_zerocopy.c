@@ -44,6 +44,17 @@ struct zc_net {
 
 static struct zc_net net = {.sink = -1, .ready_fd = -1, .report_fd = -1};
 static struct h_env env;
+
+/* SEND_ZC is io_uring's: on the epoll backend the same sends go out copied, with the same
+ * results and the same buffer rules. */
+static void check_zero_copy(const ISocketStats *st)
+{
+    if (strcmp(IIoMux_GetBackend(env.mux), "io_uring") == 0)
+        cr_assert_gt(st->zeroCopySends, 0, "SendNoCopy of >= 64 KiB over veth used no SEND_ZC");
+    else
+        cr_assert_eq(st->zeroCopySends, 0, "SEND_ZC counted on the %s backend",
+                     IIoMux_GetBackend(env.mux));
+}
 static bool env_up;
 
 static const char *find_ip(void)
@@ -499,7 +510,7 @@ Test(zerocopy, veth_nocopy_interleaved_with_send)
     snprintf(addr, sizeof(addr), "%s:%u", net.ip_ns, SINK_PORT);
     ISocketStats st = stream_plan(&p, addr);
 
-    cr_assert_gt(st.zeroCopySends, 0, "SendNoCopy of >= 64 KiB over veth used no SEND_ZC");
+    check_zero_copy(&st);
     cr_assert_eq(st.sends, N);
     cr_assert_eq(st.bytesSent, p.total);
     cr_assert(p.overwrite_checked_ok, "a SendNoCopy buffer changed before its SendResult");
@@ -603,7 +614,7 @@ Test(zerocopy, veth_delete_releases_nocopy_buffer)
     h_run_for(&env, 150); /* the sink reads nothing yet: the data waits in the send queue */
     ISocketStats st;
     CALL(ISocket_GetStats(c->sock, &st));
-    cr_assert_gt(st.zeroCopySends, 0);
+    check_zero_copy(&st);
     cr_assert_eq(h_count(c, H_SEND_RESULT), 0, "%s", h_dump(c));
     CALL(ISocket_Delete(c->sock));
     c->sock = NULL;
