@@ -595,6 +595,6 @@ struct rs_backend *rs_epoll_create(char *why, size_t whylen)
     }
     b->base.ops = &epoll_ops;
     /* Cancels are synchronous by nature; accept is always multishot here. */
-    b->base.features = RS_FEAT_MULTISHOT_ACCEPT | RS_FEAT_SYNC_CANCEL;
+    b->base.features = RS_FEAT_MULTISHOT_ACCEPT | RS_FEAT_SYNC_CANCEL | RS_FEAT_SYSCALL_PER_OP;
     return &b->base;
 }

@@ -876,9 +876,12 @@ static void append_send(struct rs_stream *s, const uint8_t *buf, size_t len, boo
     t->results++;
 }
 
-/* The loop's one send at once for this round, if it is quiet (IIoMux.quiet_send). */
+/* The loop's one send at once for this round, if it is quiet (IIoMux.quiet_send); on a
+ * backend where every operation is a system call anyway, every send. */
 static bool take_quiet_send(IIoMux *m)
 {
+    if (m->features & RS_FEAT_SYSCALL_PER_OP)
+        return true;
     bool quiet = m->quiet_send;
     m->quiet_send = false;
     return quiet;

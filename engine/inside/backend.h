@@ -32,6 +32,9 @@ enum rs_feature {
     RS_FEAT_SEND_ZC = 1u << 1,
     RS_FEAT_SYNC_CANCEL = 1u << 2,
     RS_FEAT_RECV_MULTISHOT = 1u << 3,
+    /* Every operation is a system call of its own (epoll): a small send made at once costs
+     * no more than one queued, and saves the copy and the completion. */
+    RS_FEAT_SYSCALL_PER_OP = 1u << 4,
 };
 
 /* A backend: io_uring (uring.c) or epoll (epoll.c), chosen at IIoMux_Create. Each
