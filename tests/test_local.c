@@ -185,6 +185,62 @@ Test(local, connect_to_missing_or_dead_path)
     h_sock_free(c);
 }
 
+/* A listener whose backlog is full: the connect waits (no failure) and completes once the
+ * listener accepts; the bytes then flow. */
+Test(local, connect_waits_for_a_full_backlog)
+{
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    strcpy(un.sun_path, path);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&un, sizeof(un)), 0);
+    cr_assert_eq(listen(lfd, 0), 0);
+    int fillers[16], nfill = 0;
+    for (; nfill < 16; nfill++) {
+        fillers[nfill] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (connect(fillers[nfill], (struct sockaddr *)&un, sizeof(un)) < 0) {
+            cr_assert_eq(errno, EAGAIN, "connect: %s", strerror(errno));
+            close(fillers[nfill]);
+            break;
+        }
+    }
+    cr_assert_lt(nfill, 16, "the backlog never filled");
+
+    struct h_sock *c = h_sock_new(&env);
+    local_socket(c);
+    CALL(ISocket_Connect(c->sock, path, NULL));
+    struct h_sock *gone = h_sock_new(&env); /* deleted while it waits: nothing left behind */
+    local_socket(gone);
+    CALL(ISocket_Connect(gone->sock, path, NULL));
+    h_run_for(&env, 100);
+    cr_assert_eq(c->nev, 0, "while the backlog is full: %s", h_dump(c));
+    cr_assert_eq(gone->nev, 0, "%s", h_dump(gone));
+    h_sock_free(gone);
+
+    int accepted[17], nacc = 0;
+    for (int tries = 0; tries < 200 && !h_count(c, H_CONNECT_COMPLETE); tries++) {
+        int a;
+        while (nacc < 17 && (a = accept(lfd, NULL, NULL)) >= 0)
+            accepted[nacc++] = a;
+        h_run_for(&env, 10);
+    }
+    cr_assert_eq(h_count(c, H_CONNECT_COMPLETE), 1, "%s", h_dump(c));
+    int a;
+    while (nacc < 17 && (a = accept(lfd, NULL, NULL)) >= 0)
+        accepted[nacc++] = a;
+    cr_assert_eq(nacc, nfill + 1);
+    CALL(ISocket_Send(c->sock, "x", 1));
+    h_run_for(&env, 50);
+    char got = 0; /* the last connection accepted is ours */
+    cr_assert_eq(recv(accepted[nacc - 1], &got, 1, MSG_DONTWAIT), 1);
+    cr_assert_eq(got, 'x');
+    h_sock_free(c);
+    for (int i = 0; i < nacc; i++)
+        close(accepted[i]);
+    for (int i = 0; i < nfill; i++)
+        close(fillers[i]);
+    close(lfd);
+}
+
 Test(local, logs_under_lds)
 {
     IInstanceLog_SetLogFlags(env.log, LOG_LDS);
