@@ -58,6 +58,7 @@ struct ep_fd {
     struct ep_list reads, writes; /* operations waiting, in the order they were queued */
     uint32_t gen;
     bool added;      /* in the epoll set */
+    bool out;        /* ... for writing too */
     bool rd_blocked; /* EAGAIN or a short stream read since the last edge: reads wait */
     bool wr_blocked; /* the same for writes */
     bool nonblock;   /* O_NONBLOCK set (for accept4, connect and read, which take no flags) */
@@ -163,18 +164,21 @@ static int set_nonblock(struct ep_fd *e, int fd)
     return 0;
 }
 
-/* Adds fd to the epoll set, once; 0 or -errno. */
-static int watch(struct rs_epoll *b, struct ep_fd *e, int fd)
+/* Adds fd to the epoll set for reading, and for writing once a write has had to wait
+ * (most sockets never fill up: their wake-ups on acknowledged data are not asked for);
+ * 0 or -errno. Both report what is ready at once, so nothing is missed in between. */
+static int watch(struct rs_epoll *b, struct ep_fd *e, int fd, bool out)
 {
-    if (e->added)
+    if (e->added && (e->out || !out))
         return 0;
     struct epoll_event ev = {
-        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        .events = EPOLLIN | EPOLLRDHUP | EPOLLET | (out || e->out ? EPOLLOUT : 0),
         .data.u64 = (uint64_t)(uint32_t)fd | (uint64_t)e->gen << 32,
     };
-    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+    if (epoll_ctl(b->epfd, e->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) < 0)
         return -errno;
     e->added = true;
+    e->out = e->out || out;
     return 0;
 }
 
@@ -308,7 +312,7 @@ static void submit(struct rs_epoll *b, struct ep_op *o)
     list_push(l, o);
     if (l->head == o)
         run_side(b, e, l, blocked);
-    if (l->head && (err = watch(b, e, o->fd)) != 0) {
+    if (l->head && (err = watch(b, e, o->fd, w)) != 0) {
         /* not pollable (or out of memory): everything waiting here fails */
         while ((o = list_pop(l)) != NULL) {
             complete(b, o->op, err, 0);
