@@ -89,6 +89,8 @@ static void local_format(const struct sockaddr *sa, socklen_t len, char *out, si
     if (sa->sa_family != AF_UNIX || n == 0)
         return; /* an unnamed (client) socket */
     if (un->sun_path[0] == '\0') {
+        if (size < 2)
+            return; /* not even the '@' fits */
         size_t k = n - 1 < size - 2 ? n - 1 : size - 2;
         out[0] = '@';
         memcpy(out + 1, un->sun_path + 1, k);

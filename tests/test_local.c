@@ -97,6 +97,26 @@ Test(local, abstract_namespace_makes_no_file)
     cr_assert_neq(stat(name + 1, &st), 0);
 }
 
+/* GetLocalAddress truncates an abstract name to the buffer, down to one byte (which holds
+ * only the NUL), and writes nothing past it. */
+Test(local, abstract_name_truncates_to_any_buffer)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "@ringsock-test-%d", getpid());
+    struct h_sock *l = serve(name, false);
+    for (unsigned size = 1; size <= strlen(name) + 1; size++) {
+        char out[80];
+        uint16_t port = 1;
+        memset(out, 'x', sizeof(out));
+        CALL(ISocket_GetLocalAddress(l->sock, out, size, &port));
+        cr_assert_eq(strlen(out), size - 1, "size %u: \"%s\"", size, out);
+        cr_assert_eq(strncmp(out, name, size - 1), 0, "size %u: \"%s\"", size, out);
+        cr_assert_eq(out[size], 'x', "size %u: wrote past the buffer", size);
+        cr_assert_eq(port, 0);
+    }
+    h_sock_free(l);
+}
+
 Test(local, stale_socket_file_is_replaced)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
