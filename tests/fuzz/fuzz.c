@@ -345,7 +345,7 @@ bool fz_raw_step(struct fz_raw *r)
         moved = true;
     }
     uint8_t sink[16384];
-    while (!r->peer_closed) {
+    while (r->drain && !r->peer_closed) {
         ssize_t n = recv(r->fd, sink, sizeof(sink), 0);
         if (n > 0) {
             r->in_bytes += (size_t)n;

@@ -83,13 +83,13 @@ void fz_sock_free(struct fz_sock *fs);
 const char *fz_local_name(const char *what);
 
 /* The far end of a local stream as a plain descriptor, pumped from the loop: it writes
- * out (then shuts down its write side if eof), and reads and drops whatever comes, so
- * the ringsock end never sees a reset for unread data. */
+ * out (then shuts down its write side if eof), and with drain set reads and drops
+ * whatever comes, so the ringsock end never sees a reset for unread data. */
 struct fz_raw {
     int fd, listen_fd;
     const uint8_t *out;
     size_t out_len, out_off;
-    bool eof, eof_sent, peer_closed;
+    bool eof, eof_sent, drain, peer_closed;
     size_t in_bytes;
 };
 /* A listening descriptor on name (the raw end accepts in fz_raw_step). */
