@@ -140,10 +140,10 @@ static void fs_recv(struct fz_sock *fs)
 static void fs_connected(struct fz_sock *fs)
 {
     fs->connected = true;
-    if (fs->on_connected)
-        fs->on_connected(fs);
     if (!fs->receiving)
         fs_recv(fs);
+    if (fs->on_connected) /* after the Recv: a Shutdown there must hand its buffer back */
+        fs->on_connected(fs);
     fz_poke(fs->loop);
 }
 
