@@ -167,6 +167,7 @@ static void cb_listen(USocket *u, ISocket *s, const char *addr, uint16_t port)
         abort();
     fz_sock_init(ch, fs->loop, fs->rlen, fs->partial);
     ch->on_connected = fs->on_connected;
+    ch->on_recv = fs->on_recv;
     ch->ctx = fs->ctx;
     fs->child = ch;
     ISocket_Accept(s, &ch->user);
@@ -210,6 +211,8 @@ static void cb_recv_result(USocket *u, ISocket *s, void *buf, size_t len)
     }
     fs->receiving = false;
     fs->received += len;
+    if (fs->on_recv)
+        fs->on_recv(fs, buf, len);
     fs_recv(fs);
     fz_poke(fs->loop);
 }
@@ -268,6 +271,33 @@ void fz_sock_free(struct fz_sock *fs)
     if (fs->sock)
         ISocket_Delete(fs->sock);
     fs->sock = NULL;
+}
+
+/* A self-signed P-256 certificate (CN and DNS name fuzz.ringsock.test, IP 127.0.0.1) and
+ * its key: the harnesses' server identity, whichever end serves. */
+const char fz_cert_pem[] = "-----BEGIN CERTIFICATE-----\n"
+                           "MIIBtjCCAVygAwIBAgIUcJbGaO5G+lBPYrvIqRSXj0SaocowCgYIKoZIzj0EAwIw\n"
+                           "HTEbMBkGA1UEAwwSZnV6ei5yaW5nc29jay50ZXN0MCAXDTI2MTIwNDE0MjM1MloY\n"
+                           "DzIxMjYxMTEwMTQyMzUyWjAdMRswGQYDVQQDDBJmdXp6LnJpbmdzb2NrLnRlc3Qw\n"
+                           "WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQjemhR4Lnx34vCeBP8C8hfRtGB/g9I\n"
+                           "GIzAhRWBv/czoAKbtGEzai0ukwuZkwtsjk0EfQ64eb2a4Zxqp0ej4yGao3gwdjAd\n"
+                           "BgNVHQ4EFgQUgpcCx/27dJUP+HpRAZrBiUrGCHYwHwYDVR0jBBgwFoAUgpcCx/27\n"
+                           "dJUP+HpRAZrBiUrGCHYwDwYDVR0TAQH/BAUwAwEB/zAjBgNVHREEHDAaghJmdXp6\n"
+                           "LnJpbmdzb2NrLnRlc3SHBH8AAAEwCgYIKoZIzj0EAwIDSAAwRQIgJo6kOezDgAh/\n"
+                           "dNENgxWZfYBb55m/ZiGOv7aUOu7xJZECIQDT110oLe0AgBXNyViX+w8pazsNKOjl\n"
+                           "6Rhm4/wOT8on6g==\n"
+                           "-----END CERTIFICATE-----\n";
+const char fz_key_pem[] = "-----BEGIN PRIVATE KEY-----\n"
+                          "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgyU+cOv1VYB2yjJs5\n"
+                          "7xFDwrJILC/FiBl5idunA20GjcuhRANCAAQjemhR4Lnx34vCeBP8C8hfRtGB/g9I\n"
+                          "GIzAhRWBv/czoAKbtGEzai0ukwuZkwtsjk0EfQ64eb2a4Zxqp0ej4yGa\n"
+                          "-----END PRIVATE KEY-----\n";
+
+void fz_set_server_identity(ISocketContext *ctx)
+{
+    char pem[sizeof(fz_cert_pem) + sizeof(fz_key_pem)];
+    snprintf(pem, sizeof(pem), "%s%s", fz_cert_pem, fz_key_pem);
+    ISocketContext_SetServerCertificate(ctx, (const uint8_t *)pem, strlen(pem), NULL);
 }
 
 /* ---- a raw peer ----------------------------------------------------------------------- */

@@ -67,6 +67,7 @@ struct fz_sock {
     size_t rlen;
     size_t received;
     void (*on_connected)(struct fz_sock *fs); /* optional: after Connect/Accept/Upgrade */
+    void (*on_recv)(struct fz_sock *fs, const uint8_t *buf, size_t len); /* optional */
     void *ctx;
 };
 
@@ -76,6 +77,13 @@ void fz_sock_init(struct fz_sock *fs, struct fz_loop *l, size_t rlen, bool parti
 ISocket *fz_sock_create(struct fz_sock *fs, ISocketProvider *p, ISocketContext *ctx);
 /* Deletes its ISocket (and its accepted child's) if still there. */
 void fz_sock_free(struct fz_sock *fs);
+
+/* ---- identities ---------------------------------------------------------------------- */
+
+/* A self-signed P-256 certificate for fuzz.ringsock.test (and IP 127.0.0.1), its key. */
+extern const char fz_cert_pem[], fz_key_pem[];
+/* SetServerCertificate with the two (no certificate generated per context). */
+void fz_set_server_identity(ISocketContext *ctx);
 
 /* ---- a raw peer ----------------------------------------------------------------------- */
 

@@ -26,26 +26,6 @@
 
 #include "fuzz.h"
 
-/* A self-signed P-256 certificate (CN and DNS name fuzz.ringsock.test, IP 127.0.0.1) and
- * its key: the server's identity, whichever end serves. */
-static const char peer_pem[] = "-----BEGIN CERTIFICATE-----\n"
-                               "MIIBtjCCAVygAwIBAgIUcJbGaO5G+lBPYrvIqRSXj0SaocowCgYIKoZIzj0EAwIw\n"
-                               "HTEbMBkGA1UEAwwSZnV6ei5yaW5nc29jay50ZXN0MCAXDTI2MTIwNDE0MjM1MloY\n"
-                               "DzIxMjYxMTEwMTQyMzUyWjAdMRswGQYDVQQDDBJmdXp6LnJpbmdzb2NrLnRlc3Qw\n"
-                               "WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQjemhR4Lnx34vCeBP8C8hfRtGB/g9I\n"
-                               "GIzAhRWBv/czoAKbtGEzai0ukwuZkwtsjk0EfQ64eb2a4Zxqp0ej4yGao3gwdjAd\n"
-                               "BgNVHQ4EFgQUgpcCx/27dJUP+HpRAZrBiUrGCHYwHwYDVR0jBBgwFoAUgpcCx/27\n"
-                               "dJUP+HpRAZrBiUrGCHYwDwYDVR0TAQH/BAUwAwEB/zAjBgNVHREEHDAaghJmdXp6\n"
-                               "LnJpbmdzb2NrLnRlc3SHBH8AAAEwCgYIKoZIzj0EAwIDSAAwRQIgJo6kOezDgAh/\n"
-                               "dNENgxWZfYBb55m/ZiGOv7aUOu7xJZECIQDT110oLe0AgBXNyViX+w8pazsNKOjl\n"
-                               "6Rhm4/wOT8on6g==\n"
-                               "-----END CERTIFICATE-----\n";
-static const char peer_key[] = "-----BEGIN PRIVATE KEY-----\n"
-                               "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgyU+cOv1VYB2yjJs5\n"
-                               "7xFDwrJILC/FiBl5idunA20GjcuhRANCAAQjemhR4Lnx34vCeBP8C8hfRtGB/g9I\n"
-                               "GIzAhRWBv/czoAKbtGEzai0ukwuZkwtsjk0EfQ64eb2a4Zxqp0ej4yGa\n"
-                               "-----END PRIVATE KEY-----\n";
-
 static const char *const alpn_list[] = {"h2", "http/1.1", NULL};
 
 enum { MODE_HANDSHAKE = 1, MODE_TLS12 = 2, MODE_ALPN = 4, MODE_SHUTDOWN = 8 };
@@ -200,9 +180,7 @@ static ISocketContext *new_ctx(bool server, bool alpn)
 {
     ISocketContext *c = ISocketProvider_CreateSocketContext(tls, NULL);
     if (server) {
-        char pem[sizeof(peer_pem) + sizeof(peer_key)];
-        snprintf(pem, sizeof(pem), "%s%s", peer_pem, peer_key);
-        ISocketContext_SetServerCertificate(c, (const uint8_t *)pem, strlen(pem), NULL);
+        fz_set_server_identity(c);
     } else {
         ISocketContext_SetVerifyPeer(c, false);
     }
@@ -228,10 +206,10 @@ static void init(void)
 #ifdef FUZZ_TLS_CLIENT
         peer_ctx[i] = wolfSSL_CTX_new(i ? wolfTLSv1_2_server_method() : wolfSSLv23_server_method());
         if (!peer_ctx[i] ||
-            wolfSSL_CTX_use_certificate_chain_buffer(peer_ctx[i], (const uint8_t *)peer_pem,
-                                                     sizeof(peer_pem) - 1) != WOLFSSL_SUCCESS ||
-            wolfSSL_CTX_use_PrivateKey_buffer(peer_ctx[i], (const uint8_t *)peer_key,
-                                              sizeof(peer_key) - 1,
+            wolfSSL_CTX_use_certificate_chain_buffer(peer_ctx[i], (const uint8_t *)fz_cert_pem,
+                                                     strlen(fz_cert_pem)) != WOLFSSL_SUCCESS ||
+            wolfSSL_CTX_use_PrivateKey_buffer(peer_ctx[i], (const uint8_t *)fz_key_pem,
+                                              strlen(fz_key_pem),
                                               WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
             fail("the peer's server context");
 #else
