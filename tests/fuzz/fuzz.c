@@ -124,9 +124,15 @@ void fz_poke(struct fz_loop *l)
 
 /* ---- a recording USocket -------------------------------------------------------------- */
 
+/* The socket's callbacks: none after its SocketShutdown (api.md). */
 static struct fz_sock *fs_of(USocket *u)
 {
-    return fz_container_of(u, struct fz_sock, user);
+    struct fz_sock *fs = fz_container_of(u, struct fz_sock, user);
+    if (fs->ended) {
+        fprintf(stderr, "fuzz: a callback after SocketShutdown\n");
+        abort();
+    }
+    return fs;
 }
 
 static void fs_recv(struct fz_sock *fs)
