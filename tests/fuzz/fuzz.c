@@ -50,6 +50,14 @@ char *fz_str(struct fz_in *in, size_t max)
     return s;
 }
 
+IInstanceLog *fz_log(void)
+{
+    static IInstanceLog *log;
+    if (!log)
+        log = IInstanceLog_Create("fuzz", 0);
+    return log;
+}
+
 /* ---- loop ----------------------------------------------------------------------------- */
 
 static void watchdog_fired(UTimer *u, ITimer *t)
@@ -263,7 +271,7 @@ void fz_sock_init(struct fz_sock *fs, struct fz_loop *l, size_t rlen, bool parti
 
 ISocket *fz_sock_create(struct fz_sock *fs, ISocketProvider *p, ISocketContext *ctx)
 {
-    fs->sock = ISocketProvider_CreateSocket(p, fs->loop->mux, &fs->user, NULL, false, ctx);
+    fs->sock = ISocketProvider_CreateSocket(p, fs->loop->mux, &fs->user, fz_log(), false, ctx);
     return fs->sock;
 }
 

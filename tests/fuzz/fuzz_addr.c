@@ -124,7 +124,7 @@ static void ip_bind(ISocketProvider *p, const char *text, bool v6, unsigned size
     struct fz_sock fs;
     fz_loop_init(&l);
     fz_sock_init(&fs, &l, 0, false);
-    fs.sock = ISocketProvider_CreateSocket(p, l.mux, &fs.user, NULL, v6, NULL);
+    fs.sock = ISocketProvider_CreateSocket(p, l.mux, &fs.user, fz_log(), v6, NULL);
     ISocket_Bind(fs.sock, text, 0);
     check_local_address(fs.sock, size, text);
     if (!rs_addr_parse_bind(text, 0, v6, &sa))

@@ -13,8 +13,9 @@
  *   3 an RTCP packet, SRTCP-protected, from A
  *   4 the last protected packet again (replay)
  *   5 the handshake now (else it comes after the last operation)
- * Protected packets need the handshake; before it they go as they are. The run ends when
- * the server has received a marker the client sends last (every datagram before it has
+ * Protected packets need the handshake; before it they go as they are. At most BURST
+ * datagrams go before the handshake; after it, every BURST datagrams and at the end the
+ * loop runs until the server has a marker the client sends (every datagram before it has
  * been through the port), or the association ended. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,8 +28,10 @@
 #include "fuzz.h"
 #include "srtp.h"
 
-#define SOURCES   8
-#define MARK_SSRC 0xffffffffu /* the client's marker; the input's SSRCs have the top bit clear */
+#define SOURCES 8
+/* Datagrams in flight at most: more could overflow the server's receive buffer, and a
+ * lost marker would look like a hang. */
+#define BURST 8
 
 static const char export_label[] = "EXTRACTOR-dtls_srtp";
 
@@ -36,7 +39,8 @@ struct run {
     struct fz_sock server, client;
     int relay, others[SOURCES];
     struct sockaddr_in server_addr, client_addr;
-    bool client_known, marked;
+    bool client_known;
+    unsigned marks_sent, marks_seen, burst; /* markers: RTP packets of SSRC 0xffffffff */
     struct rs_srtp *srtp;
     uint8_t last[2048];
     size_t last_len;
@@ -70,6 +74,7 @@ static uint16_t port_of(int fd)
 
 static void to_server(struct run *r, int fd, const void *buf, size_t len)
 {
+    r->burst++;
     sendto(fd, buf, len, 0, (struct sockaddr *)&r->server_addr, sizeof(r->server_addr));
 }
 
@@ -109,18 +114,38 @@ static bool connected(void *arg)
 static bool marked(void *arg)
 {
     struct run *r = arg;
-    return r->marked || r->client.ended || (r->server.child && r->server.child->ended);
+    return r->marks_seen == r->marks_sent || r->client.ended ||
+           (r->server.child && r->server.child->ended);
 }
 
 static void server_recv(struct fz_sock *fs, const uint8_t *buf, size_t len)
 {
     struct run *r = fs->ctx;
     if (len >= 12 && memcmp(buf + 8, "\xff\xff\xff\xff", 4) == 0)
-        r->marked = true;
+        r->marks_seen++;
+}
+
+/* The client sends a marker (an RTP packet of the SSRC the input cannot make; ringsock
+ * protects it) and the loop runs until the server has it: every datagram sent before it
+ * has been through the server's port. Without an association: the loop runs until the
+ * client is connected instead (nothing tells that the port has read the rest). */
+static void sync_server(struct run *r, struct fz_loop *l)
+{
+    r->burst = 0;
+    if (!r->client.connected || r->client.ended)
+        return;
+    uint8_t mark[16] = {0x80, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 'M'};
+    r->marks_sent++;
+    mark[2] = (uint8_t)(r->marks_sent >> 8);
+    mark[3] = (uint8_t)r->marks_sent;
+    r->client.sends++;
+    ISocket_Send(r->client.sock, mark, sizeof(mark));
+    fz_run(l, marked, relay_step, r, 10000);
 }
 
 static void handshake(struct run *r, struct fz_loop *l)
 {
+    r->burst = 0;
     fz_run(l, connected, relay_step, r, 10000);
     if (!r->client.connected)
         return;
@@ -170,6 +195,11 @@ static void protected_packet(struct run *r, struct fz_in *in, bool rtcp)
 
 static void operation(struct run *r, struct fz_in *in, uint8_t op, struct fz_loop *l)
 {
+    if (r->burst >= BURST && op % 6 != 5) {
+        if (!r->client.connected && !r->client.ended)
+            return; /* no more before the handshake */
+        sync_server(r, l);
+    }
     const uint8_t *p;
     size_t n;
     switch (op % 6) {
@@ -202,8 +232,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!udp) {
         udp = CreateUDPSocketProvider();
-        sctx = ISocketProvider_CreateSocketContext(udp, NULL);
-        cctx = ISocketProvider_CreateSocketContext(udp, NULL);
+        sctx = ISocketProvider_CreateSocketContext(udp, fz_log());
+        cctx = ISocketProvider_CreateSocketContext(udp, fz_log());
         ISocketContext_EnableDTLS(sctx, true);
         ISocketContext_EnableDTLS(cctx, true);
         fz_set_server_identity(sctx);
@@ -240,19 +270,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         operation(&r, &in, fz_u8(&in), &l);
     if (!r.client.connected && !r.client.ended)
         handshake(&r, &l);
-    if (r.client.connected && !r.client.ended) {
-        /* the marker: an RTP packet of the client's own SSRC (ringsock protects it) */
-        static const uint8_t mark[16] = {0x80, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 'M'};
-        r.client.sends++;
-        ISocket_Send(r.client.sock, mark, sizeof(mark));
-        fz_run(&l, marked, relay_step, &r, 10000);
-    }
+    sync_server(&r, &l);
     if (getenv("RINGSOCK_FUZZ_VERBOSE"))
-        fprintf(stderr, "fuzz_dtls: client %s (%s), server %s, %zu bytes in, marker %s\n",
+        fprintf(stderr, "fuzz_dtls: client %s (%s), server %s, %zu bytes in, markers %s\n",
                 r.client.connected ? "connected" : "not connected",
                 SocketShutdownReasonToStr(r.client.reason),
                 r.server.child ? (r.server.child->ended ? "ended" : "associated") : "no peer",
-                r.server.child ? r.server.child->received : 0, r.marked ? "seen" : "not seen");
+                r.server.child ? r.server.child->received : 0,
+                r.marks_seen == r.marks_sent ? "seen" : "not seen");
 
     if (r.srtp)
         rs_srtp_free(r.srtp);

@@ -178,7 +178,7 @@ static bool done(void *arg)
 
 static ISocketContext *new_ctx(bool server, bool alpn)
 {
-    ISocketContext *c = ISocketProvider_CreateSocketContext(tls, NULL);
+    ISocketContext *c = ISocketProvider_CreateSocketContext(tls, fz_log());
     if (server) {
         fz_set_server_identity(c);
     } else {
