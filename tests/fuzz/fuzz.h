@@ -39,6 +39,8 @@ struct fz_loop {
     IIoMux *mux;
     ITimer *watchdog;
     UTimer watchdog_user;
+    unsigned timeout_ms, extensions;
+    double cpu_start;
     UIoExec pump;            /* runs step() every loop round while set */
     bool (*step)(void *arg); /* returns false once it needs no more rounds */
     bool (*done)(void *arg); /* checked after every callback and pump round */
@@ -49,7 +51,8 @@ struct fz_loop {
 void fz_loop_init(struct fz_loop *l);
 void fz_loop_fini(struct fz_loop *l);
 /* Runs until done(arg) holds; step (may be NULL) runs once per loop round meanwhile. A
- * run that takes more than timeout_ms is a hang: the harness aborts with a message. */
+ * run that takes more than timeout_ms with the CPU (or 20 times that without) is a hang:
+ * the harness aborts with a message. */
 void fz_run(struct fz_loop *l, bool (*done)(void *), bool (*step)(void *), void *arg,
             unsigned timeout_ms);
 /* Callbacks call this: ends the run once done(arg) holds. */

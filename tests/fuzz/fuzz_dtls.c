@@ -40,7 +40,8 @@ struct run {
     int relay, others[SOURCES];
     struct sockaddr_in server_addr, client_addr;
     bool client_known;
-    unsigned marks_sent, marks_seen, burst; /* markers: RTP packets of SSRC 0xffffffff */
+    unsigned marks_sent, marks_seen, burst; /* markers: RTP packets of SSRC 0xffffffff whose
+                                               sequence numbers count them */
     struct rs_srtp *srtp;
     uint8_t last[2048];
     size_t last_len;
@@ -121,8 +122,11 @@ static bool marked(void *arg)
 static void server_recv(struct fz_sock *fs, const uint8_t *buf, size_t len)
 {
     struct run *r = fs->ctx;
-    if (len >= 12 && memcmp(buf + 8, "\xff\xff\xff\xff", 4) == 0)
-        r->marks_seen++;
+    /* An RTP packet (not RTCP, whose payload the input fills) of the marker SSRC: the
+     * marker of that sequence number. */
+    if (len >= 13 && buf[0] == 0x80 && buf[1] == 0 && memcmp(buf + 8, "\xff\xff\xff\xff", 4) == 0 &&
+        buf[12] == 'M')
+        r->marks_seen = (unsigned)buf[2] << 8 | buf[3];
 }
 
 /* The client sends a marker (an RTP packet of the SSRC the input cannot make; ringsock
@@ -136,6 +140,8 @@ static void sync_server(struct run *r, struct fz_loop *l)
         return;
     uint8_t mark[16] = {0x80, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 'M'};
     r->marks_sent++;
+    if (getenv("RINGSOCK_FUZZ_VERBOSE"))
+        fprintf(stderr, "fuzz_dtls: marker %u (%u seen)\n", r->marks_sent, r->marks_seen);
     mark[2] = (uint8_t)(r->marks_sent >> 8);
     mark[3] = (uint8_t)r->marks_sent;
     r->client.sends++;
@@ -195,6 +201,8 @@ static void protected_packet(struct run *r, struct fz_in *in, bool rtcp)
 
 static void operation(struct run *r, struct fz_in *in, uint8_t op, struct fz_loop *l)
 {
+    if (getenv("RINGSOCK_FUZZ_VERBOSE"))
+        fprintf(stderr, "fuzz_dtls: operation %d\n", op % 6);
     if (r->burst >= BURST && op % 6 != 5) {
         if (!r->client.connected && !r->client.ended)
             return; /* no more before the handshake */
