@@ -51,11 +51,21 @@ char *fz_str(struct fz_in *in, size_t max)
     return s;
 }
 
+static void drop_line(void *ctx, const char *line)
+{
+    (void)ctx;
+    (void)line;
+}
+
 IInstanceLog *fz_log(void)
 {
     static IInstanceLog *log;
-    if (!log)
+    if (!log) {
         log = IInstanceLog_Create("fuzz", 0);
+        /* Errors are logged whatever the flags: the inputs make thousands a second. */
+        if (!getenv("RINGSOCK_LOG"))
+            IInstanceLog_SetSink(log, drop_line, NULL);
+    }
     return log;
 }
 

@@ -29,8 +29,8 @@ size_t fz_take(struct fz_in *in, size_t want, const uint8_t **out);
 /* A NUL-terminated copy of up to max bytes (stops at a NUL in the input); malloc'd. */
 char *fz_str(struct fz_in *in, size_t max);
 
-/* The log every socket and context of the harnesses writes to: silent unless RINGSOCK_LOG
- * names flags (RINGSOCK_LOG=tls,dtls to see what a finding does). */
+/* The log every socket and context of the harnesses writes to: silent (errors too) unless
+ * RINGSOCK_LOG is set (RINGSOCK_LOG=tls,dtls to see what a finding does). */
 IInstanceLog *fz_log(void);
 
 /* ---- loop ----------------------------------------------------------------------------- */
