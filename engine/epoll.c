@@ -4,8 +4,9 @@
  * An operation is tried with a non-blocking system call when it is queued, if nothing
  * queued before it on its descriptor waits and the descriptor may be ready; what would
  * block waits on the descriptor until epoll reports it ready (edge-triggered: each
- * descriptor is added once, for reading and writing). Results are completions, handed
- * out by the next poll, never inside the call that queued the operation.
+ * descriptor is added once, for reading; writing is added the first time a write has to
+ * wait). Results are completions, handed out by the next poll, never inside the call that
+ * queued the operation.
  *
  * What a descriptor may do is remembered, so the common case costs the system calls a
  * hand-written edge-triggered server makes and no more: a stream receive that returned
@@ -108,6 +109,12 @@ static struct ep_op *list_pop(struct ep_list *l)
     return o;
 }
 
+__attribute__((noreturn)) static void out_of_memory(void)
+{
+    fprintf(stderr, "ringsock: epoll backend: out of memory\n");
+    abort();
+}
+
 static struct ep_fd *fd_entry(struct rs_epoll *b, int fd)
 {
     if ((size_t)fd >= b->nfds) {
@@ -115,10 +122,8 @@ static struct ep_fd *fd_entry(struct rs_epoll *b, int fd)
         while (n <= (size_t)fd)
             n *= 2;
         struct ep_fd *v = realloc(b->fds, n * sizeof(*v));
-        if (!v) {
-            fprintf(stderr, "ringsock: epoll backend: out of memory\n");
-            abort();
-        }
+        if (!v)
+            out_of_memory();
         memset(v + b->nfds, 0, (n - b->nfds) * sizeof(*v));
         b->fds = v;
         b->nfds = n;
@@ -131,10 +136,8 @@ static struct ep_op *op_new(struct rs_epoll *b, struct rs_op *op, int fd, enum e
     struct ep_op *o = b->spare;
     if (o)
         b->spare = o->next;
-    else if (!(o = malloc(sizeof(*o)))) {
-        fprintf(stderr, "ringsock: epoll backend: out of memory\n");
-        abort();
-    }
+    else if (!(o = malloc(sizeof(*o))))
+        out_of_memory();
     memset(o, 0, sizeof(*o));
     o->op = op;
     o->fd = fd;
@@ -190,11 +193,6 @@ static bool is_write(enum ep_kind k)
 }
 
 enum { EP_AGAIN = 1 }; /* try(): the operation waits for the descriptor */
-
-static int sys_result(ssize_t n)
-{
-    return n < 0 ? -errno : (int)n;
-}
 
 /* Runs o once without blocking: its result (a completion was queued or is to be queued
  * by the caller via *res), or EP_AGAIN. Updates what the entry knows. */
@@ -271,7 +269,7 @@ static int try(struct rs_epoll *b, struct ep_fd *e, struct ep_op *o, int *res)
         *res = -errno;
         return 0;
     }
-    *res = sys_result(n);
+    *res = n < 0 ? -errno : (int)n;
     return 0;
 }
 
@@ -553,11 +551,7 @@ static void ep_destroy(struct rs_backend *base)
         free_list(&b->fds[i].writes);
     }
     free_list(&b->retry);
-    while (b->spare) {
-        struct ep_op *o = b->spare;
-        b->spare = o->next;
-        free(o);
-    }
+    free_list(&(struct ep_list){b->spare, NULL}); /* linked through next as well */
     rs_queue_free(&b->done);
     free(b->fds);
     close(b->epfd);
@@ -598,7 +592,8 @@ struct rs_backend *rs_epoll_create(char *why, size_t whylen)
         return NULL;
     }
     b->base.ops = &epoll_ops;
-    /* Cancels are synchronous by nature; accept is always multishot here. */
-    b->base.features = RS_FEAT_MULTISHOT_ACCEPT | RS_FEAT_SYNC_CANCEL | RS_FEAT_SYSCALL_PER_OP;
+    /* Accept is always multishot and cancels synchronous here; the flags for those are
+     * io_uring's own probes, which nothing outside uring.c reads. */
+    b->base.features = RS_FEAT_SYSCALL_PER_OP;
     return &b->base;
 }
