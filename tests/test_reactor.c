@@ -5,9 +5,6 @@
 
 #include <errno.h>
 #include <liburing.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,13 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "reactor.h" /* struct IIoMux: shutdown_grace_ms */
+#include "seccomp/block_io_uring.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define TEST_LSAN 1
@@ -1186,32 +1183,15 @@ Test(reactor, second_signal_times_out_at_once)
 
 /* ---- IIoMux_Create without io_uring: the epoll backend ---------------------------------- */
 
-#if defined(__x86_64__)
-#define TEST_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define TEST_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#endif
-
-#ifdef TEST_AUDIT_ARCH
+#ifdef BLOCK_IO_URING_ARCH
 /* In a child: make io_uring_setup fail with err, as a container's seccomp profile does,
  * and report through the exit status whether IIoMux_Create did what it should (fall back
  * to epoll; with io_uring forced, return NULL), its stderr through fd. */
 static void child_create(int err, int fd, bool forced)
 {
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TEST_AUDIT_ARCH, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
     if (dup2(fd, STDERR_FILENO) < 0)
         _exit(10);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+    if (block_io_uring(err) != 0)
         _exit(11);
     /* The filter is in place: a raw io_uring_setup must fail the same way. */
     if (syscall(__NR_io_uring_setup, 4, NULL) != -1 || errno != err)
