@@ -6,7 +6,9 @@
 #   block) of a docs/*.md page other than api.md, which is the contract, not the reference;
 # - docs/api.md equals ../shared/api.md (the contract's master copy) when that file exists
 #   (DOCS_CHECK_SHARED_API names another copy);
-# - every relative link in README.md and docs/*.md points to a file that exists.
+# - every relative link in README.md and docs/*.md points to a file that exists (and an
+#   #anchor into a Markdown page to one of its headings);
+# - docs/index.md names every other docs/*.md page.
 # Exit 1 naming each failure.
 cd "$(dirname "$0")/.." || exit 2
 root=$(pwd)
@@ -162,6 +164,14 @@ for my $page ('README.md', glob('docs/*.md')) {
             }
         }
     }
+}
+# docs/index.md names every other page (a link to it, or its path).
+my $index = slurp('docs/index.md');
+for my $page (glob('docs/*.md')) {
+    (my $name = $page) =~ s{^docs/}{};
+    next if $name eq 'index.md' || $index =~ /\]\(\Q$name\E(?:#[^)]*)?\)|docs\/\Q$name\E/;
+    print STDERR "docs_check: docs/index.md does not name $page\n";
+    $status = 1;
 }
 printf "docs_check: %d names documented on %d pages, links checked\n", scalar(keys %want),
     scalar(@pages) unless $status;
