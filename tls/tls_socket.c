@@ -66,10 +66,11 @@ struct rs_tls {
     struct rs_tls_expect expect; /* a client: the server's identity, for the verify callback */
 
     /* Ciphertext from the inner socket: in rx_idle while the peer sends little, in a
-     * pooled block of RS_BLK_RX (several records per receive) while data streams in. */
+     * pooled block of RS_BLK_RECORD while it sends a record at a time (request and
+     * response: the whole record in one receive), of RS_BLK_RX (several records per
+     * receive) while data streams in. rx_next is the size the last receive asks for. */
     uint8_t *rx;
-    size_t rx_off, rx_len, rx_cap;
-    bool rx_filled;    /* the last inner receive filled rx: more is waiting */
+    size_t rx_off, rx_len, rx_cap, rx_next;
     bool inner_recv;   /* an inner Recv into rx is outstanding */
     bool inner_cancel; /* kernel RX: we canceled the inner Recv (else it ends: no retry) */
     uint8_t rx_idle[RS_TLS_RX_IDLE];
@@ -226,7 +227,7 @@ static struct rs_tls *tls_new(IIoMux *m, USocket *user, IInstanceLog *log, ISock
     t->server = server;
     t->qos = -1;
     t->rx = t->rx_idle;
-    t->rx_cap = sizeof(t->rx_idle);
+    t->rx_cap = t->rx_next = sizeof(t->rx_idle);
     rs_task_init(&t->drive_task, drive_task_run);
     return t;
 }
@@ -341,9 +342,9 @@ void rs_tls_set_io(WOLFSSL_CTX *x)
     wolfSSL_CTX_SetIOSend(x, rs_tls_io_send);
 }
 
-static uint8_t *rx_block(void)
+static uint8_t *rx_block(size_t size)
 {
-    uint8_t *b = rs_blk_alloc(RS_BLK_RX);
+    uint8_t *b = rs_blk_alloc(size);
     if (!b)
         rs_fatal("TLS socket: out of memory");
     return b;
@@ -361,16 +362,14 @@ static void want_input(struct rs_tls *t)
         return;
     }
     size_t have = t->rx_len - t->rx_off;
-    bool big = t->rx != t->rx_idle;
     /* wolfSSL takes all it is given, so rx is empty here unless the ALPN scan waits for
-     * the rest of a ClientHello. An empty rx picks the buffer for the next receive: a
-     * block while the receives fill it, the small one (the block back to the pool) once
-     * one did not, so an idle connection holds no record-sized buffer. */
-    if (have == 0 && big != t->rx_filled)
-        rx_use(t, t->rx_filled ? rx_block() : t->rx_idle,
-               t->rx_filled ? RS_BLK_RX : sizeof(t->rx_idle));
-    else if (have > 0 && !big && t->rx_len == t->rx_cap) {
-        uint8_t *b = rx_block();
+     * the rest of a ClientHello. An empty rx picks the buffer for the next receive by what
+     * the last one brought (rx_next): a connection whose peer last sent little holds no
+     * record-sized buffer; a full one moves to the stream block with what it has. */
+    if (have == 0 && t->rx_cap != t->rx_next)
+        rx_use(t, t->rx_next == sizeof(t->rx_idle) ? t->rx_idle : rx_block(t->rx_next), t->rx_next);
+    else if (have > 0 && t->rx_cap < RS_BLK_RX && t->rx_len == t->rx_cap) {
+        uint8_t *b = rx_block(RS_BLK_RX);
         memcpy(b, t->rx + t->rx_off, have);
         rx_use(t, b, RS_BLK_RX);
         t->rx_off = 0;
@@ -941,7 +940,9 @@ static void inner_recv_result(USocket *u, ISocket *inner, void *buf, size_t len)
         t->core.rfill += len; /* plaintext, in the application's buffer */
         t->core.base.stats.bytesReceived += len;
     } else {
-        t->rx_filled = t->rx_len + len == t->rx_cap;
+        t->rx_next = t->rx_len + len == t->rx_cap ? RS_BLK_RX         /* more is waiting */
+                     : len > sizeof(t->rx_idle)   ? RS_BLK_RECORD     /* a record at a time */
+                                                  : sizeof(t->rx_idle); /* little */
         t->rx_len += len;
     }
     drive(t);
