@@ -4,14 +4,22 @@
 # (and clang when it is installed): pkg-config shared, ringsock-static, `cc -static`, and the
 # CMake package. Checks what each binary needs at run time (readelf) and that it runs; and
 # that udp_app.c, plain UDP linked with ringsock-static, holds no wolfSSL or libsrtp2.
+# install_link.sh --prefix DIR CC...: the same against a tree installed already (DIR is
+# usr/ of the extracted Debian packages: scripts/package).
 set -euo pipefail
-build=$(cd "$1" && pwd)
-shift
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+if [ "$1" = --prefix ]; then
+    prefix=$(cd "$2" && pwd)
+    shift 2
+else
+    prefix=$tmp/prefix
+    cmake --install "$1" --prefix "$prefix" >/dev/null
+    shift
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 compilers=("$@")
 command -v clang >/dev/null && [[ " ${compilers[*]} " != *clang* ]] && compilers+=(clang)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 fail() {
     echo "FAIL: $*" >&2
@@ -30,8 +38,7 @@ runs() { # BINARY [ENV=VALUE...]: prints ok and exits 0
     [ "$out" = ok ] || fail "$bin printed: $out"
 }
 
-cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
-pc=$(find "$tmp/prefix" -name ringsock.pc)
+pc=$(find "$prefix" -name ringsock.pc)
 [ -n "$pc" ] || fail "no ringsock.pc installed"
 export PKG_CONFIG_PATH=${pc%/*}
 libdir=$(pkg-config --variable=libdir ringsock)
@@ -79,7 +86,7 @@ target_link_libraries(app-shared PRIVATE ringsock::ringsock)
 add_executable(app-static "$here/app.c")
 target_link_libraries(app-static PRIVATE ringsock::ringsock_static)
 CMAKE
-cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_C_COMPILER="${compilers[0]}" >"$tmp/cmake.log" 2>&1 || fail "find_package: $(cat "$tmp/cmake.log")"
 cmake --build "$tmp/cmake/build" >"$tmp/cmake.log" 2>&1 || fail "CMake build: $(cat "$tmp/cmake.log")"
 needed "$tmp/cmake/build/app-shared" | grep -qx libringsock.so.0 || fail "ringsock::ringsock is not the shared library"

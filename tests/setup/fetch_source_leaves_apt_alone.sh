@@ -4,7 +4,8 @@
 # entry and runs no apt-get update (scripts/setup does, once). Where apt knows no source
 # package and nothing is cached it fails with a message naming scripts/setup; with a cached
 # tree it uses that. apt runs with a configuration of its own (APT_CONFIG): the binary
-# entries only and no index, a machine scripts/setup has not prepared.
+# entries only and no index, a machine scripts/setup has not prepared. --cached runs no apt
+# at all.
 set -euo pipefail
 fetch=$1
 tmp=$(mktemp -d)
@@ -41,4 +42,26 @@ path=$("$fetch" wolfssl 2>"$tmp/err") || fail "with a cached tree: $(cat "$tmp/e
 [ "$path" = "$(cd "$RINGSOCK_CACHE/wolfssl-src/5.5.4-2/wolfssl-5.5.4" && pwd -P)" ] ||
     fail "with a cached tree it printed $path"
 [ "$(state)" = "$before" ] || fail "fetch-source changed apt's configuration or index"
+
+# --cached (debian/rules: the package build needs no network) never runs apt: the newest
+# cached tree, the pinned one, or a failure. apt-get and apt-cache here only record a call.
+mkdir -p "$tmp/bin" "$RINGSOCK_CACHE/wolfssl-src/5.5.4-10/wolfssl-5.5.4"
+echo 5.5.4-10 >"$RINGSOCK_CACHE/wolfssl-src/5.5.4-10/.ringsock-complete"
+for t in apt-get apt-cache; do
+    # shellcheck disable=SC2016 # $0 and $* are the stub's
+    printf '#!/bin/sh\necho "$0 $*" >>"%s/apt-calls"\nexit 1\n' "$tmp" >"$tmp/bin/$t"
+    chmod +x "$tmp/bin/$t"
+done
+path=$(PATH=$tmp/bin:$PATH "$fetch" --cached wolfssl 2>"$tmp/err3") || fail "--cached: $(cat "$tmp/err3")"
+[ "$path" = "$(cd "$RINGSOCK_CACHE/wolfssl-src/5.5.4-10/wolfssl-5.5.4" && pwd -P)" ] ||
+    fail "--cached printed $path, not the newest cached tree (5.5.4-10)"
+path=$(RINGSOCK_WOLFSSL_VERSION=5.5.4-2 PATH=$tmp/bin:$PATH "$fetch" --cached wolfssl 2>"$tmp/err3") ||
+    fail "--cached, pinned: $(cat "$tmp/err3")"
+[ "$path" = "$(cd "$RINGSOCK_CACHE/wolfssl-src/5.5.4-2/wolfssl-5.5.4" && pwd -P)" ] ||
+    fail "--cached, pinned to 5.5.4-2, printed $path"
+if path=$(PATH=$tmp/bin:$PATH "$fetch" --cached libsrtp2 2>"$tmp/err2"); then
+    fail "--cached found a libsrtp2 tree in an empty cache: $path"
+fi
+grep -q -- "--cached" "$tmp/err2" || fail "--cached with nothing cached: $(cat "$tmp/err2")"
+[ ! -e "$tmp/apt-calls" ] || fail "--cached ran apt: $(cat "$tmp/apt-calls")"
 echo "ok: $(head -c 300 "$tmp/err" | tr '\n' ' ')"
