@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <atomic>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <thread>
@@ -237,41 +238,43 @@ Test(sdk, tls_echo_self_signed)
  * certificate's fingerprint is the server context's. */
 Test(sdk, tls_verification_and_fingerprint)
 {
-    Loop loop;
-    ISocketProvider *tcp = CreateTCPSocketProvider();
-    ISocketProvider *tls = CreateTLSSocketProvider(tcp);
-    ISocketContext *sctx = tls->CreateSocketContext(nullptr);
-    ISocketContext *cctx = tls->CreateSocketContext(nullptr);
-    size_t fplen = 0;
-    const byte *fp = sctx->GetCertificateFingerprint(&fplen);
-    cr_assert_not_null(fp);
-    cr_assert_eq(fplen, 32u);
     {
-        EchoServer server(tls, loop.iomux, sctx);
-        EchoClient refused(10, 10);
-        refused.Start(tls, loop.iomux, server.port, cctx, "localhost");
-        cr_assert(loop.RunUntil([&] { return refused.down; }));
-        cr_assert_eq(refused.reason, SOCKET_TLS_HANDSHAKE_FAILED, "reason %d", refused.reason);
-        cr_assert_eq(refused.events.size(), 2u);
-        cr_assert_str_eq(refused.events[0].c_str(), "recv-canceled");
-        delete refused.socket;
+        Loop loop;
+        ISocketProvider *tcp = CreateTCPSocketProvider();
+        ISocketProvider *tls = CreateTLSSocketProvider(tcp);
+        ISocketContext *sctx = tls->CreateSocketContext(nullptr);
+        ISocketContext *cctx = tls->CreateSocketContext(nullptr);
+        size_t fplen = 0;
+        const byte *fp = sctx->GetCertificateFingerprint(&fplen);
+        cr_assert_not_null(fp);
+        cr_assert_eq(fplen, 32u);
+        {
+            EchoServer server(tls, loop.iomux, sctx);
+            EchoClient refused(10, 10);
+            refused.Start(tls, loop.iomux, server.port, cctx, "localhost");
+            cr_assert(loop.RunUntil([&] { return refused.down; }));
+            cr_assert_eq(refused.reason, SOCKET_TLS_HANDSHAKE_FAILED, "reason %d", refused.reason);
+            cr_assert_eq(refused.events.size(), 2u);
+            cr_assert_str_eq(refused.events[0].c_str(), "recv-canceled");
+            delete refused.socket;
 
-        CALL(cctx->SetVerifyPeer(false));
-        EchoClient ok(10, 10);
-        ok.Start(tls, loop.iomux, server.port, cctx);
-        cr_assert(loop.RunUntil([&] { return ok.Echoed() || ok.down; }));
-        cr_assert(ok.Echoed());
-        byte peer[32];
-        cr_assert(ok.socket->GetPeerCertificateFingerprint(peer));
-        cr_assert_eq(memcmp(peer, fp, 32), 0, "peer fingerprint is not the server's");
-        delete ok.socket; /* delete without Shutdown: the server's side ends BY_PEER */
-        cr_assert(loop.RunUntil([&] { return server.ended == 2; }));
+            CALL(cctx->SetVerifyPeer(false));
+            EchoClient ok(10, 10);
+            ok.Start(tls, loop.iomux, server.port, cctx);
+            cr_assert(loop.RunUntil([&] { return ok.Echoed() || ok.down; }));
+            cr_assert(ok.Echoed());
+            byte peer[32];
+            cr_assert(ok.socket->GetPeerCertificateFingerprint(peer));
+            cr_assert_eq(memcmp(peer, fp, 32), 0, "peer fingerprint is not the server's");
+            delete ok.socket; /* delete without Shutdown: the server's side ends BY_PEER */
+            cr_assert(loop.RunUntil([&] { return server.ended == 2; }));
+        }
+        delete cctx;
+        delete sctx;
+        delete tls;
+        delete tcp;
     }
-    delete cctx;
-    delete sctx;
-    delete tls;
-    delete tcp;
-    sdk_check_leaks();
+    sdk_check_leaks(); /* after the loop: deleted sockets go with their last completions */
 }
 
 /* ---- StartTLS: a TCP connection upgraded on both sides -------------------------------- */
@@ -456,26 +459,29 @@ class Timed : public UTimer
 
 Test(sdk, timers)
 {
-    Loop loop;
-    Timed user;
-    ITimer a(loop.iomux, &user), b(loop.iomux, &user), c(loop.iomux, &user);
-    cr_assert_not(a.IsRunning());
-    unsigned long long t0 = now_ms();
-    CALL(a.Start(40));
-    CALL(b.Start(10));
-    CALL(c.Start(5));
-    cr_assert(a.IsRunning());
-    CALL(c.Cancel()); /* never fires */
-    cr_assert_not(c.IsRunning());
-    cr_assert(user.fired.empty(), "a timer fired inside Start");
-    cr_assert(loop.RunUntil([&] { return user.fired.size() == 2; }));
-    loop.RunFor(20);
-    cr_assert_eq(user.fired.size(), 2u);
-    cr_assert_eq(user.fired[0].first, &b);
-    cr_assert_eq(user.fired[1].first, &a);
-    cr_assert_geq(user.fired[0].second - t0, 10u);
-    cr_assert_geq(user.fired[1].second - t0, 40u);
-    cr_assert_not(a.IsRunning());
+    {
+        Loop loop;
+        Timed user;
+        ITimer a(loop.iomux, &user), b(loop.iomux, &user), c(loop.iomux, &user);
+        cr_assert_not(a.IsRunning());
+        unsigned long long t0 = now_ms();
+        CALL(a.Start(40));
+        CALL(b.Start(10));
+        CALL(c.Start(5));
+        cr_assert(a.IsRunning());
+        CALL(c.Cancel()); /* never fires */
+        cr_assert_not(c.IsRunning());
+        cr_assert(user.fired.empty(), "a timer fired inside Start");
+        cr_assert(loop.RunUntil([&] { return user.fired.size() == 2; }));
+        loop.RunFor(20);
+        cr_assert_eq(user.fired.size(), 2u);
+        cr_assert_eq(user.fired[0].first, &b);
+        cr_assert_eq(user.fired[1].first, &a);
+        cr_assert_geq(user.fired[0].second - t0, 10u);
+        cr_assert_geq(user.fired[1].second - t0, 40u);
+        cr_assert_not(a.IsRunning());
+    }
+    sdk_check_leaks();
 }
 
 /* A timer may outlive its loop. */
@@ -508,37 +514,39 @@ class Exec : public UIoExec
 
 Test(sdk, exec_order_cancel_and_locked)
 {
-    Loop loop;
-    Exec e, dropped;
-    CALL(loop.iomux->SetExec(&e, (void *)1));
-    CALL(loop.iomux->SetExec(&e, (void *)2));
-    CALL(loop.iomux->SetExec(&dropped, (void *)9));
-    CALL(loop.iomux->SetExec(&e, (void *)3));
-    CALL(loop.iomux->CancelSetExec(&dropped));
-    cr_assert(e.runs.empty(), "IoExec ran inside SetExec");
-    cr_assert(loop.RunUntil([&] { return e.runs.size() == 3; }));
-    cr_assert_eq(e.runs[0], 1);
-    cr_assert_eq(e.runs[1], 2);
-    cr_assert_eq(e.runs[2], 3);
-    loop.RunFor(10);
-    cr_assert(dropped.runs.empty());
+    {
+        Loop loop;
+        Exec e, dropped;
+        CALL(loop.iomux->SetExec(&e, (void *)1));
+        CALL(loop.iomux->SetExec(&e, (void *)2));
+        CALL(loop.iomux->SetExec(&dropped, (void *)9));
+        CALL(loop.iomux->SetExec(&e, (void *)3));
+        CALL(loop.iomux->CancelSetExec(&dropped));
+        cr_assert(e.runs.empty(), "IoExec ran inside SetExec");
+        cr_assert(loop.RunUntil([&] { return e.runs.size() == 3; }));
+        cr_assert_eq(e.runs[0], 1);
+        cr_assert_eq(e.runs[1], 2);
+        cr_assert_eq(e.runs[2], 3);
+        loop.RunFor(10);
+        cr_assert(dropped.runs.empty());
 
-    /* From other threads. */
-    Exec locked;
-    std::thread th([&] {
+        /* From other threads. */
+        Exec locked;
+        std::thread th([&] {
+            for (intptr_t i = 0; i < 100; i++)
+                loop.iomux->SetExecLocked(&locked, (void *)i);
+        });
+        cr_assert(loop.RunUntil([&] { return locked.count == 100; }));
+        th.join();
         for (intptr_t i = 0; i < 100; i++)
-            loop.iomux->SetExecLocked(&locked, (void *)i);
-    });
-    cr_assert(loop.RunUntil([&] { return locked.count == 100; }));
-    th.join();
-    for (intptr_t i = 0; i < 100; i++)
-        cr_assert_eq(locked.runs[(size_t)i], i);
+            cr_assert_eq(locked.runs[(size_t)i], i);
 
-    /* An exec destroyed with runs pending: they are dropped. */
-    Exec *gone = new Exec;
-    CALL(loop.iomux->SetExec(gone, nullptr));
-    delete gone;
-    loop.RunFor(10);
+        /* An exec destroyed with runs pending: they are dropped. */
+        Exec *gone = new Exec;
+        CALL(loop.iomux->SetExec(gone, nullptr));
+        delete gone;
+        loop.RunFor(10);
+    }
     sdk_check_leaks();
 }
 
@@ -649,6 +657,41 @@ Test(sdk, delete_inside_callbacks)
     sdk_check_leaks();
 }
 
+/* A listener that accepts every connection with itself as the user. */
+class Holder : public USocket
+{
+  public:
+    ISocket *listener;
+    word port;
+    int accepted = 0, events = 0;
+    Holder(ISocketProvider *p, IIoMux *iomux)
+    {
+        listener = p->CreateSocket(iomux, this, nullptr, false);
+        CALL(listener->Bind("127.0.0.1", 0));
+        CALL(listener->Listen());
+        port = sdk_port(listener);
+    }
+    ~Holder()
+    {
+        delete listener;
+    }
+    void SocketListenResult(ISocket *const s, const char *, word) override
+    {
+        CALLBACK("SocketListenResult");
+        accepted++;
+        CALL(s->Accept(this));
+    }
+    void SocketAcceptComplete(ISocket *const) override
+    {
+        events++;
+    }
+    void SocketShutdown(ISocket *const, shutdownreason_t) override
+    {
+        events++;
+    }
+    void SocketRecvCanceled(ISocket *const, void *) override {}
+};
+
 /* TLS connections accepted but still in their handshake when the loop goes: the engine
  * frees them, and their adapters go with them. */
 Test(sdk, loop_deleted_with_unclaimed_accepts)
@@ -658,7 +701,7 @@ Test(sdk, loop_deleted_with_unclaimed_accepts)
         Loop *loop = new Loop;
         ISocketProvider *tcp = CreateTCPSocketProvider();
         ISocketProvider *tls = CreateTLSSocketProvider(tcp);
-        EchoServer *server = new EchoServer(tls, loop->iomux);
+        Holder *server = new Holder(tls, loop->iomux);
         /* Plain TCP clients that never speak TLS: accepted, then stuck in the handshake. */
         std::vector<ISocket *> cs;
         std::vector<EchoClient *> users;
@@ -669,7 +712,8 @@ Test(sdk, loop_deleted_with_unclaimed_accepts)
             CALL(cs.back()->Connect(sdk_addr(server->port).c_str()));
         }
         cr_assert(loop->RunUntil([&] { return server->accepted == 3; }));
-        cr_assert_eq(server->ended, 0);
+        loop->RunFor(20);
+        cr_assert_eq(server->events, 0, "a handshake with a TCP client completed");
         for (ISocket *c : cs)
             delete c;
         delete server;
@@ -712,6 +756,45 @@ Test(sdk, socket_log_reaches_debug)
         quiet.Log(LOG_APP, "app line %d", 42);
         cr_assert(cap.rec.contains("quiet@test.example: app line 42"));
         delete tcp;
+    }
+    sdk_check_leaks();
+}
+
+/* ---- shutdown handlers ------------------------------------------------------------------- */
+
+class Stopper : public IShutdownHandler, public UTimer
+{
+  public:
+    IIoMux *iomux = nullptr;
+    int shutdowns = 0, timeouts = 0;
+    void Shutdown() override
+    {
+        CALLBACK("Shutdown");
+        shutdowns++;
+        CALL(iomux->ShutdownComplete(this));
+    }
+    void ShutdownTimeout() override
+    {
+        timeouts++;
+    }
+    void TimerOnTimeout(ITimer *) override
+    {
+        cr_assert_eq(raise(SIGTERM), 0);
+    }
+};
+
+/* SIGTERM calls Shutdown from the loop; once it completes, Run returns. */
+Test(sdk, shutdown_handler)
+{
+    {
+        Loop loop;
+        Stopper s;
+        s.iomux = loop.iomux;
+        CALL(loop.iomux->RegisterShutdownHandler(&s));
+        ITimer kick(loop.iomux, &s);
+        CALL(kick.Start(5));
+        cr_assert(loop.RunUntil([&] { return s.shutdowns == 1; }, 3000));
+        cr_assert_eq(s.timeouts, 0);
     }
     sdk_check_leaks();
 }
