@@ -194,7 +194,7 @@ static void timer_fwd(rsc::UTimer *self, rsc::ITimer *t)
 static const rsc::UTimerVtbl timer_vtbl = {timer_fwd};
 
 ITimer::ITimer(IIoMux *ioMux, UTimer *owner)
-    : ioMux(ioMux), owner(owner), link(new RingsockTimerLink{{&timer_vtbl}, this, nullptr})
+    : owner(owner), link(new RingsockTimerLink{{&timer_vtbl}, this, nullptr})
 {
     link->t = rsc::ITimer_Create(ringsock_sdk::c_mux(ioMux), &link->c);
 }

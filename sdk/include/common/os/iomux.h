@@ -79,7 +79,6 @@ class UTimer
 class ITimer
 {
     friend struct RingsockSdkAccess;
-    IIoMux *ioMux;
     UTimer *owner;
     struct RingsockTimerLink *link;
 
