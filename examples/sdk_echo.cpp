@@ -9,7 +9,8 @@
 #include <set>
 #include <stdio.h>
 
-class Log : public IInstanceLog {
+class Log : public IInstanceLog
+{
     const char *GetAppName() const override
     {
         return "sdk-echo";
@@ -23,11 +24,10 @@ class Log : public IInstanceLog {
 class Server;
 
 /* One connection: receive what is there, send it back, receive again. */
-class Connection : public USocket {
-public:
-    explicit Connection(Server *server) : server(server)
-    {
-    }
+class Connection : public USocket
+{
+  public:
+    explicit Connection(Server *server) : server(server) {}
     void SocketAcceptComplete(ISocket *const socket) override;
     void SocketRecvResult(ISocket *const socket, void *buf, size_t len) override
     {
@@ -42,13 +42,14 @@ public:
 
     ISocket *socket = nullptr;
 
-private:
+  private:
     Server *server;
     char buffer[16384];
 };
 
-class Server : public USocket, public IShutdownHandler {
-public:
+class Server : public USocket, public IShutdownHandler
+{
+  public:
     Server(IIoMux *iomux, word port) : iomux(iomux)
     {
         tcp = CreateTCPSocketProvider();
@@ -72,8 +73,7 @@ public:
         printf("listening on %u\n", localPort);
         fflush(stdout);
     }
-    void SocketListenResult(ISocket *const socket, const char *remoteAddr,
-                            word remotePort) override
+    void SocketListenResult(ISocket *const socket, const char *remoteAddr, word remotePort) override
     {
         (void)remoteAddr, (void)remotePort;
         Connection *c = new Connection(this);
@@ -94,16 +94,14 @@ public:
     {
         iomux->ShutdownComplete(this);
     }
-    void ShutdownTimeout() override
-    {
-    }
+    void ShutdownTimeout() override {}
     void Ended(Connection *c)
     {
         connections.erase(c);
         delete c;
     }
 
-private:
+  private:
     IIoMux *iomux;
     Log log;
     ISocketProvider *tcp;

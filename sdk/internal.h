@@ -65,6 +65,27 @@ struct RingsockSdkAccess {
 namespace ringsock_sdk
 {
 
+/* Intrusive doubly-linked lists of nodes with prev and next. */
+template <class T> void list_push(T *&head, T *n)
+{
+    n->prev = nullptr;
+    n->next = head;
+    if (head)
+        head->prev = n;
+    head = n;
+}
+
+template <class T> void list_remove(T *&head, T *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    n->prev = n->next = nullptr;
+}
+
 class Socket;
 
 /* The loop, with what the SDK objects on it need at its end. */

@@ -69,18 +69,6 @@ void IoMux::ShutdownComplete(IShutdownHandler *handler)
             rsc::IIoMux_ShutdownComplete(c, &h->c);
 }
 
-static void detach(RingsockExecLink *l, RingsockExecLink **head)
-{
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        *head = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    l->prev = l->next = nullptr;
-    l->mux = nullptr;
-}
-
 void IoMux::attach(UIoExec *exec)
 {
     RingsockExecLink *l = RingsockSdkAccess::link(exec);
@@ -91,20 +79,18 @@ void IoMux::attach(UIoExec *exec)
      * cannot then be attaching it concurrently). */
     if (l->mux) {
         std::lock_guard<std::mutex> old(l->mux->execs_lock);
-        detach(l, &l->mux->execs);
+        list_remove(l->mux->execs, l);
     }
     l->mux = this;
-    l->next = execs;
-    if (execs)
-        execs->prev = l;
-    execs = l;
+    list_push(execs, l);
 }
 
 void IoMux::forget(RingsockExecLink *l)
 {
     rsc::IIoMux_CancelSetExec(c, &l->c);
     std::lock_guard<std::mutex> g(execs_lock);
-    detach(l, &execs);
+    list_remove(execs, l);
+    l->mux = nullptr;
 }
 
 void IoMux::SetExec(UIoExec *exec, void *execContext)

@@ -233,21 +233,12 @@ const rsc::USocketVtbl Socket::vtbl = {
 void IoMux::hold(Socket *s)
 {
     s->held = true;
-    s->next = unclaimed;
-    if (unclaimed)
-        unclaimed->prev = s;
-    unclaimed = s;
+    list_push(unclaimed, s);
 }
 
 void IoMux::release(Socket *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        unclaimed = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = nullptr;
+    list_remove(unclaimed, s);
     s->held = false;
 }
 
