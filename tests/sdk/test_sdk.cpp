@@ -277,6 +277,80 @@ Test(sdk, tls_verification_and_fingerprint)
     sdk_check_leaks(); /* after the loop: deleted sockets go with their last completions */
 }
 
+/* ALPN: SetALPNProcotols (the SDK's spelling) on both ends; the client's
+ * SocketAcceptSelectedALPNProtocol sees the server's choice and may refuse it. */
+class AlpnClient : public EchoClient
+{
+  public:
+    bool accept;
+    std::string seen;
+    AlpnClient(bool accept) : EchoClient(10, 10), accept(accept) {}
+    bool SocketAcceptSelectedALPNProtocol(ISocket *const s, const char *protocol) override
+    {
+        CALLBACK("SocketAcceptSelectedALPNProtocol");
+        cr_assert_eq(s, socket);
+        seen = protocol;
+        return accept;
+    }
+};
+
+Test(sdk, tls_alpn)
+{
+    {
+        Loop loop;
+        ISocketProvider *tcp = CreateTCPSocketProvider();
+        ISocketProvider *tls = CreateTLSSocketProvider(tcp);
+        ISocketContext *sctx = tls->CreateSocketContext(nullptr);
+        ISocketContext *cctx = tls->CreateSocketContext(nullptr);
+        static const char *const server_list[] = {"http/1.1", nullptr};
+        static const char *const client_list[] = {"h2", "http/1.1", nullptr};
+        CALL(sctx->SetALPNProcotols(server_list));
+        CALL(cctx->SetALPNProcotols(client_list));
+        CALL(cctx->SetVerifyPeer(false));
+        {
+            EchoServer server(tls, loop.iomux, sctx);
+            AlpnClient refuses(false), takes(true);
+            refuses.Start(tls, loop.iomux, server.port, cctx);
+            takes.Start(tls, loop.iomux, server.port, cctx);
+            cr_assert(loop.RunUntil([&] { return refuses.down && takes.Echoed(); }));
+            cr_assert_str_eq(refuses.seen.c_str(), "http/1.1");
+            cr_assert_eq(refuses.reason, SOCKET_ALPN_SELECTION_FAILED, "reason %d", refuses.reason);
+            cr_assert_str_eq(takes.seen.c_str(), "http/1.1");
+            cr_assert_str_eq(takes.socket->GetALPNProtocol(), "http/1.1");
+            delete refuses.socket;
+            delete takes.socket;
+            cr_assert(loop.RunUntil([&] { return server.ended == 2; }));
+        }
+        delete cctx;
+        delete sctx;
+        delete tls;
+        delete tcp;
+    }
+    sdk_check_leaks();
+}
+
+/* DTLS on the UDP provider: the bound socket reports the peer through SocketListenResult,
+ * Accept gives it its own socket; one message echoes. */
+Test(sdk, dtls_echo)
+{
+    int fds = sdk_count_fds();
+    {
+        Loop loop;
+        ISocketProvider *udp = CreateUDPSocketProvider();
+        ISocketContext *sctx = udp->CreateSocketContext(nullptr);
+        ISocketContext *cctx = udp->CreateSocketContext(nullptr);
+        CALL(sctx->EnableDTLS(false));
+        CALL(cctx->EnableDTLS(false));
+        CALL(cctx->SetVerifyPeer(false));
+        echo_round(loop, udp, sctx, cctx, 1000, 1000);
+        delete cctx;
+        delete sctx;
+        delete udp;
+    }
+    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
+    sdk_check_leaks();
+}
+
 /* ---- StartTLS: a TCP connection upgraded on both sides -------------------------------- */
 
 class Upgrader : public USocket
