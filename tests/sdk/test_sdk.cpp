@@ -70,14 +70,19 @@ class EchoServer : public USocket
     shutdownreason_t connReason = SOCKET_SHUTDOWN_NORMAL;
     bool down = false;
 
+    std::string local;  /* a local socket's path, else empty */
+    std::string target; /* what clients connect to */
+
     EchoServer(ISocketProvider *p, IIoMux *iomux, ISocketContext *ctx = nullptr,
-               IInstanceLog *log = nullptr)
+               const char *localPath = nullptr)
     {
-        listener = p->CreateSocket(iomux, this, log, false, ctx);
+        listener = p->CreateSocket(iomux, this, nullptr, false, ctx);
         cr_assert_not_null(listener);
-        CALL(listener->Bind("127.0.0.1", 0));
+        local = localPath ? localPath : "";
+        CALL(listener->Bind(localPath ? localPath : "127.0.0.1", 0));
         CALL(listener->Listen()); /* Listen takes effect before it returns */
-        port = sdk_port(listener);
+        port = localPath ? 0 : sdk_port(listener);
+        target = localPath ? local : sdk_addr(port);
     }
     ~EchoServer()
     {
@@ -87,13 +92,14 @@ class EchoServer : public USocket
     {
         CALLBACK("SocketBindResult");
         cr_assert_eq(s, listener);
-        cr_assert_str_eq(addr, "127.0.0.1");
-        cr_assert_eq(p, port);
+        cr_assert_str_eq(addr, local.empty() ? "127.0.0.1" : local.c_str());
+        cr_assert_eq(p, port); /* 0 for local sockets */
     }
     void SocketListenResult(ISocket *const s, const char *addr, word) override
     {
         CALLBACK("SocketListenResult");
-        cr_assert_str_eq(addr, "127.0.0.1");
+        if (local.empty())
+            cr_assert_str_eq(addr, "127.0.0.1");
         accepted++;
         CALL(s->Accept(new EchoConn(&ended, &connReason)));
     }
@@ -123,12 +129,12 @@ class EchoClient : public USocket
     {
         sdk_fill(out.data(), len, 7);
     }
-    void Start(ISocketProvider *p, IIoMux *iomux, word port, ISocketContext *ctx = nullptr,
-               const char *serverName = nullptr)
+    void Start(ISocketProvider *p, IIoMux *iomux, const std::string &target,
+               ISocketContext *ctx = nullptr, const char *serverName = nullptr)
     {
         socket = p->CreateSocket(iomux, this, nullptr, false, ctx);
         cr_assert_not_null(socket);
-        CALL(socket->Connect(sdk_addr(port).c_str(), serverName));
+        CALL(socket->Connect(target.c_str(), serverName));
         /* Send straight after Connect: held until connected. */
         for (size_t off = 0; off < out.size(); off += piece)
             CALL(socket->Send(out.data() + off, std::min(piece, out.size() - off)));
@@ -180,11 +186,11 @@ class EchoClient : public USocket
 /* Client and server over one provider pair: len bytes in pieces echo back exactly; the
  * client's Shutdown ends it NORMAL and the server's connection BY_PEER. */
 static void echo_round(Loop &loop, ISocketProvider *p, ISocketContext *sctx, ISocketContext *cctx,
-                       size_t len, size_t piece)
+                       size_t len, size_t piece, const char *local = nullptr)
 {
-    EchoServer server(p, loop.iomux, sctx);
+    EchoServer server(p, loop.iomux, sctx, local);
     EchoClient client(len, piece);
-    client.Start(p, loop.iomux, server.port, cctx);
+    client.Start(p, loop.iomux, server.target, cctx);
     cr_assert(loop.RunUntil([&] { return client.Echoed() || client.down; }, 10000),
               "no echo: %zu events", client.events.size());
     cr_assert(client.Echoed(), "client ended: reason %d", client.reason);
@@ -251,7 +257,7 @@ Test(sdk, tls_verification_and_fingerprint)
         {
             EchoServer server(tls, loop.iomux, sctx);
             EchoClient refused(10, 10);
-            refused.Start(tls, loop.iomux, server.port, cctx, "localhost");
+            refused.Start(tls, loop.iomux, server.target, cctx, "localhost");
             cr_assert(loop.RunUntil([&] { return refused.down; }));
             cr_assert_eq(refused.reason, SOCKET_TLS_HANDSHAKE_FAILED, "reason %d", refused.reason);
             cr_assert_eq(refused.events.size(), 2u);
@@ -260,7 +266,7 @@ Test(sdk, tls_verification_and_fingerprint)
 
             CALL(cctx->SetVerifyPeer(false));
             EchoClient ok(10, 10);
-            ok.Start(tls, loop.iomux, server.port, cctx);
+            ok.Start(tls, loop.iomux, server.target, cctx);
             cr_assert(loop.RunUntil([&] { return ok.Echoed() || ok.down; }));
             cr_assert(ok.Echoed());
             byte peer[32];
@@ -275,6 +281,80 @@ Test(sdk, tls_verification_and_fingerprint)
         delete tcp;
     }
     sdk_check_leaks(); /* after the loop: deleted sockets go with their last completions */
+}
+
+Test(sdk, local_echo)
+{
+    int fds = sdk_count_fds();
+    {
+        Loop loop;
+        ISocketProvider *local = CreateLocalSocketProvider();
+        std::string name = "@ringsock-sdk-test-" + std::to_string(getpid());
+        echo_round(loop, local, nullptr, nullptr, 200000, 10000, name.c_str());
+        delete local;
+    }
+    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
+    sdk_check_leaks();
+}
+
+/* SetUser: after it, the socket's callbacks go to the new user, with the same socket. */
+class Named : public USocket
+{
+  public:
+    const char *name;
+    std::vector<std::string> *log;
+    USocket *next = nullptr; /* SetUser to this in SocketConnectComplete */
+    Named(const char *name, std::vector<std::string> *log) : name(name), log(log) {}
+    void note(const char *what)
+    {
+        log->push_back(std::string(name) + " " + what);
+    }
+    void SocketConnectComplete(ISocket *const s) override
+    {
+        CALLBACK("SocketConnectComplete");
+        note("connect");
+        if (next)
+            CALL(s->SetUser(next));
+    }
+    void SocketSendResult(ISocket *const) override
+    {
+        CALLBACK("SocketSendResult");
+        note("sent");
+    }
+    void SocketShutdown(ISocket *const, shutdownreason_t) override
+    {
+        note("shutdown");
+    }
+    void SocketRecvCanceled(ISocket *const, void *) override
+    {
+        note("recv-canceled");
+    }
+};
+
+Test(sdk, set_user_and_qos)
+{
+    {
+        Loop loop;
+        ISocketProvider *tcp = CreateTCPSocketProvider();
+        EchoServer server(tcp, loop.iomux);
+        std::vector<std::string> log;
+        Named a("a", &log), b("b", &log);
+        a.next = &b;
+        ISocket *s = tcp->CreateSocket(loop.iomux, &a, nullptr, false);
+        CALL(s->SetQoS(QOS_VOICE));
+        CALL(s->Connect(server.target.c_str()));
+        CALL(s->Send("x", 1));
+        cr_assert(loop.RunUntil([&] { return log.size() == 2; }));
+        cr_assert_str_eq(log[0].c_str(), "a connect");
+        cr_assert_str_eq(log[1].c_str(), "b sent");
+        CALL(s->Shutdown());
+        cr_assert(loop.RunUntil([&] { return log.size() == 3; }));
+        cr_assert_str_eq(log[2].c_str(), "b shutdown");
+        delete s;
+        cr_assert(loop.RunUntil([&] { return server.ended == 1; }));
+        delete tcp;
+    }
+    sdk_check_leaks();
 }
 
 /* ALPN: SetALPNProcotols (the SDK's spelling) on both ends; the client's
@@ -310,8 +390,8 @@ Test(sdk, tls_alpn)
         {
             EchoServer server(tls, loop.iomux, sctx);
             AlpnClient refuses(false), takes(true);
-            refuses.Start(tls, loop.iomux, server.port, cctx);
-            takes.Start(tls, loop.iomux, server.port, cctx);
+            refuses.Start(tls, loop.iomux, server.target, cctx);
+            takes.Start(tls, loop.iomux, server.target, cctx);
             cr_assert(loop.RunUntil([&] { return refuses.down && takes.Echoed(); }));
             cr_assert_str_eq(refuses.seen.c_str(), "http/1.1");
             cr_assert_eq(refuses.reason, SOCKET_ALPN_SELECTION_FAILED, "reason %d", refuses.reason);
@@ -706,7 +786,7 @@ Test(sdk, delete_inside_callbacks)
             Deleter *d = new Deleter(w);
             ds.push_back(d);
             d->socket = tcp->CreateSocket(loop.iomux, d, nullptr, false);
-            CALL(d->socket->Connect(sdk_addr(server.port).c_str()));
+            CALL(d->socket->Connect(server.target.c_str()));
             CALL(d->socket->Send("0123456789abcdef", 16));
             CALL(d->socket->Send("0123456789abcdef", 16)); /* a second result never comes */
             CALL(d->socket->Recv(d->buf, 8));
