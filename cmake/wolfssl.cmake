@@ -219,6 +219,16 @@ if(RINGSOCK_WOLFSSL_AESNI)
   list(APPEND _wolfssl_extra_defines -DWOLFSSL_AESNI -maes)
   set(_wolfssl_aesni_options -DWOLFSSL_AESNI=yes)
 endif()
+# AVX1/AVX2 code paths (AES-GCM, and the SP P-256 code's MULX/ADX one), chosen at run time
+# by CPUID, so a CPU without them takes the AES-NI ones: autotools' --enable-intelasm has
+# them, but 5.5.4's CMake tests BUILD_INTELASM while setting BUILD_INTEL_ASM, so it never
+# does. Only these two macros: USE_INTEL_SPEEDUP would also want assembly for SHA-2 and
+# Poly1305 that this CMake does not build.
+set(_wolfssl_avx_defines "")
+if(RINGSOCK_WOLFSSL_AESNI)
+  set(_wolfssl_avx_defines -DHAVE_INTEL_AVX1 -DHAVE_INTEL_AVX2)
+  list(APPEND _wolfssl_extra_defines ${_wolfssl_avx_defines})
+endif()
 
 # P-256 (and RSA) in wolfSSL's single-precision x86_64 assembly: about ten times the
 # portable code's ECDH and ECDSA speed, so handshakes per core go up as much. 5.5.4's
@@ -233,7 +243,7 @@ if(RINGSOCK_WOLFSSL_SP_ASM)
   set(_wolfssl_sp_defines -DWOLFSSL_HAVE_SP_ECC -DWOLFSSL_HAVE_SP_RSA -DWOLFSSL_SP_ASM
       -DWOLFSSL_SP_X86_64_ASM -DWOLFSSL_SP_X86_64 -DWOLFSSL_X86_64_BUILD)
   list(APPEND _wolfssl_extra_defines ${_wolfssl_sp_defines})
-  string(REPLACE ";" " " _wolfssl_asm_flags "${_wolfssl_sp_defines}")
+  string(REPLACE ";" " " _wolfssl_asm_flags "${_wolfssl_sp_defines};${_wolfssl_avx_defines}")
   set(_wolfssl_sp_options -DWOLFSSL_SP=yes -DWOLFSSL_SP_ASM=yes -DWOLFSSL_SP_X86_64_ASM=yes)
 endif()
 

@@ -4,6 +4,8 @@
 #include "log_internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +58,8 @@ static void default_sink(void *ctx, const char *line)
     }
 }
 
-static uint64_t parse_flag_token(const char *tok, size_t len)
+/* A RINGSOCK_LOG token: a flag's name or a number (decimal or 0x...); false if neither. */
+static bool parse_flag_token(const char *tok, size_t len, uint64_t *bits)
 {
     static const struct {
         const char *name;
@@ -67,14 +70,16 @@ static uint64_t parse_flag_token(const char *tok, size_t len)
     };
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strlen(names[i].name) == len && strncasecmp(tok, names[i].name, len) == 0)
-            return names[i].bits;
+        if (strlen(names[i].name) == len && strncasecmp(tok, names[i].name, len) == 0) {
+            *bits = names[i].bits;
+            return true;
+        }
     }
 
     /* Numeric masks let users enable bits this table does not name. */
     char buf[32];
     if (len == 0 || len >= sizeof(buf))
-        return 0;
+        return false;
     memcpy(buf, tok, len);
     buf[len] = '\0';
     int base = 10;
@@ -86,17 +91,21 @@ static uint64_t parse_flag_token(const char *tok, size_t len)
     /* strtoull would accept signs and blanks; only plain digits are a mask. */
     for (const char *p = digits; *p; p++) {
         if (base == 16 ? !strchr("0123456789abcdefABCDEF", *p) : (*p < '0' || *p > '9'))
-            return 0;
+            return false;
     }
+    if (!*digits)
+        return false;
     errno = 0;
     unsigned long long v = strtoull(digits, NULL, base);
     if (errno != 0)
-        return 0;
-    return (uint64_t)v;
+        return false;
+    *bits = (uint64_t)v;
+    return true;
 }
 
 static uint64_t env_flags(void)
 {
+    static atomic_bool told;
     const char *s = getenv("RINGSOCK_LOG");
     uint64_t flags = 0;
 
@@ -108,7 +117,14 @@ static uint64_t env_flags(void)
         size_t len = strcspn(s, ", \t\r\n");
         if (len == 0)
             break;
-        flags |= parse_flag_token(s, len);
+        uint64_t bits;
+        if (parse_flag_token(s, len, &bits))
+            flags |= bits;
+        else if (!atomic_exchange(&told, true)) /* once per process, not per log */
+            fprintf(stderr,
+                    "ringsock: IInstanceLog_Create: RINGSOCK_LOG: \"%.*s\" is not a log flag: "
+                    "ignored\n",
+                    (int)len, s);
         s += len;
     }
     return flags;

@@ -38,8 +38,7 @@ ISocketContext *ISocketProvider_CreateSocketContext(ISocketProvider *p, IInstanc
     if (!c)
         rs_fatal("ISocketProvider_CreateSocketContext: out of memory");
     c->log = log;
-    const char *ktls = getenv("RINGSOCK_KTLS");
-    c->ktls = ktls && strcmp(ktls, "1") == 0;
+    c->ktls = rs_env_switch("RINGSOCK_KTLS", "ISocketProvider_CreateSocketContext");
     if (p && p->ops->init_context)
         p->ops->init_context(c);
     return c;

@@ -56,10 +56,21 @@ static unsigned env_ms(const char *name)
     return (unsigned)ms;
 }
 
+bool rs_env_switch(const char *name, const char *call)
+{
+    const char *v = getenv(name);
+    if (!v || !*v || strcmp(v, "0") == 0)
+        return false;
+    if (strcmp(v, "1") == 0)
+        return true;
+    fprintf(stderr, "ringsock: %s: %s=%s is not 0 or 1: ignored\n", call, name, v);
+    return false;
+}
+
 static void read_settings(struct rs_settings *s)
 {
-    s->tcp_single_shot = getenv("RINGSOCK_TCP_SINGLE_SHOT") != NULL;
-    s->udp_single_shot = getenv("RINGSOCK_UDP_SINGLE_SHOT") != NULL;
+    s->tcp_single_shot = rs_env_switch("RINGSOCK_TCP_SINGLE_SHOT", "IIoMux_Create");
+    s->udp_single_shot = rs_env_switch("RINGSOCK_UDP_SINGLE_SHOT", "IIoMux_Create");
     s->tls_handshake_timeout_ms = env_ms("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
     s->dtls_handshake_timeout_ms = env_ms("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
 }

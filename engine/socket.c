@@ -268,9 +268,13 @@ void ISocket_SendNoCopy(ISocket *s, const void *buf, size_t len)
 
 void ISocket_SendTo(ISocket *s, const void *buf, size_t len, IPaddr dstAddr, uint16_t dstPort)
 {
-    if (!s->ops->send_to)
-        rs_socket_misuse(s, "ISocket_SendTo on a stream socket");
     buf = check_buffer(s, buf, len, "ISocket_SendTo");
+    if (!s->ops->send_to) { /* the SDK's stream sockets inherit a SendTo that does nothing */
+        rs_log_error(s->log, s->log_flag,
+                     "%s socket %p: ISocket_SendTo on a stream socket: ignored", s->ops->name,
+                     (void *)s);
+        return;
+    }
     API_CALL(s, s->ops->send_to(s, buf, len, dstAddr, dstPort));
 }
 

@@ -121,6 +121,7 @@ struct rs_stream {
     ITimer *accept_retry;
     int offered_fd;
     bool offered_taken;
+    const struct rs_sockaddr *offered_peer; /* its peer (asked once), while offered */
 };
 
 #define S(isock)        ((struct rs_stream *)(isock))
@@ -384,11 +385,15 @@ static void offer_connection(struct rs_stream *s, int fd)
     peer.len = sizeof(peer.u);
     if (getpeername(fd, &peer.u.sa, &peer.len) == 0)
         s->type->format(&peer.u.sa, peer.len, addr, sizeof(addr), &port);
+    else
+        memset(&peer, 0, sizeof(peer));
     LOG(s, "%s %p: connection from %s:%u", NAME(s), (void *)s, addr, port);
     s->offered_fd = fd;
+    s->offered_peer = &peer;
     s->offered_taken = false;
     rs_cb_listen_result(&s->core.base, addr, port);
     s->offered_fd = -1;
+    s->offered_peer = NULL;
     if (!s->offered_taken) {
         LOG(s, "%s %p: connection from %s:%u rejected", NAME(s), (void *)s, addr, port);
         close(fd);
@@ -1135,9 +1140,7 @@ static void stream_accept(ISocket *is, USocket *user)
     rs_core_accepted(&c->core);
     c->fd = s->offered_fd;
     s->offered_taken = true;
-    c->peer.len = sizeof(c->peer.u);
-    if (getpeername(c->fd, &c->peer.u.sa, &c->peer.len) < 0)
-        memset(&c->peer, 0, sizeof(c->peer));
+    c->peer = *s->offered_peer;
     c->qos = s->qos;
     rs_core_event(&c->core, RS_EV_ACCEPTED);
     became_connected(c);

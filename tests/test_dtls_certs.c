@@ -327,6 +327,24 @@ Test(dtls_certs, default_generated_fingerprints_both_ways_srtp)
     generated_fingerprints(true);
 }
 
+/* One context for both roles (WebRTC: the DTLS role follows SDP's setup attribute): a
+ * client without a client certificate presents the server certificate, the one whose
+ * fingerprint the context announces. */
+Test(dtls_certs, client_presents_the_certificate_its_context_announces)
+{
+    enable(false);
+    ISocketContext_SetServerCertificate(cctx, srv.p, srv.len, "localhost");
+    cr_assert_arr_eq(h_ctx_fp(cctx), srv.fp, 32);
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = listen_echo(l);
+    struct h_sock *c = h_sock_new(&env);
+    cr_assert(connect_client(c, port, NULL), "%s\n%s", h_dump(c), h_logs(&env));
+    h_assert_peer_fp(server_side(l, 1), srv.fp);
+    assert_echo(c, "announced");
+    h_sock_free(c);
+    h_sock_free(l);
+}
+
 /* PEMs that cannot be used are refused when set (logged under DTLS, whatever the flags):
  * both ends keep their generated certificates and still find each other by fingerprint. */
 Test(dtls_certs, unusable_certificates_keep_the_generated_ones)

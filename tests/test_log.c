@@ -606,3 +606,20 @@ Test(log, default_sink_lines_do_not_interleave)
     free(text);
     IInstanceLog_Delete(log);
 }
+
+/* A RINGSOCK_LOG token that is no flag is said on stderr, once per process (a program
+ * makes many logs), and the rest of the list still counts. */
+Test(log, env_unknown_name_said_once)
+{
+    struct stderr_capture s;
+    stderr_begin(&s);
+    uint64_t first = flags_with_env("tcp,bogus", 0);
+    uint64_t second = flags_with_env("nonsense", 0);
+    char *text = stderr_end(&s);
+    cr_assert_eq(first, (uint64_t)LOG_TCP);
+    cr_assert_eq(second, 0);
+    const char *said = strstr(text, "RINGSOCK_LOG: \"bogus\" is not a log flag: ignored");
+    cr_assert_not_null(said, "%s", text);
+    cr_assert_null(strstr(strchr(said, '\n'), "is not a log flag"), "said twice: %s", text);
+    free(text);
+}

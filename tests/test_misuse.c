@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -697,16 +698,28 @@ Test(misuse, send_zero_length_yields_one_result_on_dtls)
 
 /* ---- datagram calls on a stream socket -------------------------------------------------- */
 
-static void sendto_tcp(void)
+/* The SDK's stream sockets inherit ISocket's SendTo, which does nothing: logged, no
+ * SocketSendResult, nothing sent, and the connection carries on. */
+Test(misuse, sendto_on_tcp_socket_is_logged_and_ignored)
 {
     IPaddr a;
     scenario_begin();
     connect_hs();
+    int fd = accept(raw_listener, NULL, NULL);
+    cr_assert_geq(fd, 0);
     IPaddr_FromString(&a, "127.0.0.1");
     CALL(ISocket_SendTo(hs->sock, "x", 1, a, raw_port));
-}
-
-Test(misuse, sendto_on_tcp_socket, .signal = SIGABRT)
-{
-    expect_abort(sendto_tcp, "ISocket_SendTo");
+    CALL(ISocket_Send(hs->sock, "y", 1));
+    cr_assert(h_wait_count(&env, hs, H_SEND_RESULT, 1, 3000), "%s", h_dump(hs));
+    char got[2] = {0};
+    cr_assert_eq(h_raw_read_n(fd, got, 1, 3000), 1);
+    cr_assert_eq(got[0], 'y', "the ignored SendTo sent something");
+    h_run_for(&env, 20);
+    cr_assert_eq(h_count(hs, H_SEND_RESULT), 1, "%s", h_dump(hs));
+    cr_assert_not(h_has_shutdown(hs), "%s", h_dump(hs));
+    cr_assert(h_log_contains(&env, "ISocket_SendTo on a stream socket: ignored"), "%s",
+              h_logs(&env));
+    close(fd);
+    h_sock_free(hs);
+    h_env_fini(&env);
 }

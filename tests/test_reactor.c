@@ -80,6 +80,7 @@ Test(reactor, settings_are_read_when_the_loop_is_made)
     setenv("RINGSOCK_TCP_SINGLE_SHOT", "1", 1);
     setenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS", "250", 1);
     setenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS", "12ms", 1);
+    setenv("RINGSOCK_UDP_SINGLE_SHOT", "yes", 1); /* a switch is 0 or 1 */
     int saved = dup(2);
     FILE *err = tmpfile();
     cr_assert_not_null(err);
@@ -91,6 +92,7 @@ Test(reactor, settings_are_read_when_the_loop_is_made)
     unsetenv("RINGSOCK_TCP_SINGLE_SHOT");
     unsetenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
     unsetenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
+    unsetenv("RINGSOCK_UDP_SINGLE_SHOT");
     cr_assert_not_null(m);
     cr_assert(m->settings.tcp_single_shot);
     cr_assert(!m->settings.udp_single_shot);
@@ -103,6 +105,7 @@ Test(reactor, settings_are_read_when_the_loop_is_made)
     cr_assert(strstr(text, "RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS=12ms is not a number of "
                            "milliseconds"),
               "%s", text);
+    cr_assert(strstr(text, "RINGSOCK_UDP_SINGLE_SHOT=yes is not 0 or 1: ignored"), "%s", text);
     IIoMux *later = IIoMux_Create(); /* the environment of its own moment */
     cr_assert(!later->settings.tcp_single_shot);
     cr_assert(m->settings.tcp_single_shot, "what a loop read stays");

@@ -137,6 +137,17 @@ static const uint8_t *local_pem(ISocketContext *c, bool server, size_t *len)
     return NULL;
 }
 
+/* The PEM this side presents: a DTLS client without its own certificate presents the
+ * server one, as GetCertificateFingerprint announces it (WebRTC: one identity per context,
+ * whichever role the handshake gives the socket). */
+static const uint8_t *presented_pem(ISocketContext *c, bool server, bool dtls, size_t *len)
+{
+    const uint8_t *pem = local_pem(c, server, len);
+    if (!pem && dtls && !server && !c->client_cert_disabled)
+        pem = local_pem(c, true, len);
+    return pem;
+}
+
 static bool ensure_identity(ISocketContext *c, struct tls_layer *l)
 {
     if (l->cert_len > 0)
@@ -317,7 +328,7 @@ static WOLFSSL_CTX *build(ISocketContext *c, struct tls_layer *l, bool server, b
         return NULL;
     const char *what = NULL;
     size_t pem_len;
-    const uint8_t *pem = local_pem(c, server, &pem_len);
+    const uint8_t *pem = presented_pem(c, server, dtls, &pem_len);
     if (pem) {
         what = use_pem(x, pem, pem_len);
     } else if (server || (dtls && !c->client_cert_disabled)) {

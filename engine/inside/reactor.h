@@ -41,6 +41,10 @@ struct rs_settings {
     unsigned dtls_handshake_timeout_ms; /* RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS */
 };
 
+/* A 0/1 setting from the environment: unset, empty or "0" is false, "1" true; anything
+ * else is said on stderr (naming call, the API function that reads it) and is false. */
+bool rs_env_switch(const char *name, const char *call);
+
 struct IIoMux {
     struct rs_backend *io;
     struct rs_settings settings;

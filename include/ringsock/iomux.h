@@ -48,8 +48,8 @@ void IIoMux_CancelSetExec(IIoMux *iomux, UIoExec *exec);
 void IIoMux_RegisterShutdownHandler(IIoMux *iomux, IShutdownHandler *handler); /* SIGINT/SIGTERM */
 void IIoMux_ShutdownComplete(IIoMux *iomux, IShutdownHandler *handler);
 
-/* Extension: the I/O backend this IIoMux runs on. "io_uring" (the only one this build has:
- * RINGSOCK_BACKEND=epoll makes IIoMux_Create return NULL with the reason on stderr). */
+/* Extension: the I/O backend this IIoMux runs on, "io_uring" or "epoll" (IIoMux_Create
+ * falls back to epoll where io_uring cannot be set up; RINGSOCK_BACKEND forces either). */
 const char *IIoMux_GetBackend(IIoMux *iomux);
 
 ITimer *ITimer_Create(IIoMux *iomux, UTimer *owner);
