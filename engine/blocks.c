@@ -1,4 +1,5 @@
 /* Per-thread cache of record-sized blocks; see blocks.h. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,9 @@ struct blk {
 
 static __thread struct blk *cache[CLS_COUNT];
 static __thread unsigned cache_len[CLS_COUNT];
-static __thread unsigned thread_muxes;
+/* Signed: an IIoMux deleted on another thread than the one that made it leaves one count
+ * below zero (no cache there) and the other above (emptied when that thread exits). */
+static __thread int thread_muxes;
 static __thread struct blk *last_record;
 static __thread bool tracking;
 
@@ -123,11 +126,9 @@ void *rs_blk_last_record(size_t *size)
     return last_record + 1;
 }
 
-void rs_blk_thread_muxes(int delta)
+static void empty_cache(void *unused)
 {
-    thread_muxes += (unsigned)delta;
-    if (thread_muxes > 0)
-        return;
+    (void)unused;
     for (int c = 0; c < CLS_COUNT; c++) {
         while (cache[c]) {
             struct blk *b = cache[c];
@@ -136,4 +137,27 @@ void rs_blk_thread_muxes(int delta)
         }
         cache_len[c] = 0;
     }
+}
+
+/* A thread that ends with a loop never deleted (or deleted on another thread) would
+ * leave its cache behind: the key's destructor empties it at thread exit. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static void make_exit_key(void)
+{
+    pthread_key_create(&exit_key, empty_cache);
+}
+
+void rs_blk_thread_muxes(int delta)
+{
+    thread_muxes += delta;
+    if (thread_muxes > 0) {
+        if (delta > 0 && thread_muxes == 1) {
+            pthread_once(&exit_once, make_exit_key);
+            pthread_setspecific(exit_key, &exit_key); /* any non-NULL value */
+        }
+        return;
+    }
+    empty_cache(NULL);
 }

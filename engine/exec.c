@@ -83,11 +83,15 @@ void IIoMux_SetExec(IIoMux *m, UIoExec *exec, void *execContext)
 void IIoMux_SetExecLocked(IIoMux *m, UIoExec *exec, void *execContext)
 {
     pthread_mutex_lock(&m->locked_mu);
+    /* A queue that was not empty has its wake on the way: the loop drains it all. */
+    bool wake = m->locked.len == 0;
     queue_push(&m->locked, exec, execContext);
-    pthread_mutex_unlock(&m->locked_mu);
+    /* Under the lock: the loop cannot run this exec before we are done with m, so an exec
+     * that ends its loop (and deletes the IIoMux) never pulls the eventfd from under us. */
     uint64_t one = 1;
-    while (write(m->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+    while (wake && write(m->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
         ;
+    pthread_mutex_unlock(&m->locked_mu);
 }
 
 void IIoMux_CancelSetExec(IIoMux *m, UIoExec *exec)

@@ -2,6 +2,7 @@
  * the loop; once all have called IIoMux_ShutdownComplete the loop terminates. Handlers
  * that take longer than the grace period (or a second signal) get ShutdownTimeout. */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 #include "reactor.h"
 
 #define RS_SHUTDOWN_GRACE_MS 10000 /* default; IIoMux.shutdown_grace_ms (tests) changes it */
-#define RS_MAX_SIGNAL_MUXES  64
+#define RS_MAX_SIGNAL_MUXES  1024  /* loops with shutdown handlers: one per core */
 
 /* The signal handler may only touch these: async-signal-safe atomics and write(2). */
 static struct {
@@ -19,6 +20,10 @@ static struct {
 } g_slots[RS_MAX_SIGNAL_MUXES];
 static pthread_mutex_t g_slots_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool g_installed;
+/* Handlers running now (on any thread). A loop that gives its slot back waits for them:
+ * one may have read the slot's eventfd before it was cleared, and once IIoMux_Delete
+ * closes it the number may be another file's. */
+static atomic_int g_in_handler;
 
 struct rs_shutdown_state {
     int slot;
@@ -33,6 +38,7 @@ static void on_signal(int sig)
 {
     (void)sig;
     int saved = errno;
+    atomic_fetch_add(&g_in_handler, 1);
     uint64_t one = 1;
     for (int i = 0; i < RS_MAX_SIGNAL_MUXES; i++) {
         int fd = atomic_load(&g_slots[i].fd);
@@ -42,6 +48,7 @@ static void on_signal(int sig)
             (void)r;
         }
     }
+    atomic_fetch_sub(&g_in_handler, 1);
     errno = saved;
 }
 
@@ -168,6 +175,10 @@ void rs_shutdown_destroy(IIoMux *m)
     if (!s)
         return;
     atomic_store(&g_slots[s->slot].fd, -1);
+    /* A handler interrupting this thread has finished before we get here; one on another
+     * thread is a few writes long. */
+    while (atomic_load(&g_in_handler) > 0)
+        sched_yield();
     ITimer_Delete(s->grace);
     free(s->handlers);
     free(s);

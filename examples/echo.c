@@ -29,11 +29,23 @@
  * either way the certificate's fingerprint is printed at start as
  * "fingerprint sha-256 AA:BB:..." (as in SDP).
  *
- * Prints "listening on PORT" (for --local: "listening on PATH") once bound;
- * SIGINT/SIGTERM stop it cleanly. Each
+ * --threads N [--pin] (TCP, TLS, UDP): one loop per thread, N threads, each with its own
+ * listener (or UDP socket) bound to the same port with SO_REUSEPORT (ISocket_BindReuse);
+ * the kernel spreads connections and datagrams over them by a hash of the 4-tuple. The
+ * providers and the TLS context are shared (docs/threads.md). --pin pins thread i to the
+ * i-th CPU this process may run on. With --port 0 the first loop's port is the others'.
+ * Why the plain hash and not SO_INCOMING_CPU or a steering BPF program: README, "One
+ * loop per core".
+ *
+ * Prints "listening on PORT" (for --local: "listening on PATH") once bound (the first
+ * loop only); SIGINT/SIGTERM stop every loop cleanly. Each
  * connection receives into its own buffer, sends what arrived (the engine copies)
  * and receives again at once, unless MAX_SENDS_OUT sends are still queued: a client
  * that stops reading stops being read. */
+#define _GNU_SOURCE /* CPU sets, pthread_setaffinity_np (--pin) */
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,21 +56,33 @@
 #define BUF_SIZE      65536
 #define MAX_SENDS_OUT 4
 
+/* What every loop shares (made before the loops start, deleted after they end). */
+static struct {
+    const char *addr, *local;
+    uint16_t port; /* with --threads and port 0: the first loop's */
+    bool v6, udp, dtls, pin;
+    IInstanceLog *log;
+    ISocketProvider *tcp;    /* the TCP, UDP or local provider */
+    ISocketProvider *tls;    /* --tls: wraps tcp */
+    ISocketContext *tls_ctx; /* --tls, --dtls */
+    bool srtp;               /* --dtls --srtp */
+    bool ktls;               /* --tls --ktls */
+} g;
+
+/* One loop: its IIoMux, listener (or UDP socket) and connections. */
 struct server {
     USocket user; /* the listener's callbacks */
     USocket udp_user;
     uint8_t *udp_buf;
     IShutdownHandler shutdown;
     IIoMux *mux;
-    ISocketProvider *tcp;
-    IInstanceLog *log;
-    ISocketProvider *tls;    /* --tls: wraps tcp */
-    ISocketContext *tls_ctx; /* --tls, --dtls */
     ISocket *listener;
     struct conn *conns; /* every live connection, to close them on shutdown */
-    bool srtp;          /* --dtls --srtp */
-    bool ktls;          /* --tls --ktls */
     bool stopping;
+    int idx;
+    pthread_t thread;
+    sem_t bound; /* the first loop's listener is bound: the others may take its port */
+    int status;  /* main's exit status for this loop */
 };
 
 struct conn {
@@ -132,7 +156,7 @@ static void conn_accept_complete(USocket *u, ISocket *sock)
         ISocket_Shutdown(sock);
         return;
     }
-    if (c->srv->srtp)
+    if (g.srtp)
         print_srtp_keys(sock);
     ISocket_Recv(sock, c->buf, BUF_SIZE, true);
 }
@@ -143,7 +167,7 @@ static void conn_shutdown(USocket *u, ISocket *sock, shutdownreason_t reason)
     if (reason == SOCKET_TLS_HANDSHAKE_FAILED)
         fprintf(stderr, "ringsock-echo: connection closed: %s\n",
                 SocketShutdownReasonToStr(reason));
-    if (c->srv->ktls && c->sock) { /* --ktls, the handshake done */
+    if (g.ktls && c->sock) { /* --ktls, the handshake done */
         unsigned k = ISocket_GetKernelTLS(sock);
         printf("ktls %s\n", k == (KTLS_TX | KTLS_RX) ? "tx+rx"
                             : k == KTLS_TX           ? "tx"
@@ -165,10 +189,15 @@ static const USocketVtbl conn_vtbl = {
     .SocketSendResult = conn_send_result,
 };
 
+static const USocketVtbl srv_vtbl;
+
 static void srv_bind_result(USocket *u, ISocket *sock, const char *addr, uint16_t port)
 {
-    (void)u;
     (void)sock;
+    struct server *s = u->vtbl == &srv_vtbl ? RINGSOCK_CONTAINER_OF(u, struct server, user)
+                                            : RINGSOCK_CONTAINER_OF(u, struct server, udp_user);
+    if (s->idx > 0) /* the same port again */
+        return;
     if (port)
         printf("listening on %u\n", port);
     else
@@ -355,34 +384,106 @@ static int usage(const char *argv0)
             "usage: %s [--udp [--sockperf]] [--port P] [--addr A] [--v6] | --local PATH\n"
             "       %s --tls [--ktls] [--cert PEM] [--alpn a,b] [--require-client-cert CAFILE]\n"
             "                [--port P] [--addr A] [--v6]\n"
-            "       %s --dtls [--srtp] [--cert PEM] [--port P] [--addr A] [--v6]\n",
+            "       %s --dtls [--srtp] [--cert PEM] [--port P] [--addr A] [--v6]\n"
+            "       TCP, --udp and --tls also take [--threads N [--pin]]\n",
             argv0, argv0, argv0);
     return 2;
 }
 
+/* --pin: the idx-th CPU of those this process may run on. */
+static void pin_thread(int idx)
+{
+    cpu_set_t allowed, one;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) == 0)
+        return;
+    int want = idx % CPU_COUNT(&allowed);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, &allowed) && want-- == 0) {
+            CPU_ZERO(&one);
+            CPU_SET(cpu, &one);
+            pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+            return;
+        }
+    }
+}
+
+/* A loop's whole life, on its own thread (or main's, for one loop): made, bound, run until
+ * the shutdown handler or a failed listener ends it, then everything it owns deleted. */
+static void run_loop(struct server *s)
+{
+    s->mux = IIoMux_Create();
+    if (!s->mux) {
+        s->status = 1;
+        sem_post(&s->bound);
+        return;
+    }
+    IIoMux_RegisterShutdownHandler(s->mux, &s->shutdown);
+    if (g.udp) {
+        s->udp_buf = malloc(UDP_BUF_SIZE);
+        s->listener = ISocketProvider_CreateSocket(g.tcp, s->mux, &s->udp_user, g.log, g.v6, NULL);
+        ISocket_BindReuse(s->listener, g.addr, g.port, true);
+        ISocket_Recv(s->listener, s->udp_buf, UDP_BUF_SIZE, true);
+    } else {
+        s->listener = ISocketProvider_CreateSocket(g.tls ? g.tls : g.tcp, s->mux, &s->user, g.log,
+                                                   g.v6, g.tls_ctx);
+        if (g.local)
+            ISocket_Bind(s->listener, g.local, 0);
+        else
+            ISocket_BindReuse(s->listener, g.addr, g.port, true);
+        ISocket_Listen(s->listener);
+    }
+    if (s->idx == 0 && g.port == 0 && !g.local) { /* bound before the call returned */
+        char a[64];
+        ISocket_GetLocalAddress(s->listener, a, sizeof(a), &g.port);
+    }
+    sem_post(&s->bound);
+    IIoMux_Run(s->mux);
+    /* Terminated: by the shutdown handler, or because the listener failed. */
+    while (s->conns) {
+        struct conn *c = s->conns;
+        s->conns = c->next;
+        if (c->sock)
+            ISocket_Delete(c->sock);
+        free(c);
+    }
+    if (s->listener)
+        ISocket_Delete(s->listener);
+    free(s->udp_buf);
+    IIoMux_Delete(s->mux);
+}
+
+static void *loop_thread(void *arg)
+{
+    struct server *s = arg;
+    if (g.pin)
+        pin_thread(s->idx);
+    run_loop(s);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
-    const char *addr = NULL, *local = NULL;
     const char *cert = NULL, *alpn = NULL, *client_ca = NULL;
     unsigned port = 0;
-    bool v6 = false, udp = false, tls = false, dtls = false, srtp = false, ktls = false;
+    int threads = 1;
+    bool tls = false, srtp = false, ktls = false, sockperf = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc)
             port = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--addr") && i + 1 < argc)
-            addr = argv[++i];
+            g.addr = argv[++i];
         else if (!strcmp(argv[i], "--v6"))
-            v6 = true;
+            g.v6 = true;
         else if (!strcmp(argv[i], "--udp"))
-            udp = true;
+            g.udp = true;
         else if (!strcmp(argv[i], "--sockperf"))
-            sockperf_replies = true;
+            sockperf = true;
         else if (!strcmp(argv[i], "--local") && i + 1 < argc)
-            local = argv[++i];
+            g.local = argv[++i];
         else if (!strcmp(argv[i], "--tls"))
             tls = true;
         else if (!strcmp(argv[i], "--dtls"))
-            dtls = true;
+            g.dtls = true;
         else if (!strcmp(argv[i], "--srtp"))
             srtp = true;
         else if (!strcmp(argv[i], "--ktls"))
@@ -393,95 +494,107 @@ int main(int argc, char **argv)
             alpn = argv[++i];
         else if (!strcmp(argv[i], "--require-client-cert") && i + 1 < argc)
             client_ca = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--pin"))
+            g.pin = true;
         else
             return usage(argv[0]);
     }
-    if (dtls ? tls || udp || local || sockperf_replies || alpn || client_ca : srtp)
+    sockperf_replies = sockperf;
+    g.port = (uint16_t)port;
+    if (g.dtls ? tls || g.udp || g.local || sockperf || alpn || client_ca : srtp)
         return usage(argv[0]);
     if (ktls && !tls)
         return usage(argv[0]);
-    if (!dtls && (tls ? udp || local : cert || alpn || client_ca))
+    if (!g.dtls && (tls ? g.udp || g.local : cert || alpn || client_ca))
         return usage(argv[0]);
-    struct server s = {
-        .user.vtbl = &srv_vtbl, .udp_user.vtbl = &udp_vtbl, .shutdown.vtbl = &shutdown_vtbl};
-    s.mux = IIoMux_Create();
-    if (!s.mux)
-        return 1;
-    s.log = IInstanceLog_Create("ringsock-echo", 0);
-    s.tcp = udp || dtls ? CreateUDPSocketProvider()
-            : local     ? CreateLocalSocketProvider()
-                        : CreateTCPSocketProvider();
+    /* Unix sockets have no SO_REUSEPORT; DTLS over several loops is not tried yet. */
+    if (threads < 1 || threads > 1024 || (threads > 1 && (g.local || g.dtls)))
+        return usage(argv[0]);
+    g.log = IInstanceLog_Create("ringsock-echo", 0);
+    g.tcp = g.udp || g.dtls ? CreateUDPSocketProvider()
+            : g.local       ? CreateLocalSocketProvider()
+                            : CreateTCPSocketProvider();
     char **alpn_list = NULL;
-    if (dtls) {
-        s.tls_ctx = ISocketProvider_CreateSocketContext(s.tcp, s.log);
-        ISocketContext_EnableDTLS(s.tls_ctx, srtp);
-        s.srtp = srtp;
+    if (g.dtls) {
+        g.tls_ctx = ISocketProvider_CreateSocketContext(g.tcp, g.log);
+        ISocketContext_EnableDTLS(g.tls_ctx, srtp);
+        g.srtp = srtp;
         if (cert) {
             size_t len;
             uint8_t *pem = read_file(cert, &len);
-            ISocketContext_SetServerCertificate(s.tls_ctx, pem, len, NULL); /* copied */
+            ISocketContext_SetServerCertificate(g.tls_ctx, pem, len, NULL); /* copied */
             free(pem);
         }
+        if (!print_fingerprint(g.tls_ctx))
+            return 1;
     }
     if (tls) {
-        s.tls = CreateTLSSocketProvider(s.tcp);
-        s.tls_ctx = ISocketProvider_CreateSocketContext(s.tls, s.log);
+        g.tls = CreateTLSSocketProvider(g.tcp);
+        g.tls_ctx = ISocketProvider_CreateSocketContext(g.tls, g.log);
         if (ktls) /* only then: RINGSOCK_KTLS=1 stays in force without it */
-            ISocketContext_EnableKernelTLS(s.tls_ctx, true);
-        s.ktls = ktls;
+            ISocketContext_EnableKernelTLS(g.tls_ctx, true);
+        g.ktls = ktls;
         size_t len;
         if (cert) {
             uint8_t *pem = read_file(cert, &len);
-            ISocketContext_SetServerCertificate(s.tls_ctx, pem, len, NULL); /* copied */
+            ISocketContext_SetServerCertificate(g.tls_ctx, pem, len, NULL); /* copied */
             free(pem);
         }
         if (client_ca) {
             uint8_t *pem = read_file(client_ca, &len);
-            ISocketContext_SetTrustedCertificates(s.tls_ctx, pem, len);
-            ISocketContext_RequireClientCertificate(s.tls_ctx, true);
+            ISocketContext_SetTrustedCertificates(g.tls_ctx, pem, len);
+            ISocketContext_RequireClientCertificate(g.tls_ctx, true);
             free(pem);
         }
         if (alpn) {
             alpn_list = split_list(alpn);
-            ISocketContext_SetALPNProtocols(s.tls_ctx, (const char *const *)alpn_list);
+            ISocketContext_SetALPNProtocols(g.tls_ctx, (const char *const *)alpn_list);
         }
     }
-    IIoMux_RegisterShutdownHandler(s.mux, &s.shutdown);
-    if (udp) {
-        s.udp_buf = malloc(UDP_BUF_SIZE);
-        s.listener = ISocketProvider_CreateSocket(s.tcp, s.mux, &s.udp_user, s.log, v6, NULL);
-        ISocket_BindReuse(s.listener, addr, (uint16_t)port, true);
-        ISocket_Recv(s.listener, s.udp_buf, UDP_BUF_SIZE, true);
+    /* The context is configured: from here on the loops only read it (docs/threads.md). */
+    struct server *loops = calloc((size_t)threads, sizeof(*loops));
+    if (!loops)
+        return 1;
+    for (int i = 0; i < threads; i++) {
+        loops[i] = (struct server){.user.vtbl = &srv_vtbl,
+                                   .udp_user.vtbl = &udp_vtbl,
+                                   .shutdown.vtbl = &shutdown_vtbl,
+                                   .idx = i};
+        sem_init(&loops[i].bound, 0, 0);
+    }
+    int status = 0;
+    if (threads == 1) {
+        if (g.pin)
+            pin_thread(0);
+        run_loop(&loops[0]);
     } else {
-        s.listener =
-            ISocketProvider_CreateSocket(tls ? s.tls : s.tcp, s.mux, &s.user, s.log, v6, s.tls_ctx);
-        if (dtls && !print_fingerprint(s.tls_ctx))
-            return 1;
-        if (local)
-            ISocket_Bind(s.listener, local, 0);
-        else
-            ISocket_BindReuse(s.listener, addr, (uint16_t)port, true);
-        ISocket_Listen(s.listener);
+        /* The first loop binds first: with --port 0 the others take the port it got. */
+        int started = 0;
+        for (int i = 0; i < threads; i++, started++) {
+            if (pthread_create(&loops[i].thread, NULL, loop_thread, &loops[i]) != 0) {
+                fprintf(stderr, "ringsock-echo: cannot start loop %d\n", i);
+                status = 1;
+                break;
+            }
+            if (i == 0)
+                sem_wait(&loops[0].bound);
+        }
+        for (int i = 0; i < started; i++)
+            pthread_join(loops[i].thread, NULL);
     }
-    IIoMux_Run(s.mux);
-    /* Terminated: by the shutdown handler, or because the listener failed. */
-    while (s.conns) {
-        struct conn *c = s.conns;
-        s.conns = c->next;
-        if (c->sock)
-            ISocket_Delete(c->sock);
-        free(c);
+    for (int i = 0; i < threads; i++) {
+        status |= loops[i].status;
+        sem_destroy(&loops[i].bound);
     }
-    if (s.listener)
-        ISocket_Delete(s.listener);
-    free(s.udp_buf);
-    if (s.tls_ctx)
-        ISocketContext_Delete(s.tls_ctx); /* after the sockets that use it */
-    if (s.tls)
-        ISocketProvider_Delete(s.tls);
+    free(loops);
+    if (g.tls_ctx)
+        ISocketContext_Delete(g.tls_ctx); /* after the sockets that use it */
+    if (g.tls)
+        ISocketProvider_Delete(g.tls);
     free_list(alpn_list);
-    ISocketProvider_Delete(s.tcp);
-    IInstanceLog_Delete(s.log);
-    IIoMux_Delete(s.mux);
-    return 0;
+    ISocketProvider_Delete(g.tcp);
+    IInstanceLog_Delete(g.log);
+    return status;
 }

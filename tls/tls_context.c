@@ -242,21 +242,30 @@ static void drop_unusable(ISocketContext *c, uint8_t **pem, size_t *len)
     }
 }
 
+/* A context no TLS or DTLS provider made gets its layer from the first TLS socket that
+ * uses it, and loops on several threads may make theirs at once: one of them attaches. */
+static pthread_mutex_t attach_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void rs_tls_context_attach(ISocketContext *c)
 {
-    if (c->layer_ops == &tls_layer_ops)
+    /* the layer is published last: a thread that sees it sees the context checked */
+    if (__atomic_load_n(&c->layer, __ATOMIC_ACQUIRE) && c->layer_ops == &tls_layer_ops)
         return;
-    if (c->layer_ops)
-        rs_fatal("a socket context serves one security layer");
-    rs_tls_init();
-    struct tls_layer *l = calloc(1, sizeof(*l));
-    if (!l)
-        rs_fatal("TLS context: out of memory");
-    pthread_mutex_init(&l->mu, NULL);
-    c->layer = l;
-    c->layer_ops = &tls_layer_ops;
-    drop_unusable(c, &c->server_cert, &c->server_cert_len);
-    drop_unusable(c, &c->client_cert, &c->client_cert_len);
+    pthread_mutex_lock(&attach_mu);
+    if (c->layer_ops != &tls_layer_ops) {
+        if (c->layer_ops)
+            rs_fatal("a socket context serves one security layer");
+        rs_tls_init();
+        struct tls_layer *l = calloc(1, sizeof(*l));
+        if (!l)
+            rs_fatal("TLS context: out of memory");
+        pthread_mutex_init(&l->mu, NULL);
+        c->layer_ops = &tls_layer_ops; /* drop_unusable checks with it */
+        drop_unusable(c, &c->server_cert, &c->server_cert_len);
+        drop_unusable(c, &c->client_cert, &c->client_cert_len);
+        __atomic_store_n(&c->layer, l, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&attach_mu);
 }
 
 static bool load_trust(WOLFSSL_CTX *x, ISocketContext *c)

@@ -5,8 +5,8 @@
 #   echo_interop.sh PATH/TO/ringsock-echo PATH/TO/ringsock-load
 #
 # Starts ringsock-echo over TCP, UDP, a Unix socket path and an abstract Unix name (port 0 /
-# a fresh path, reading back "listening on ..."), checks that each echoes byte for byte, runs
-# load through it, and stops it with SIGTERM: it must exit with status 0 within 2 s.
+# a fresh path, reading back "listening on ..."), and with --threads (TCP, TLS, UDP: several
+# loops on one port), checks that each echoes byte for byte, runs load through it, and stops it with SIGTERM: it must exit with status 0 within 2 s.
 # Exits 77 (skipped) when socat or sockperf is not installed.
 set -euo pipefail
 # shellcheck source=tests/interop/lib.sh
@@ -245,6 +245,30 @@ grep -q ' lost=0$' "$tmp/sockperf-sr.pp" || fail "sockperf-sr: $(cat "$tmp/sockp
 kill -TERM "$sp_pid"
 wait "$sp_pid" 2> /dev/null || true
 forget_pid "$sp_pid"
+
+# ---- Several loops: --threads, one listener each on the same port (SO_REUSEPORT) ----
+# loops_server NAME ARGS...: start_server, and only the first loop says where it listens.
+loops_server() {
+    start_server "$@"
+    [ "$(grep -c '^listening on' "$tmp/$1.out")" -eq 1 ] ||
+        fail "$1: 'listening on' printed more than once: $(cat "$tmp/$1.out")"
+}
+step "Several loops"
+loops_server loops --port 0 --threads 3 --pin
+loops_pid=$SERVER_PID loops_port=$LISTEN
+stream_echo loops "TCP:127.0.0.1:$loops_port"
+pingpong loops --port "$loops_port" --conns 12 --depth 4 --size 1000 --seconds 1 --warmup 0 \
+    --threads 3
+stop_server loops "$loops_pid" # one SIGTERM ends every loop
+loops_server loops-tls --tls --port 0 --threads 2
+loops_pid=$SERVER_PID
+pingpong loops-tls --tls --port "$LISTEN" --conns 8 --depth 2 --size 5000 --seconds 1 \
+    --warmup 0 --threads 2
+stop_server loops-tls "$loops_pid"
+loops_server loops-udp --udp --port 0 --threads 2
+loops_pid=$SERVER_PID
+pingpong loops-udp --udp --port "$LISTEN" --conns 8 --size 500 --seconds 1 --warmup 0 --threads 2
+stop_server loops-udp "$loops_pid"
 
 # ---- Unix stream sockets: a path and an abstract name ----
 step "Unix socket path"
