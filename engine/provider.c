@@ -7,11 +7,24 @@
 #include "provider.h"
 #include "reactor.h"
 
+void rs_provider_init(ISocketProvider *p, const struct rs_provider_ops *ops)
+{
+    p->ops = ops;
+    atomic_init(&p->refs, 1);
+}
+
 ISocketProvider *rs_provider_new(const struct rs_provider_ops *ops)
 {
     ISocketProvider *p = malloc(sizeof(*p));
     if (p)
-        p->ops = ops;
+        rs_provider_init(p, ops);
+    return p;
+}
+
+ISocketProvider *rs_provider_ref(ISocketProvider *p)
+{
+    if (p)
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
     return p;
 }
 
@@ -22,7 +35,7 @@ void rs_provider_free(ISocketProvider *p)
 
 void ISocketProvider_Delete(ISocketProvider *p)
 {
-    if (p)
+    if (p && atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
         p->ops->destroy(p);
 }
 

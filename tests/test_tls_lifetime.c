@@ -16,6 +16,29 @@
 
 /* ---- Delete ---------------------------------------------------------------------------------- */
 
+/* A provider may be deleted while what it made lives (api.md): also a TCP provider that a
+ * TLS provider wraps, which then still makes working sockets. */
+Test(tls, tcp_provider_deleted_before_the_tls_provider_wrapping_it)
+{
+    ISocketProvider *tcp = CreateTCPSocketProvider();
+    ISocketProvider *own = CreateTLSSocketProvider(tcp);
+    ISocketProvider_Delete(tcp);
+    struct h_sock *l = h_sock_new(&env);
+    l->echo = true;
+    uint16_t port = h_listen_on(&env, own, sctx, l, "127.0.0.1");
+    struct h_sock *c = h_sock_new(&env);
+    h_connect_on(&env, own, cctx, c, port, "localhost");
+    ISocketProvider_Delete(own); /* its sockets live on */
+    static const char msg[] = "wrapped";
+    static char in[sizeof(msg)];
+    CALL(ISocket_Send(c->sock, msg, sizeof(msg)));
+    CALL(ISocket_Recv(c->sock, in, sizeof(in), false));
+    cr_assert(h_wait_count(&env, c, H_RECV_RESULT, 1, 5000), "%s\n%s", h_dump(c), h_logs(&env));
+    cr_assert_str_eq(in, msg);
+    h_sock_free(c);
+    h_listener_free(&env, l);
+}
+
 Test(tls, delete_inside_socket_shutdown)
 {
     struct h_sock *l = h_sock_new(&env);

@@ -1254,6 +1254,7 @@ static ISocket *tls_upgrade(ISocketProvider *p, ISocket *from, IIoMux *m, USocke
 
 static void tls_provider_destroy(ISocketProvider *p)
 {
+    ISocketProvider_Delete(((struct tls_provider *)p)->tcp);
     free(p);
 }
 
@@ -1270,7 +1271,7 @@ ISocketProvider *CreateTLSSocketProvider(ISocketProvider *tcpSocketProvider)
     struct tls_provider *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    p->base.ops = &tls_provider_ops;
-    p->tcp = tcpSocketProvider;
+    rs_provider_init(&p->base, &tls_provider_ops);
+    p->tcp = rs_provider_ref(tcpSocketProvider); /* it may be deleted first */
     return &p->base;
 }

@@ -2,6 +2,8 @@
 #ifndef RS_PROVIDER_H
 #define RS_PROVIDER_H
 
+#include <stdatomic.h>
+
 #include "ringsock/socket.h"
 
 struct rs_provider_ops {
@@ -15,13 +17,18 @@ struct rs_provider_ops {
     void (*destroy)(ISocketProvider *p);
 };
 
+/* refs: the application's reference and one per provider that wraps this one (a TLS
+ * provider its TCP one), so ISocketProvider_Delete in any order frees nothing in use. */
 struct ISocketProvider {
     const struct rs_provider_ops *ops;
+    atomic_uint refs;
 };
 
 /* A provider with nothing but its operations; rs_provider_free is its destroy. */
 ISocketProvider *rs_provider_new(const struct rs_provider_ops *ops);
+void rs_provider_init(ISocketProvider *p, const struct rs_provider_ops *ops); /* refs 1 */
 void rs_provider_free(ISocketProvider *p);
+ISocketProvider *rs_provider_ref(ISocketProvider *p); /* NULL stays NULL */
 
 /* What a security layer (TLS, DTLS) does with a context: the engine calls it for the
  * functions that need certificates, without depending on the layer. */

@@ -18,7 +18,9 @@ enum LogFlags {
     LOG_DTLS = 0x400000,
     /* Extension: payload. With it and a socket type's flag, that type also logs each
      * transfer with its bytes as a hex dump; the type's flag alone logs its events
-     * (connects, binds, closes, failures) only. A bit the SDK's flags do not use. */
+     * (connects, binds, closes, failures) only. It is the SDK's LOG_BROWSER bit (the
+     * largest an int enum holds), which nothing of ringsock logs under; the SDK C++ layer
+     * (sdk/) keeps it out of the flags an SDK application sets. */
     LOG_DATA = 0x40000000
 };
 
