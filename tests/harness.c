@@ -1,7 +1,6 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,16 +15,6 @@
 #include <unistd.h>
 
 int h_in_api;
-
-/* LeakSanitizer's report at process exit does not fail a Criterion test, so suites ask
- * for a leak check themselves when the sanitizer is linked in. */
-int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
-
-void h_check_leaks(void)
-{
-    if (__lsan_do_recoverable_leak_check)
-        cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "LeakSanitizer found leaks");
-}
 
 static const char *const kind_names[] = {
     "ConnectComplete", "BindResult", "ListenResult",   "AcceptComplete", "Shutdown",
@@ -138,18 +127,6 @@ bool h_run_until(struct h_env *env, bool (*cond)(struct h_env *, void *), void *
 void h_run_for(struct h_env *env, unsigned ms)
 {
     h_run_until(env, NULL, NULL, ms);
-}
-
-int h_count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    cr_assert_not_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the directory's own descriptor */
 }
 
 size_t h_delete_accepted(struct h_sock *l)
@@ -620,22 +597,6 @@ bool h_wait_readable(struct h_env *env, int fd, unsigned timeout_ms)
         h_run_for(env, 5);
     }
     return false;
-}
-
-uint32_t h_rand(uint32_t *state)
-{
-    uint32_t x = *state ? *state : 0x9e3779b9u;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x;
-}
-
-void h_fill(uint8_t *buf, size_t len, uint32_t seed)
-{
-    uint32_t st = seed | 1;
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (uint8_t)(h_rand(&st) >> 24);
 }
 
 const uint8_t *h_ctx_fp(ISocketContext *ctx)

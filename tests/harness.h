@@ -13,6 +13,8 @@
 
 #include <ringsock/socket.h>
 
+#include "proc.h"
+
 #define h_container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 /* Programs written to api.md bring their own container_of: the header must leave the name
  * free, or this redefinition fails every suite's -Werror build. */
@@ -90,9 +92,7 @@ struct h_env {
 };
 
 void h_env_init(struct h_env *env);
-/* Fails the test if LeakSanitizer (when linked in) finds leaked memory. h_env_fini calls
- * it after freeing the environment. */
-void h_check_leaks(void);
+/* h_env_fini checks for leaks (h_check_leaks, proc.h) after freeing the environment. */
 void h_env_fini(struct h_env *env);
 /* Runs the loop until cond(env, arg) holds (checked after every callback and every
  * 2 ms) or timeout_ms passes. Returns true if the condition held. */
@@ -156,16 +156,10 @@ size_t h_raw_read_n(int fd, void *buf, size_t len, unsigned timeout_ms);
  * that waits for what a ringsock socket sends from the loop. */
 bool h_wait_readable(struct h_env *env, int fd, unsigned timeout_ms);
 
-/* The process's open descriptors (entries of /proc/self/fd). */
-int h_count_fds(void);
 /* Deletes the sockets of the connections the listener handed to the application (those
  * that reached SocketAcceptComplete or SocketShutdown); returns how many it never got:
  * the ones the engine still holds. */
 size_t h_delete_accepted(struct h_sock *listener);
-
-/* Deterministic pseudo-random bytes. */
-void h_fill(uint8_t *buf, size_t len, uint32_t seed);
-uint32_t h_rand(uint32_t *state);
 
 /* The index of the first byte where a and b differ; n when they do not (duplex.c). */
 size_t h_first_diff(const uint8_t *a, const uint8_t *b, size_t n);

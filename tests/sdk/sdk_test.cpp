@@ -4,35 +4,6 @@
 
 int sdk_in_api;
 
-extern "C" int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
-
-void sdk_check_leaks()
-{
-    if (__lsan_do_recoverable_leak_check)
-        cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "LeakSanitizer found leaks");
-}
-
-int sdk_count_fds()
-{
-    DIR *d = opendir("/proc/self/fd");
-    cr_assert_not_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
-}
-
-void sdk_fill(byte *buf, size_t len, unsigned seed)
-{
-    unsigned x = seed * 2654435761u + 1;
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-        buf[i] = (byte)x;
-    }
-}
-
 std::string sdk_addr(word port, const char *ip)
 {
     return std::string(ip) + ":" + std::to_string(port);

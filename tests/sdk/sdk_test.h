@@ -9,9 +9,9 @@
 #include "platform/platform.h"
 #include "common/interface/socket.h"
 #include "common/os/iomux.h"
+#include "proc.h"
 
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <string>
 #include <vector>
 
@@ -107,12 +107,6 @@ class Loop final : public UTimer
     bool timedOut = false;
 };
 
-/* Fails the test if LeakSanitizer (when linked in) finds leaked memory. */
-void sdk_check_leaks();
-/* The process's open descriptors. */
-int sdk_count_fds();
-/* Deterministic bytes. */
-void sdk_fill(byte *buf, size_t len, unsigned seed);
 /* "127.0.0.1:port" */
 std::string sdk_addr(word port, const char *ip = "127.0.0.1");
 /* The port a bound socket got. */

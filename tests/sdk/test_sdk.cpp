@@ -127,7 +127,7 @@ class EchoClient : public USocket
 
     EchoClient(size_t len, size_t piece) : out(len), in(len), piece(piece)
     {
-        sdk_fill(out.data(), len, 7);
+        h_fill(out.data(), len, 7);
     }
     void Start(ISocketProvider *p, IIoMux *iomux, const std::string &target,
                ISocketContext *ctx = nullptr, const char *serverName = nullptr)
@@ -209,20 +209,20 @@ static void echo_round(Loop &loop, ISocketProvider *p, ISocketContext *sctx, ISo
 
 Test(sdk, tcp_echo)
 {
-    int fds = sdk_count_fds();
+    int fds = h_count_fds();
     {
         Loop loop;
         ISocketProvider *tcp = CreateTCPSocketProvider();
         echo_round(loop, tcp, nullptr, nullptr, 300000, 7000);
         delete tcp;
     }
-    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
-    sdk_check_leaks();
+    cr_assert_eq(h_count_fds(), fds, "descriptors leaked");
+    h_check_leaks();
 }
 
 Test(sdk, tls_echo_self_signed)
 {
-    int fds = sdk_count_fds();
+    int fds = h_count_fds();
     {
         Loop loop;
         ISocketProvider *tcp = CreateTCPSocketProvider();
@@ -236,8 +236,8 @@ Test(sdk, tls_echo_self_signed)
         delete tls;
         delete tcp;
     }
-    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
-    sdk_check_leaks();
+    cr_assert_eq(h_count_fds(), fds, "descriptors leaked");
+    h_check_leaks();
 }
 
 /* Verification on (the default) refuses the self-signed certificate; the peer
@@ -280,12 +280,12 @@ Test(sdk, tls_verification_and_fingerprint)
         delete tls;
         delete tcp;
     }
-    sdk_check_leaks(); /* after the loop: deleted sockets go with their last completions */
+    h_check_leaks(); /* after the loop: deleted sockets go with their last completions */
 }
 
 Test(sdk, local_echo)
 {
-    int fds = sdk_count_fds();
+    int fds = h_count_fds();
     {
         Loop loop;
         ISocketProvider *local = CreateLocalSocketProvider();
@@ -293,8 +293,8 @@ Test(sdk, local_echo)
         echo_round(loop, local, nullptr, nullptr, 200000, 10000, name.c_str());
         delete local;
     }
-    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
-    sdk_check_leaks();
+    cr_assert_eq(h_count_fds(), fds, "descriptors leaked");
+    h_check_leaks();
 }
 
 /* SetUser: after it, the socket's callbacks go to the new user, with the same socket. */
@@ -354,7 +354,7 @@ Test(sdk, set_user_and_qos)
         cr_assert(loop.RunUntil([&] { return server.ended == 1; }));
         delete tcp;
     }
-    sdk_check_leaks();
+    h_check_leaks();
 }
 
 /* ALPN: SetALPNProcotols (the SDK's spelling) on both ends; the client's
@@ -406,14 +406,14 @@ Test(sdk, tls_alpn)
         delete tls;
         delete tcp;
     }
-    sdk_check_leaks();
+    h_check_leaks();
 }
 
 /* DTLS on the UDP provider: the bound socket reports the peer through SocketListenResult,
  * Accept gives it its own socket; one message echoes. */
 Test(sdk, dtls_echo)
 {
-    int fds = sdk_count_fds();
+    int fds = h_count_fds();
     {
         Loop loop;
         ISocketProvider *udp = CreateUDPSocketProvider();
@@ -427,8 +427,8 @@ Test(sdk, dtls_echo)
         delete sctx;
         delete udp;
     }
-    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
-    sdk_check_leaks();
+    cr_assert_eq(h_count_fds(), fds, "descriptors leaked");
+    h_check_leaks();
 }
 
 /* ---- StartTLS: a TCP connection upgraded on both sides -------------------------------- */
@@ -493,7 +493,7 @@ class UpgradeListener : public USocket
 
 Test(sdk, starttls_upgrade)
 {
-    int fds = sdk_count_fds();
+    int fds = h_count_fds();
     {
         Loop loop;
         ISocketProvider *tcp = CreateTCPSocketProvider();
@@ -527,8 +527,8 @@ Test(sdk, starttls_upgrade)
         delete tls;
         delete tcp;
     }
-    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
-    sdk_check_leaks();
+    cr_assert_eq(h_count_fds(), fds, "descriptors leaked");
+    h_check_leaks();
 }
 
 /* ---- UDP: SendTo and SocketRecvFromResult with IPaddr ---------------------------------- */
@@ -569,7 +569,7 @@ class Udp : public USocket
 
 Test(sdk, udp_sendto_recvfrom)
 {
-    int fds = sdk_count_fds();
+    int fds = h_count_fds();
     {
         Loop loop;
         ISocketProvider *udp = CreateUDPSocketProvider();
@@ -594,8 +594,8 @@ Test(sdk, udp_sendto_recvfrom)
         delete a.socket;
         delete b.socket;
     }
-    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
-    sdk_check_leaks();
+    cr_assert_eq(h_count_fds(), fds, "descriptors leaked");
+    h_check_leaks();
 }
 
 /* ---- timers and execs ------------------------------------------------------------------ */
@@ -635,7 +635,7 @@ Test(sdk, timers)
         cr_assert_geq(user.fired[1].second - t0, 40u);
         cr_assert_not(a.IsRunning());
     }
-    sdk_check_leaks();
+    h_check_leaks();
 }
 
 /* A timer may outlive its loop. */
@@ -650,7 +650,7 @@ Test(sdk, timer_after_loop)
     }
     delete t;
     cr_assert(user.fired.empty());
-    sdk_check_leaks();
+    h_check_leaks();
 }
 
 class Exec : public UIoExec
@@ -701,7 +701,7 @@ Test(sdk, exec_order_cancel_and_locked)
         delete gone;
         loop.RunFor(10);
     }
-    sdk_check_leaks();
+    h_check_leaks();
 }
 
 /* An exec that outlives its loop (and one pending when the loop goes). */
@@ -713,7 +713,7 @@ Test(sdk, exec_after_loop)
         CALL(loop.iomux->SetExec(&e, nullptr));
     }
     cr_assert(e.runs.empty());
-    sdk_check_leaks();
+    h_check_leaks();
 }
 
 /* ---- deletes inside callbacks ---------------------------------------------------------- */
@@ -775,7 +775,7 @@ static word closed_port()
 
 Test(sdk, delete_inside_callbacks)
 {
-    int fds = sdk_count_fds();
+    int fds = h_count_fds();
     {
         Loop loop;
         ISocketProvider *tcp = CreateTCPSocketProvider();
@@ -807,8 +807,8 @@ Test(sdk, delete_inside_callbacks)
             delete d;
         delete tcp;
     }
-    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
-    sdk_check_leaks();
+    cr_assert_eq(h_count_fds(), fds, "descriptors leaked");
+    h_check_leaks();
 }
 
 /* A listener that accepts every connection with itself as the user. */
@@ -850,7 +850,7 @@ class Holder : public USocket
  * frees them, and their adapters go with them. */
 Test(sdk, loop_deleted_with_unclaimed_accepts)
 {
-    int fds = sdk_count_fds();
+    int fds = h_count_fds();
     {
         Loop *loop = new Loop;
         ISocketProvider *tcp = CreateTCPSocketProvider();
@@ -877,8 +877,8 @@ Test(sdk, loop_deleted_with_unclaimed_accepts)
         delete tls;
         delete tcp;
     }
-    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
-    sdk_check_leaks();
+    cr_assert_eq(h_count_fds(), fds, "descriptors leaked");
+    h_check_leaks();
 }
 
 /* ---- the log ---------------------------------------------------------------------------- */
@@ -911,7 +911,7 @@ Test(sdk, socket_log_reaches_debug)
         cr_assert(cap.rec.contains("quiet@test.example: app line 42"));
         delete tcp;
     }
-    sdk_check_leaks();
+    h_check_leaks();
 }
 
 /* ---- shutdown handlers ------------------------------------------------------------------- */
@@ -950,5 +950,5 @@ Test(sdk, shutdown_handler)
         cr_assert(loop.RunUntil([&] { return s.shutdowns == 1; }, 3000));
         cr_assert_eq(s.timeouts, 0);
     }
-    sdk_check_leaks();
+    h_check_leaks();
 }

@@ -178,7 +178,7 @@ static bool readable(int fd)
 
 Test(sdk_seed, server_and_client_examples, .init = cr_redirect_stdout)
 {
-    int fds = sdk_count_fds();
+    int fds = h_count_fds();
     Capture cap;
     remote_users_deleted = 0;
     {
@@ -217,7 +217,7 @@ Test(sdk_seed, server_and_client_examples, .init = cr_redirect_stdout)
         }));
         cr_assert_eq(memcmp(hello, "Hello world", 11), 0);
         byte data[1024];
-        sdk_fill(data, sizeof(data), 1);
+        h_fill(data, sizeof(data), 1);
         cr_assert_eq(write(fd, data, 1000), 1000);
         loop.RunFor(30); /* 1000 of 1024: no SocketRecvResult yet */
         cr_assert_eq(cap.rec.dumped.size(), 0u);
@@ -234,8 +234,8 @@ Test(sdk_seed, server_and_client_examples, .init = cr_redirect_stdout)
         cr_assert(loop.RunUntil([&] { return a->serverSocket == nullptr; }));
         delete a;
     }
-    cr_assert_eq(sdk_count_fds(), fds, "descriptors leaked");
+    cr_assert_eq(h_count_fds(), fds, "descriptors leaked");
     fflush(stdout);
     cr_assert_stdout_eq_str("Data had been sent\nReceived data\n");
-    sdk_check_leaks();
+    h_check_leaks();
 }
