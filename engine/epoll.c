@@ -81,6 +81,7 @@ struct rs_epoll {
     struct ep_list retry; /* connects to a local listener whose backlog was full */
     struct ep_op *spare;  /* freed operation records, for reuse */
     bool waited;          /* the last poll called epoll_wait */
+    int nready;           /* events[] that ep_wait collected for the next poll */
     struct epoll_event events[EP_EVENTS];
 };
 
@@ -502,17 +503,10 @@ static int timeout_ms(uint64_t ns)
     return ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
-static unsigned ep_poll(struct rs_backend *base, uint64_t timeout_ns)
+/* epoll_wait for at most timeout_ns (not at all while completions wait; at most
+ * EP_RETRY_MS while connects wait for a retry); returns how many events it left in events[]. */
+static int collect(struct rs_epoll *b, uint64_t timeout_ns)
 {
-    struct rs_epoll *b = E(base);
-    if (b->retry.head)
-        retry_connects(b);
-    /* Completions queued since the last wait go out first, without a system call; the
-     * round after, epoll is asked again (without waiting while completions are ready). */
-    if (b->done.len > 0 && b->waited) {
-        b->waited = false;
-        return dispatch(b);
-    }
     int ms = timeout_ms(timeout_ns);
     if (b->done.len > 0)
         ms = 0;
@@ -522,6 +516,32 @@ static unsigned ep_poll(struct rs_backend *base, uint64_t timeout_ns)
     if (n < 0 && errno != EINTR) {
         fprintf(stderr, "ringsock: epoll_wait failed: %s\n", strerror(errno));
         abort();
+    }
+    return n < 0 ? 0 : n;
+}
+
+static void ep_wait(struct rs_backend *base, uint64_t timeout_ns)
+{
+    struct rs_epoll *b = E(base);
+    if (b->nready == 0 && b->done.len == 0)
+        b->nready = collect(b, timeout_ns);
+}
+
+static unsigned ep_poll(struct rs_backend *base, uint64_t timeout_ns)
+{
+    struct rs_epoll *b = E(base);
+    if (b->retry.head)
+        retry_connects(b);
+    int n = b->nready;
+    b->nready = 0;
+    if (n == 0) {
+        /* Completions queued since the last wait go out first, without a system call; the
+         * round after, epoll is asked again (without waiting while completions are ready). */
+        if (b->done.len > 0 && b->waited) {
+            b->waited = false;
+            return dispatch(b);
+        }
+        n = collect(b, timeout_ns);
     }
     for (int i = 0; i < n; i++)
         on_event(b, &b->events[i]);
@@ -564,6 +584,7 @@ static const struct rs_backend_ops epoll_ops = {
     .start = ep_start,
     .drain = ep_drain,
     .poll = ep_poll,
+    .wait = ep_wait,
     .connect = ep_connect,
     .accept = ep_accept,
     .recv = ep_recv,

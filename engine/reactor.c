@@ -37,23 +37,27 @@ void rs_callback_check(IIoMux *m, const char *callback)
         rs_fatal("internal error: %s would run inside the API call that caused it", callback);
 }
 
-/* A duration in ms from the environment; 0 (the default) when unset or not one. */
-static unsigned env_ms(const char *name)
+/* A number from the environment, lo to hi; dflt when unset or not one. */
+static long env_number(const char *name, long lo, long hi, const char *what, long dflt)
 {
     const char *v = getenv(name);
     if (!v || !*v)
-        return 0;
+        return dflt;
     char *end;
     errno = 0;
-    unsigned long ms = strtoul(v, &end, 10);
-    if (errno || *end || ms == 0 || ms > 3600000 || v[0] == '-') {
+    long n = strtol(v, &end, 10);
+    if (errno || *end || n < lo || n > hi) {
         fprintf(stderr,
-                "ringsock: IIoMux_Create: %s=%s is not a number of milliseconds (1 to "
-                "3600000): ignored\n",
-                name, v);
-        return 0;
+                "ringsock: IIoMux_Create: %s=%s is not a number of %s (%ld to %ld): ignored\n",
+                name, v, what, lo, hi);
+        return dflt;
     }
-    return (unsigned)ms;
+    return n;
+}
+
+static unsigned env_ms(const char *name)
+{
+    return (unsigned)env_number(name, 1, 3600000, "milliseconds", 0);
 }
 
 bool rs_env_switch(const char *name, const char *call)
@@ -73,6 +77,7 @@ static void read_settings(struct rs_settings *s)
     s->udp_single_shot = rs_env_switch("RINGSOCK_UDP_SINGLE_SHOT", "IIoMux_Create");
     s->tls_handshake_timeout_ms = env_ms("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
     s->dtls_handshake_timeout_ms = env_ms("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
+    s->spin_us = env_number("RINGSOCK_SPIN_US", 0, 1000000, "microseconds", -1);
 }
 
 /* io_uring, or epoll where io_uring cannot be set up (said once per process: with a loop
@@ -119,6 +124,8 @@ IIoMux *IIoMux_Create(void)
     }
     m->features = rs_backend_features(m->io);
     read_settings(&m->settings);
+    if (m->settings.spin_us >= 0)
+        m->spin.cap_ns = (uint64_t)m->settings.spin_us * 1000u;
     rs_list_init(&m->deferred);
     rs_list_init(&m->flush);
     rs_list_init(&m->unclaimed);
@@ -211,6 +218,101 @@ static void run_tasks(IIoMux *m, struct rs_list *queue)
     }
 }
 
+/* ---- Waiting ------------------------------------------------------------------------
+ * A loop that sleeps whenever it is idle pays for a sleep and a wakeup per burst of work:
+ * the scheduler on its core, the wakeup (an IPI) on the core that sent the packet, and on
+ * a VM the exits to the hypervisor. When the next work comes back sooner than that costs,
+ * polling for it is cheaper, for the loop and for its peers. So, like the kernel's
+ * haltpoll idle governor, the loop spins (on the ring's flags: no system call) before it
+ * sleeps; the spin doubles while the idle times it sees are shorter than its cap and
+ * halves while they are longer, so a loop whose work comes in gaps longer than the cap
+ * sleeps at once, as without it. The cap is what a sleep costs this thread in CPU time
+ * (sampled around its waits; at most RS_SPIN_CAP_MAX_NS), or RINGSOCK_SPIN_US (0: never
+ * spin). */
+#define RS_SPIN_CAP_MAX_NS 200000u
+#define RS_SPIN_START_NS   2000u /* the first spin after a short idle time */
+#define RS_SPIN_SAMPLE     16u   /* one sleep in this many is timed in CPU (a system call) */
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Polls without sleeping until something is dispatched or ns passed. */
+static unsigned spin(IIoMux *m, uint64_t ns)
+{
+    uint64_t end = rs_now_ns() + ns;
+    do {
+        if (rs_backend_ready(m->io)) {
+            unsigned n = rs_backend_poll(m->io, 0);
+            if (n)
+                return n;
+        } else {
+            cpu_relax();
+        }
+    } while (rs_now_ns() < end);
+    return 0;
+}
+
+void rs_spin_adapt(struct rs_spin *s, uint64_t idle_ns)
+{
+    if (idle_ns <= s->cap_ns) {
+        s->ns = s->ns ? s->ns * 2 : RS_SPIN_START_NS;
+        if (s->ns > s->cap_ns)
+            s->ns = s->cap_ns;
+    } else {
+        s->ns /= 2;
+        if (s->ns < RS_SPIN_START_NS)
+            s->ns = 0;
+    }
+}
+
+/* One wait of the loop, at most timeout_ns; returns the completions dispatched. */
+static unsigned wait_for_work(IIoMux *m, uint64_t timeout_ns)
+{
+    struct rs_spin *s = &m->spin;
+    if (timeout_ns == 0 || m->settings.spin_us == 0)
+        return rs_backend_poll(m->io, timeout_ns);
+    bool sample =
+        m->settings.spin_us < 0 && (s->sleeps < RS_SPIN_SAMPLE || s->sleeps % RS_SPIN_SAMPLE == 0);
+    uint64_t spun = 0;
+    if (s->ns || sample) {
+        /* Submit first: neither the spin nor the timed sleep should include the sends. Not
+         * spinning and not sampling, the wait submits them (one system call less). */
+        unsigned n = rs_backend_poll(m->io, 0);
+        if (n)
+            return n;
+        spun = s->ns < timeout_ns ? s->ns : timeout_ns;
+        if (spun && (n = spin(m, spun)) != 0)
+            return n;
+        if (spun == timeout_ns)
+            return 0;
+    }
+    s->sleeps++;
+    uint64_t cpu = sample ? thread_cpu_ns() : 0;
+    uint64_t start = rs_now_ns();
+    rs_backend_wait(m->io, timeout_ns == UINT64_MAX ? UINT64_MAX : timeout_ns - spun);
+    uint64_t slept = rs_now_ns() - start;
+    if (sample) {
+        uint64_t cost = thread_cpu_ns() - cpu;
+        s->sleep_cost = s->sleep_cost ? (s->sleep_cost * 7 + cost) / 8 : cost;
+        s->cap_ns = s->sleep_cost < RS_SPIN_CAP_MAX_NS ? s->sleep_cost : RS_SPIN_CAP_MAX_NS;
+    }
+    rs_spin_adapt(s, spun + slept);
+    return rs_backend_poll(m->io, 0);
+}
+
 void IIoMux_Run(IIoMux *m)
 {
     rs_backend_start(m->io);
@@ -227,7 +329,7 @@ void IIoMux_Run(IIoMux *m)
         uint64_t timeout = 0;
         if (rs_list_empty(&m->deferred) && !rs_exec_pending(m))
             timeout = rs_timers_next_timeout(m, rs_now_ns());
-        m->quiet_send = rs_backend_poll(m->io, timeout) <= 1;
+        m->quiet_send = wait_for_work(m, timeout) <= 1;
     }
 }
 

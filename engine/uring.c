@@ -96,9 +96,15 @@ struct rs_backend *rs_uring_create(char *why, size_t whylen)
     }
     /* Disabled until the first Run: SINGLE_ISSUER and DEFER_TASKRUN bind the ring to the
      * thread that enables it, which should be the loop's, not the creator's. */
+    /* TASKRUN_FLAG: the kernel flags pending task work in the SQ ring, which lets the loop
+     * spin on memory before it sleeps (uring_ready). */
     static const unsigned tries[] = {
         IORING_SETUP_R_DISABLED | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+            IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        IORING_SETUP_R_DISABLED | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
             IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_R_DISABLED | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+            IORING_SETUP_TASKRUN_FLAG,
         IORING_SETUP_R_DISABLED | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
         IORING_SETUP_R_DISABLED,
     };
@@ -463,22 +469,8 @@ static void uring_drain(struct rs_backend *base)
     }
 }
 
-static unsigned uring_poll(struct rs_backend *base, uint64_t timeout_ns)
+static void check_enter(int ret)
 {
-    struct rs_uring *b = U(base);
-    int ret;
-    if (timeout_ns == 0) {
-        ret = io_uring_submit_and_get_events(&b->ring);
-    } else if (timeout_ns == UINT64_MAX) {
-        ret = io_uring_submit_and_wait(&b->ring, 1);
-    } else {
-        struct __kernel_timespec ts = {
-            .tv_sec = (long long)(timeout_ns / 1000000000u),
-            .tv_nsec = (long long)(timeout_ns % 1000000000u),
-        };
-        struct io_uring_cqe *cqe;
-        ret = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL);
-    }
     /* -ETIME, -EINTR, -EAGAIN and -EBUSY (CQ overflow) all mean: reap what is there. */
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
         if (ret == -EEXIST)
@@ -486,6 +478,44 @@ static unsigned uring_poll(struct rs_backend *base, uint64_t timeout_ns)
                              "is bound to the thread that first runs it");
         rs_fatal_backend(strerror(-ret));
     }
+}
+
+static void uring_wait(struct rs_backend *base, uint64_t timeout_ns)
+{
+    struct rs_uring *b = U(base);
+    if (timeout_ns == UINT64_MAX) {
+        check_enter(io_uring_submit_and_wait(&b->ring, 1));
+        return;
+    }
+    struct __kernel_timespec ts = {
+        .tv_sec = (long long)(timeout_ns / 1000000000u),
+        .tv_nsec = (long long)(timeout_ns % 1000000000u),
+    };
+    struct io_uring_cqe *cqe;
+    check_enter(io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL));
+}
+
+/* Task work the kernel has for this thread, or it cannot say (a ring without TASKRUN_FLAG). */
+static bool task_work_flagged(struct rs_uring *b)
+{
+    return !(b->ring.flags & IORING_SETUP_TASKRUN_FLAG) ||
+           (IO_URING_READ_ONCE(*b->ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW));
+}
+
+static bool uring_ready(struct rs_backend *base)
+{
+    struct rs_uring *b = U(base);
+    return io_uring_cq_ready(&b->ring) || task_work_flagged(b);
+}
+
+static unsigned uring_poll(struct rs_backend *base, uint64_t timeout_ns)
+{
+    struct rs_uring *b = U(base);
+    if (timeout_ns != 0)
+        uring_wait(base, timeout_ns);
+    else if (io_uring_sq_ready(&b->ring) || task_work_flagged(b) || !io_uring_cq_ready(&b->ring))
+        check_enter(io_uring_submit_and_get_events(&b->ring));
+    /* else nothing to submit and no task work, but completions wait: no system call */
     /* Bounded so timers and deferred work are not starved by a flood. */
     unsigned total = 0, n;
     for (int i = 0; i < 16; i++) {
@@ -502,6 +532,8 @@ static const struct rs_backend_ops uring_ops = {
     .start = uring_start,
     .drain = uring_drain,
     .poll = uring_poll,
+    .wait = uring_wait,
+    .ready = uring_ready,
     .connect = uring_connect,
     .accept = uring_accept,
     .recv = uring_recv,

@@ -81,6 +81,7 @@ Test(reactor, settings_are_read_when_the_loop_is_made)
     setenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS", "250", 1);
     setenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS", "12ms", 1);
     setenv("RINGSOCK_UDP_SINGLE_SHOT", "yes", 1); /* a switch is 0 or 1 */
+    setenv("RINGSOCK_SPIN_US", "-5", 1);
     int saved = dup(2);
     FILE *err = tmpfile();
     cr_assert_not_null(err);
@@ -93,7 +94,9 @@ Test(reactor, settings_are_read_when_the_loop_is_made)
     unsetenv("RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS");
     unsetenv("RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS");
     unsetenv("RINGSOCK_UDP_SINGLE_SHOT");
+    unsetenv("RINGSOCK_SPIN_US");
     cr_assert_not_null(m);
+    cr_assert_eq(m->settings.spin_us, -1, "the default (measured) stays");
     cr_assert(m->settings.tcp_single_shot);
     cr_assert(!m->settings.udp_single_shot);
     cr_assert_eq(m->settings.tls_handshake_timeout_ms, 250);
@@ -106,8 +109,15 @@ Test(reactor, settings_are_read_when_the_loop_is_made)
                            "milliseconds"),
               "%s", text);
     cr_assert(strstr(text, "RINGSOCK_UDP_SINGLE_SHOT=yes is not 0 or 1: ignored"), "%s", text);
+    cr_assert(strstr(text, "RINGSOCK_SPIN_US=-5 is not a number of microseconds (0 to 1000000): "
+                           "ignored"),
+              "%s", text);
+    setenv("RINGSOCK_SPIN_US", "250", 1);
     IIoMux *later = IIoMux_Create(); /* the environment of its own moment */
+    unsetenv("RINGSOCK_SPIN_US");
     cr_assert(!later->settings.tcp_single_shot);
+    cr_assert_eq(later->settings.spin_us, 250);
+    cr_assert_eq(later->spin.cap_ns, 250000, "a fixed cap");
     cr_assert(m->settings.tcp_single_shot, "what a loop read stays");
     IIoMux_Delete(later);
     IIoMux_Delete(m);
@@ -837,6 +847,97 @@ Test(reactor, setexeclocked_wakes_a_blocked_loop)
     /* Waiting means sleeping in the kernel, not spinning. */
     cr_assert_lt(cpu, (t1 - t0) / 2, "loop used %.1f ms CPU in %.1f ms", cpu / 1e6,
                  (t1 - t0) / 1e6);
+}
+
+/* ---- waiting: spin, then sleep ----------------------------------------------------- */
+
+Test(reactor, spin_grows_while_idle_times_are_short_and_stops_when_they_are_long)
+{
+    struct rs_spin s = {.cap_ns = 20000};
+    static const uint64_t grow[] = {2000, 4000, 8000, 16000, 20000, 20000};
+    for (size_t i = 0; i < sizeof(grow) / sizeof(grow[0]); i++) {
+        rs_spin_adapt(&s, 5000);
+        cr_assert_eq(s.ns, grow[i], "step %zu: %llu ns", i, (unsigned long long)s.ns);
+    }
+    rs_spin_adapt(&s, 20000); /* as long as the cap: still worth it */
+    cr_assert_eq(s.ns, 20000);
+    static const uint64_t shrink[] = {10000, 5000, 2500, 0, 0};
+    for (size_t i = 0; i < sizeof(shrink) / sizeof(shrink[0]); i++) {
+        rs_spin_adapt(&s, 50000);
+        cr_assert_eq(s.ns, shrink[i], "step %zu: %llu ns", i, (unsigned long long)s.ns);
+    }
+    struct rs_spin off = {.cap_ns = 0}; /* RINGSOCK_SPIN_US=0, or no sleep measured yet */
+    rs_spin_adapt(&off, 0);
+    rs_spin_adapt(&off, 100);
+    cr_assert_eq(off.ns, 0);
+}
+
+static void sleep_twenty_times(struct ttimer *tt)
+{
+    if (tt->fired < 20)
+        tt_start(tt, 1);
+    else
+        IIoMux_Terminate(env.mux);
+}
+
+Test(reactor, a_sleep_is_measured_and_caps_the_spin)
+{
+    struct ttimer t;
+    tt_init(&t, 0);
+    t.hook = sleep_twenty_times;
+    tt_start(&t, 1);
+    cr_assert(run_guarded(5000), "20 timers of 1 ms took 5 s");
+    cr_assert_eq(t.fired, 20);
+    const struct rs_spin *s = &env.mux->spin;
+    cr_assert_geq(s->sleeps, 20, "the loop slept %u times", s->sleeps);
+    cr_assert_gt(s->sleep_cost, 0, "no sleep was timed");
+    cr_assert_eq(s->cap_ns, s->sleep_cost < 200000 ? s->sleep_cost : 200000);
+    cr_assert_leq(s->ns, s->cap_ns);
+    tt_fini(&t);
+}
+
+static void remake_loop_with(const char *name, const char *value)
+{
+    h_env_fini(&env);
+    setenv(name, value, 1);
+    h_env_init(&env);
+    unsetenv(name);
+}
+
+/* With a cap of a second the loop spins whenever it waits: timers still fire on time, and
+ * SetExecLocked from another thread still reaches it. */
+Test(reactor, a_spinning_loop_keeps_its_timers_and_wakeups)
+{
+    remake_loop_with("RINGSOCK_SPIN_US", "1000000");
+    cr_assert_eq(env.mux->settings.spin_us, 1000000);
+    static const unsigned ms[] = {0, 1, 3, 10, 25, 60};
+    struct ttimer t[6];
+    for (int i = 0; i < 6; i++) {
+        tt_init(&t[i], i);
+        tt_start(&t[i], ms[i]);
+    }
+    h_run_for(&env, 250);
+    for (int i = 0; i < 6; i++) {
+        uint64_t waited = t[i].fire_ns[0] - t[i].start_ns;
+        cr_assert_eq(t[i].fired, 1, "timer %u ms fired %u times", ms[i], t[i].fired);
+        cr_assert_geq(waited, ms[i] * MS, "timer %u ms fired after %.3f ms", ms[i], waited / 1e6);
+        cr_assert_lt(waited, (ms[i] + 150) * MS, "timer %u ms fired after %.3f ms", ms[i],
+                     waited / 1e6);
+        tt_fini(&t[i]);
+    }
+    cr_assert_gt(env.mux->spin.ns, 0, "the loop did not spin");
+
+    static struct wake w;
+    te_init(&w.te, 0);
+    w.te.hook = wake_ran;
+    cr_assert_eq(pthread_create(&w.poster, NULL, post_twice, &w), 0);
+    bool ok = run_guarded(3000);
+    pthread_join(w.poster, NULL);
+    cr_assert(ok, "SetExecLocked did not reach a spinning loop (%u execs ran)", w.te.runs);
+    cr_assert_eq(w.te.runs, 2);
+    for (int i = 0; i < 2; i++)
+        cr_assert_lt(w.ran_ns[i] - w.posted_ns[i], 200 * MS, "exec %d ran %.1f ms late", i,
+                     (w.ran_ns[i] - w.posted_ns[i]) / 1e6);
 }
 
 /* A loop created on one thread and run on another (created in main, run in a worker):

@@ -48,6 +48,8 @@ struct rs_backend_ops {
     void (*start)(struct rs_backend *b);
     void (*drain)(struct rs_backend *b);
     unsigned (*poll)(struct rs_backend *b, uint64_t timeout_ns);
+    void (*wait)(struct rs_backend *b, uint64_t timeout_ns);
+    bool (*ready)(struct rs_backend *b); /* NULL: cannot tell without a system call */
     void (*connect)(struct rs_backend *b, struct rs_op *op, int fd, const struct sockaddr *addr,
                     socklen_t len);
     void (*accept)(struct rs_backend *b, struct rs_op *op, int fd);
@@ -109,6 +111,18 @@ static inline const char *rs_backend_name(const struct rs_backend *b)
 static inline unsigned rs_backend_poll(struct rs_backend *b, uint64_t timeout_ns)
 {
     return b->ops->poll(b, timeout_ns);
+}
+/* Submits what is queued and waits (at most timeout_ns, UINT64_MAX: no limit) until a
+ * poll would dispatch something; dispatches nothing. The loop times its sleeps with it. */
+static inline void rs_backend_wait(struct rs_backend *b, uint64_t timeout_ns)
+{
+    b->ops->wait(b, timeout_ns);
+}
+/* False only when a poll now would certainly find nothing; tells without a system call
+ * where the backend can (io_uring's ring flags), so a loop can spin on it. */
+static inline bool rs_backend_ready(struct rs_backend *b)
+{
+    return !b->ops->ready || b->ops->ready(b);
 }
 
 static inline void rs_io_connect(struct rs_backend *b, struct rs_op *op, int fd,

@@ -39,7 +39,18 @@ struct rs_settings {
     bool udp_single_shot;               /* RINGSOCK_UDP_SINGLE_SHOT */
     unsigned tls_handshake_timeout_ms;  /* RINGSOCK_TLS_HANDSHAKE_TIMEOUT_MS */
     unsigned dtls_handshake_timeout_ms; /* RINGSOCK_DTLS_HANDSHAKE_TIMEOUT_MS */
+    long spin_us;                       /* RINGSOCK_SPIN_US; -1 (unset): measured */
 };
+
+/* How long the loop polls before it sleeps (reactor.c, "Waiting"). */
+struct rs_spin {
+    uint64_t ns;         /* the next spin */
+    uint64_t cap_ns;     /* never longer: what a sleep costs, or RINGSOCK_SPIN_US */
+    uint64_t sleep_cost; /* the loop thread's CPU per sleep, averaged (ns) */
+    unsigned sleeps;     /* sleeps so far, for sampling their cost */
+};
+/* The loop was idle for idle_ns before work came (or its timeout passed): the next spin. */
+void rs_spin_adapt(struct rs_spin *s, uint64_t idle_ns);
 
 /* A 0/1 setting from the environment: unset, empty or "0" is false, "1" true; anything
  * else is said on stderr (naming call, the API function that reads it) and is false. */
@@ -56,6 +67,7 @@ struct IIoMux {
      * first small send at once (one send(2)) rather than with the next submit, which
      * would return with that send's completion and cost a second enter per round. */
     bool quiet_send;
+    struct rs_spin spin;
 
     struct rs_list deferred;  /* run from the loop, in order */
     struct rs_list flush;     /* run right before each submit: batches sends */
