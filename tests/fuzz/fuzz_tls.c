@@ -11,6 +11,9 @@
  *     real handshake, then the rest of the input is a list of what it does next: records
  *     of application data, raw bytes spliced into the stream, plaintext records, a key
  *     update, close_notify; then end of stream.
+ *   StartTLS (mode bit 4): the ringsock end starts as a plain local socket and upgrades
+ *     (ISocketProvider_UpgradeToTLSSocket) as soon as it is connected, whatever the peer
+ *     sent before: bytes that arrived first must reach the TLS layer.
  * The ringsock end must end exactly once, with every receive buffer back, and leave no
  * leak; the sanitizers watch the rest. */
 #include <errno.h>
@@ -28,15 +31,17 @@
 
 static const char *const alpn_list[] = {"h2", "http/1.1", NULL};
 
-enum { MODE_HANDSHAKE = 1, MODE_TLS12 = 2, MODE_ALPN = 4, MODE_SHUTDOWN = 8 };
+enum { MODE_HANDSHAKE = 1, MODE_TLS12 = 2, MODE_ALPN = 4, MODE_SHUTDOWN = 8, MODE_STARTTLS = 16 };
 
 struct peer_run {
     struct fz_raw raw;
     struct fz_sock rs; /* the ringsock end (the server harness: its listener) */
     struct fz_in ops;
     WOLFSSL *ssl;
-    bool hs_done, finished, closed_notify;
+    bool hs_done, finished, closed_notify, upgraded;
     unsigned mode;
+    ISocketContext *ctx;
+    size_t rlen; /* the ringsock end's receive size (StartTLS: from the upgrade on) */
     size_t rs_send;
     size_t app_budget; /* application bytes the peer may still send */
 };
@@ -64,6 +69,20 @@ static struct fz_sock *rs_end(struct peer_run *r)
 static void rs_connected(struct fz_sock *fs)
 {
     struct peer_run *r = fs->ctx;
+    if ((r->mode & MODE_STARTTLS) && !r->upgraded) {
+        /* No Recv is out (rlen 0 until now): the upgrade takes the socket over. */
+        r->upgraded = true;
+#ifdef FUZZ_TLS_CLIENT
+        bool server_side = false;
+#else
+        bool server_side = true;
+#endif
+        fs->sock = ISocketProvider_UpgradeToTLSSocket(tls, fs->sock, fs->loop->mux, &fs->user,
+                                                      fz_log(), server_side, r->ctx);
+        fs->connected = false;
+        fs->rlen = r->rlen; /* the Recv starts at SocketUpgradeToTLSComplete */
+        return;
+    }
     if (r->rs_send) {
         fs->sends++;
         ISocket_Send(fs->sock, send_data, r->rs_send);
@@ -244,19 +263,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct fz_loop l;
     fz_loop_init(&l);
-    fz_sock_init(&r.rs, &l, rlen, recv_sel & 0x80);
+    bool starttls = r.mode & MODE_STARTTLS;
+    r.rlen = rlen;
+    fz_sock_init(&r.rs, &l, starttls ? 0 : rlen, recv_sel & 0x80);
     r.rs.on_connected = rs_connected;
     r.rs.ctx = &r;
-    ISocketContext *ctx = r.mode & MODE_ALPN ? ctx_alpn : ctx_plain;
+    r.ctx = r.mode & MODE_ALPN ? ctx_alpn : ctx_plain;
+    ISocketProvider *provider = starttls ? local : tls;
+    ISocketContext *ctx = starttls ? NULL : r.ctx;
     const char *name = fz_local_name("tls");
 
 #ifdef FUZZ_TLS_CLIENT
     if (!fz_raw_listen(&r.raw, name))
         fail("listen");
-    fz_sock_create(&r.rs, tls, ctx);
+    fz_sock_create(&r.rs, provider, ctx);
     ISocket_Connect(r.rs.sock, name, "fuzz.ringsock.test");
 #else
-    fz_sock_create(&r.rs, tls, ctx);
+    fz_sock_create(&r.rs, provider, ctx);
     ISocket_Bind(r.rs.sock, name, 0);
     ISocket_Listen(r.rs.sock);
     if (!fz_raw_connect(&r.raw, name))
