@@ -235,8 +235,9 @@ static void run_tasks(IIoMux *m, struct rs_list *queue)
 
 static uint64_t thread_cpu_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    struct timespec ts = {0, 0}; /* should the clock fail: no cost measured, no spin */
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
