@@ -226,9 +226,9 @@ static void run_tasks(IIoMux *m, struct rs_list *queue)
  * haltpoll idle governor, the loop spins (on the ring's flags: no system call) before it
  * sleeps; the spin doubles while the idle times it sees are shorter than its cap and
  * halves while they are longer, so a loop whose work comes in gaps longer than the cap
- * sleeps at once, as without it. The cap is what a sleep costs this thread in CPU time
- * (sampled around its waits; at most RS_SPIN_CAP_MAX_NS), or RINGSOCK_SPIN_US (0: never
- * spin). */
+ * sleeps at once, as without it. The cap is half of what a sleep costs this thread in CPU
+ * time (sampled around its waits; at most RS_SPIN_CAP_MAX_NS), or RINGSOCK_SPIN_US (0:
+ * never spin). */
 #define RS_SPIN_CAP_MAX_NS 200000u
 #define RS_SPIN_START_NS   2000u /* the first spin after a short idle time */
 #define RS_SPIN_SAMPLE     16u   /* one sleep in this many is timed in CPU (a system call) */
@@ -308,7 +308,10 @@ static unsigned wait_for_work(IIoMux *m, uint64_t timeout_ns)
     if (sample) {
         uint64_t cost = thread_cpu_ns() - cpu;
         s->sleep_cost = s->sleep_cost ? (s->sleep_cost * 7 + cost) / 8 : cost;
-        s->cap_ns = s->sleep_cost < RS_SPIN_CAP_MAX_NS ? s->sleep_cost : RS_SPIN_CAP_MAX_NS;
+        /* Half: the wait's CPU time also holds its enter and the task work it ran, which a
+         * spin that catches the work pays as well; spin only where it surely pays. */
+        uint64_t cap = s->sleep_cost / 2;
+        s->cap_ns = cap < RS_SPIN_CAP_MAX_NS ? cap : RS_SPIN_CAP_MAX_NS;
     }
     rs_spin_adapt(s, spun + slept);
     return rs_backend_poll(m->io, 0);
