@@ -313,6 +313,9 @@ static struct rs_bufpool *uring_bufpool_create(struct rs_backend *base, unsigned
                   -1, 0);
     if (p->br == MAP_FAILED || p->mem == MAP_FAILED)
         goto fail;
+    /* Where transparent huge pages are "always" (Debian 12's kernel), the first datagram
+     * into a 2 MiB stretch would make all of it resident: 16 MiB for the pool. */
+    madvise(p->mem, (size_t)count * size, MADV_NOHUGEPAGE);
     p->b = b;
     p->count = count;
     p->size = size;
