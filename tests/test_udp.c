@@ -422,3 +422,46 @@ Test(udp, application_not_receiving_drops_and_counts_never_blocks)
     close(raw);
     h_sock_free(s);
 }
+
+/* The loop's receive pool (256 buffers of 65600 bytes: 16400 kB of address space) must not
+ * be backed by transparent huge pages: where they are "always" (Debian 12's kernel), the
+ * first datagram into each 2 MiB stretch would make all of it resident. */
+static bool pool_mapping_flags(char *flags, size_t len)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    bool in_pool = false, found = false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long kb;
+        if (sscanf(line, "Size: %lu kB", &kb) == 1)
+            in_pool = kb == 16400;
+        if (in_pool && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(flags, len, "%s", line + 8);
+            found = true;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+Test(udp, receive_pool_is_kept_off_huge_pages)
+{
+    const char *single = getenv("RINGSOCK_UDP_SINGLE_SHOT");
+    if (strcmp(IIoMux_GetBackend(env.mux), "io_uring") != 0 || (single && !strcmp(single, "1")))
+        cr_skip_test("no receive pool on this path");
+    struct h_sock *s = h_sock_new(&env);
+    uint16_t port = bound(s, "127.0.0.1", false);
+    uint16_t rport;
+    int raw = raw_udp("127.0.0.1", &rport);
+    raw_sendto(raw, "x", 1, port);
+    static uint8_t buf[64];
+    CALL(ISocket_Recv(s->sock, buf, sizeof(buf), false));
+    cr_assert(h_wait_count(&env, s, H_RECV_FROM_RESULT, 1, 2000));
+    char flags[512];
+    cr_assert(pool_mapping_flags(flags, sizeof(flags)), "no 16400 kB mapping: the pool moved?");
+    cr_assert(strstr(flags, " nh"), "receive pool without MADV_NOHUGEPAGE: VmFlags:%s", flags);
+    close(raw);
+    h_sock_free(s);
+}
