@@ -248,7 +248,8 @@ static bool all_fired(struct h_env *e, void *arg)
     return true;
 }
 
-Test(reactor, timer_fires_once_no_earlier_than_timeout)
+/* Six timers of 0 to 60 ms on the env loop: each fires once, not early, not late. */
+static void timers_fire_once_on_time(void)
 {
     static const unsigned ms[] = {0, 1, 3, 10, 25, 60};
     struct ttimer t[6];
@@ -271,6 +272,11 @@ Test(reactor, timer_fires_once_no_earlier_than_timeout)
         cr_assert_not(ITimer_IsRunning(t[i].timer), "IsRunning true after firing");
         tt_fini(&t[i]);
     }
+}
+
+Test(reactor, timer_fires_once_no_earlier_than_timeout)
+{
+    timers_fire_once_on_time();
 }
 
 Test(reactor, timers_fire_in_deadline_order)
@@ -910,21 +916,7 @@ Test(reactor, a_spinning_loop_keeps_its_timers_and_wakeups)
 {
     remake_loop_with("RINGSOCK_SPIN_US", "1000000");
     cr_assert_eq(env.mux->settings.spin_us, 1000000);
-    static const unsigned ms[] = {0, 1, 3, 10, 25, 60};
-    struct ttimer t[6];
-    for (int i = 0; i < 6; i++) {
-        tt_init(&t[i], i);
-        tt_start(&t[i], ms[i]);
-    }
-    h_run_for(&env, 250);
-    for (int i = 0; i < 6; i++) {
-        uint64_t waited = t[i].fire_ns[0] - t[i].start_ns;
-        cr_assert_eq(t[i].fired, 1, "timer %u ms fired %u times", ms[i], t[i].fired);
-        cr_assert_geq(waited, ms[i] * MS, "timer %u ms fired after %.3f ms", ms[i], waited / 1e6);
-        cr_assert_lt(waited, (ms[i] + 150) * MS, "timer %u ms fired after %.3f ms", ms[i],
-                     waited / 1e6);
-        tt_fini(&t[i]);
-    }
+    timers_fire_once_on_time();
     cr_assert_gt(env.mux->spin.ns, 0, "the loop did not spin");
 
     static struct wake w;
