@@ -98,7 +98,7 @@ struct rs_stream {
     struct rs_op ms_op;         /* the multishot receive into the loop's pool */
     bool ms_armed;              /* until its last completion has come */
     bool ms_stopping;           /* canceled, its last completions to come */
-    bool ms_off;                /* never multishot (the TLS layer's inner socket) */
+    bool ms_off;                /* no multishot: kernel TLS may take over (caps.readahead) */
     bool bulk;                  /* large arrivals: receive straight into the caller's buffer */
     uint8_t calm;               /* bulk: direct receives in a row shorter than RS_BULK_FROM */
     bool rd_ended;              /* the end of the stream was read ahead of the stash's bytes */
@@ -318,11 +318,12 @@ static bool caps_peer_ip(const ISocket *is, IPaddr *addr)
     return true;
 }
 
-static void caps_no_readahead(ISocket *is)
+static void caps_readahead(ISocket *is, bool on)
 {
     struct rs_stream *s = S(is);
-    s->ms_off = true;
-    ms_stop(s);
+    s->ms_off = !on;
+    if (!on)
+        ms_stop(s);
 }
 
 static bool caps_read_ahead(const ISocket *is)
@@ -340,7 +341,7 @@ static const struct rs_stream_caps tcp_caps = {
     .fd = caps_fd,
     .peer_ip = caps_peer_ip,
     .receiving = caps_receiving,
-    .no_readahead = caps_no_readahead,
+    .readahead = caps_readahead,
     .read_ahead = caps_read_ahead,
     .ktls_tx = caps_ktls_tx,
     .ktls_rx = caps_ktls_rx,
@@ -351,7 +352,7 @@ static const struct rs_stream_caps local_caps = {
     .fd = caps_fd,
     .peer_ip = caps_peer_ip,
     .receiving = caps_receiving,
-    .no_readahead = caps_no_readahead,
+    .readahead = caps_readahead,
     .read_ahead = caps_read_ahead,
 };
 

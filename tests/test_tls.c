@@ -82,6 +82,62 @@ Test(tls, kernel_tls_asked_for_offloads_or_falls_back_to_user_space)
     ISocketContext_Delete(kctx);
 }
 
+/* Bytes waiting in the kernel's receive queue of the established TCP connection whose
+ * local port is port (/proc/net/tcp's rx_queue), or -1 where there is none. */
+static long kernel_rx_queue(uint16_t port)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    long queued = -1;
+    while (queued < 0 && fgets(line, sizeof(line), f)) {
+        unsigned lport, state;
+        unsigned long rx;
+        if (sscanf(line, " %*u: %*x:%x %*x:%*x %x %*x:%lx", &lport, &state, &rx) == 3 &&
+            lport == port && state == 1 /* TCP_ESTABLISHED */)
+            queued = (long)rx;
+    }
+    fclose(f);
+    return queued;
+}
+
+/* Without kernel TLS a TLS socket reads ahead through the loop's multishot receive as a
+ * TCP socket does: records the peer sends while the application is not receiving leave
+ * the kernel's queue, then reach the next Recv exactly and in order. With kernel TLS asked
+ * for, nothing is read ahead of the record boundary where it takes over receiving (where
+ * the kernel has no tls ULP, the fallback reads ahead from the next Recv on). One receive
+ * at a time (epoll, RINGSOCK_TCP_SINGLE_SHOT=1), nothing is read ahead either. */
+Test(tls, records_are_read_ahead_where_kernel_tls_cannot_take_over)
+{
+    struct h_sock *l = h_sock_new(&env);
+    uint16_t port = tls_listen(l);
+    struct h_sock *c = h_sock_new(&env);
+    tls_client(c, port, "localhost");
+    struct h_sock *child = h_wait_accepted(&env, l, 1, 5000);
+    cr_assert_not_null(child, "%s", h_dump(l));
+    static uint8_t out[8][200];
+    for (size_t i = 0; i < 8; i++) {
+        memset(out[i], (int)('a' + i), sizeof(out[i]));
+        CALL(ISocket_Send(c->sock, out[i], sizeof(out[i]))); /* a record each */
+    }
+    cr_assert(h_wait_count(&env, c, H_SEND_RESULT, 8, 3000), "%s", h_dump(c));
+    h_run_for(&env, 100);
+    bool read_ahead = strcmp(IIoMux_GetBackend(env.mux), "io_uring") == 0 &&
+                      !env.mux->settings.tcp_single_shot && !getenv("RINGSOCK_KTLS");
+    long queued = kernel_rx_queue(port);
+    if (read_ahead)
+        cr_assert_eq(queued, 0, "the records wait in the kernel: not read ahead");
+    else
+        cr_assert_geq(queued, (long)sizeof(out), "read ahead (%ld bytes left in the kernel)", queued);
+    static uint8_t in[sizeof(out)];
+    CALL(ISocket_Recv(child->sock, in, sizeof(in), false));
+    cr_assert(h_wait_count(&env, child, H_RECV_RESULT, 1, 3000), "%s", h_dump(child));
+    cr_assert_eq(h_last(child, H_RECV_RESULT)->len, sizeof(in));
+    cr_assert_arr_eq(in, out, sizeof(out));
+    h_sock_free(c);
+    h_listener_free(&env, l);
+}
+
 /* ---- full duplex: 16 MiB each way, random send sizes (0 included), random receives ---- */
 
 /* 0 (one in 32), then 1..256, 1..16 KiB or 1..128 KiB. */

@@ -540,24 +540,31 @@ static void ktls_send_close_notify(struct rs_tls *t)
     rs_io_sendmsg(t->core.base.mux->io, &a->op, inner_caps(t)->fd(t->inner), &a->msg, 0);
 }
 
+static bool wants_ktls(const struct rs_tls *t)
+{
+    return t->ctx->ktls && t->inner && inner_caps(t)->ktls_rx;
+}
+
 /* The handshake is done and the context wants kernel TLS: attach the ULP. Sending moves to
  * the kernel once wolfSSL's last records are out, receiving once wolfSSL has read up to a
  * record boundary. Where the kernel refuses, the socket stays in user space, silently. */
 static void ktls_begin(struct rs_tls *t)
 {
     t->rec_bound = false;
-    if (!t->ctx->ktls || !t->inner || !inner_caps(t)->ktls_rx)
+    if (!wants_ktls(t))
         return;
     char why[160];
     struct rs_ktls_keys probe;
     if (!rs_ktls_keys(t->ssl, true, &probe, why, sizeof(why))) {
         LOG(t, "tls %p: no kernel TLS: %s", (void *)t, why);
+        inner_caps(t)->readahead(t->inner, true);
         return;
     }
     explicit_bzero(&probe, sizeof(probe));
     int err = rs_ktls_attach(inner_caps(t)->fd(t->inner));
     if (err) {
         LOG(t, "tls %p: no kernel TLS: TCP_ULP tls: %s", (void *)t, strerror(err));
+        inner_caps(t)->readahead(t->inner, true);
         return;
     }
     t->ktls_tx_wait = true;
@@ -594,6 +601,7 @@ static void ktls_rx_start(struct rs_tls *t)
     if (inner_caps(t)->read_ahead(t->inner) ||
         rs_ktls_install(inner_caps(t)->fd(t->inner), t->ssl, false, why, sizeof(why)) != 0) {
         LOG(t, "tls %p: receiving stays in user space: %s", (void *)t, why);
+        inner_caps(t)->readahead(t->inner, true);
         want_input(t);
         return;
     }
@@ -867,14 +875,15 @@ static void inner_connect_complete(USocket *u, ISocket *inner)
     begin_handshake(of_inner(u));
 }
 
-/* wolfSSL reads the records through the inner socket's receives, up to a record
- * boundary where kernel TLS takes over: nothing may be read ahead of them. */
+/* wolfSSL reads the records through the inner socket's receives. Where kernel TLS may
+ * take over receiving at a record boundary, nothing may be read ahead of them; elsewhere
+ * small records come through the loop's multishot receive, like plain TCP's messages. */
 static void inner_adopt(struct rs_tls *t, ISocket *inner)
 {
     if (!inner || !inner->ops->stream)
         rs_fatal("CreateTLSSocketProvider: its provider makes no stream (TCP or local) sockets");
     t->inner = inner;
-    inner->ops->stream->no_readahead(inner);
+    inner->ops->stream->readahead(inner, !wants_ktls(t));
 }
 
 static void inner_accept_complete(USocket *u, ISocket *inner)

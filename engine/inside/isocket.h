@@ -26,9 +26,11 @@ struct rs_stream_caps {
     bool (*peer_ip)(const ISocket *s, IPaddr *addr);
     /* A receive buffer is outstanding (UpgradeToTLSSocket refuses such a socket). */
     bool (*receiving)(const ISocket *s);
-    /* The TLS layer reads record by record: no multishot receive (a running one stops;
-     * what it read ahead is served first). */
-    void (*no_readahead)(ISocket *s);
+    /* Whether the socket may read ahead of the next Recv through the loop's multishot
+     * receive (on by default). The TLS layer turns it off while kernel TLS may still take
+     * over receiving at a record boundary (a running receive stops; what it read ahead is
+     * served first), and on again once it cannot. */
+    void (*readahead)(ISocket *s, bool on);
     /* Bytes were, or may still be, read ahead of the next Recv (kernel TLS cannot take
      * over receiving then). */
     bool (*read_ahead)(const ISocket *s);
