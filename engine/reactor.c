@@ -181,7 +181,8 @@ void IIoMux_Delete(IIoMux *m)
 struct rs_bufpool *rs_mux_recv_pool(IIoMux *m)
 {
     if (!m->recv_pool && !m->recv_pool_failed) {
-        /* 256 x 64 KiB of address space; only pages the kernel writes become resident. */
+        /* 256 x 64 KiB of address space; only pages the kernel writes become resident, and
+         * the ring holds no more buffers than the loop's bursts need (uring.c). */
         m->recv_pool = rs_bufpool_create(m->io, 256, 65600);
         m->recv_pool_failed = !m->recv_pool;
     }

@@ -20,6 +20,7 @@ struct rs_uring {
     struct rs_backend base;
     struct io_uring ring;
     uint16_t next_bgid;
+    struct rs_bufpool *back_pools; /* pools given buffers back during this reap */
     bool started; /* created disabled: the first Run binds the ring to its thread */
 };
 
@@ -289,13 +290,43 @@ static void uring_close(struct rs_backend *base, int fd)
 
 /* ---- provided buffer pools ------------------------------------------------------------ */
 
+/* The kernel takes a ring's buffers in ring order, so with every buffer in the ring each
+ * one would in turn be written (and made resident) however small the messages. The ring
+ * therefore holds only as many as the loop's bursts need: `target`, starting at
+ * RS_POOL_START and doubling whenever the completions of one reap took all but a quarter
+ * of them; the buffers beyond it wait, untouched, on the spare stack. Buffers given back
+ * during a reap go back into the ring at its end, together (one tail update), which also
+ * makes the count of buffers the kernel still has exact. */
+#define RS_POOL_START 64u
+
 struct rs_bufpool {
     struct rs_uring *b;
     struct io_uring_buf_ring *br;
     uint8_t *mem;
     unsigned count, size;
+    unsigned avail;  /* buffers in the ring, as of the last refill */
+    unsigned target; /* how many the ring is kept at */
+    unsigned nspare, nback;
+    uint16_t *spare; /* ids never yet in the ring */
+    uint16_t *back;  /* ids given back during this reap */
+    struct rs_bufpool *next_back; /* on b->back_pools while nback > 0 */
     uint16_t bgid;
 };
+
+static void pool_refill(struct rs_bufpool *p)
+{
+    p->avail -= p->nback; /* the kernel took each of them */
+    if (p->nback > 0 && p->avail < p->target / 4 && p->target < p->count)
+        p->target *= 2;
+    int n = 0;
+    unsigned mask = io_uring_buf_ring_mask(p->count);
+    while (p->nback > 0 || (p->avail + (unsigned)n < p->target && p->nspare > 0)) {
+        unsigned id = p->nback > 0 ? p->back[--p->nback] : p->spare[--p->nspare];
+        io_uring_buf_ring_add(p->br, rs_bufpool_buf(p, id), p->size, (unsigned short)id, mask, n++);
+    }
+    io_uring_buf_ring_advance(p->br, n);
+    p->avail += (unsigned)n;
+}
 
 static struct rs_bufpool *uring_bufpool_create(struct rs_backend *base, unsigned count,
                                                unsigned size)
@@ -306,6 +337,12 @@ static struct rs_bufpool *uring_bufpool_create(struct rs_backend *base, unsigned
     struct rs_bufpool *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
+    p->spare = malloc(2 * count * sizeof(*p->spare));
+    if (!p->spare) {
+        free(p);
+        return NULL;
+    }
+    p->back = p->spare + count;
     size_t ring_bytes = count * sizeof(struct io_uring_buf);
     p->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     /* Untouched pages cost nothing: only buffers the kernel fills become resident. */
@@ -328,16 +365,17 @@ static struct rs_bufpool *uring_bufpool_create(struct rs_backend *base, unsigned
     reg.bgid = p->bgid;
     if (io_uring_register_buf_ring(&b->ring, &reg, 0) < 0)
         goto fail;
-    for (unsigned i = 0; i < count; i++)
-        io_uring_buf_ring_add(p->br, p->mem + (size_t)i * size, size, (unsigned short)i,
-                              io_uring_buf_ring_mask(count), (int)i);
-    io_uring_buf_ring_advance(p->br, (int)count);
+    p->target = count < RS_POOL_START ? count : RS_POOL_START;
+    for (unsigned i = count; i-- > 0;)
+        p->spare[p->nspare++] = (uint16_t)i;
+    pool_refill(p);
     return p;
 fail:
     if (p->br && p->br != MAP_FAILED)
         munmap(p->br, ring_bytes);
     if (p->mem && p->mem != MAP_FAILED)
         munmap(p->mem, (size_t)count * size);
+    free(p->spare);
     free(p);
     return NULL;
 }
@@ -346,9 +384,15 @@ void rs_bufpool_destroy(struct rs_bufpool *p)
 {
     if (!p)
         return;
+    for (struct rs_bufpool **q = &p->b->back_pools; *q; q = &(*q)->next_back)
+        if (*q == p) {
+            *q = p->next_back;
+            break;
+        }
     io_uring_unregister_buf_ring(&p->b->ring, p->bgid);
     munmap(p->br, p->count * sizeof(struct io_uring_buf));
     munmap(p->mem, (size_t)p->count * p->size);
+    free(p->spare);
     free(p);
 }
 
@@ -359,9 +403,11 @@ void *rs_bufpool_buf(struct rs_bufpool *p, unsigned id)
 
 void rs_bufpool_recycle(struct rs_bufpool *p, unsigned id)
 {
-    io_uring_buf_ring_add(p->br, rs_bufpool_buf(p, id), p->size, (unsigned short)id,
-                          io_uring_buf_ring_mask(p->count), 0);
-    io_uring_buf_ring_advance(p->br, 1);
+    if (p->nback == 0) {
+        p->next_back = p->b->back_pools;
+        p->b->back_pools = p;
+    }
+    p->back[p->nback++] = (uint16_t)id;
 }
 
 static void uring_recvmsg_multishot(struct rs_backend *base, struct rs_op *op, int fd,
@@ -438,6 +484,11 @@ static unsigned reap(struct rs_uring *b)
     for (unsigned i = 0; i < n; i++)
         if (batch[i].op)
             batch[i].op->complete(batch[i].op, batch[i].res, batch[i].flags);
+    while (b->back_pools) {
+        struct rs_bufpool *p = b->back_pools;
+        b->back_pools = p->next_back;
+        pool_refill(p);
+    }
     return n;
 }
 

@@ -109,12 +109,9 @@ static long kernel_rx_queue(uint16_t port)
  * at a time (epoll, RINGSOCK_TCP_SINGLE_SHOT=1), nothing is read ahead either. */
 Test(tls, records_are_read_ahead_where_kernel_tls_cannot_take_over)
 {
-    struct h_sock *l = h_sock_new(&env);
-    uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    struct h_sock *child = h_wait_accepted(&env, l, 1, 5000);
-    cr_assert_not_null(child, "%s", h_dump(l));
+    struct h_sock *l = h_sock_new(&env), *c = h_sock_new(&env);
+    uint16_t port;
+    struct h_sock *child = tls_connected(l, c, &port);
     static uint8_t out[8][200];
     for (size_t i = 0; i < 8; i++) {
         memset(out[i], (int)('a' + i), sizeof(out[i]));
@@ -284,12 +281,8 @@ Test(tls, one_send_result_per_send_in_order_with_zero_byte_and_early_sends)
 
 Test(tls, full_receive_returns_exactly_len_partial_any)
 {
-    struct h_sock *l = h_sock_new(&env);
-    uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    struct h_sock *srv = h_wait_accepted(&env, l, 1, 3000);
-    cr_assert_not_null(srv);
+    struct h_sock *l = h_sock_new(&env), *c = h_sock_new(&env);
+    struct h_sock *srv = tls_connected(l, c, NULL);
     cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 3000), "%s", h_dump(c));
     static uint8_t out[10000], in[10000];
     h_fill(out, sizeof(out), 5);
@@ -327,12 +320,8 @@ Test(tls, full_receive_returns_exactly_len_partial_any)
 
 Test(tls, recv_cancel_keeps_decrypted_bytes)
 {
-    struct h_sock *l = h_sock_new(&env);
-    uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    struct h_sock *srv = h_wait_accepted(&env, l, 1, 3000);
-    cr_assert_not_null(srv);
+    struct h_sock *l = h_sock_new(&env), *c = h_sock_new(&env);
+    struct h_sock *srv = tls_connected(l, c, NULL);
     cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 3000), "%s", h_dump(c));
     static uint8_t out[8000], in1[4000], in2[4000];
     h_fill(out, sizeof(out), 9);

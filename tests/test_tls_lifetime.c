@@ -68,12 +68,8 @@ Test(tls, delete_inside_socket_shutdown)
 
 Test(tls, delete_with_receive_and_send_in_flight)
 {
-    struct h_sock *l = h_sock_new(&env);
-    uint16_t port = tls_listen(l);
-    struct h_sock *c = h_sock_new(&env);
-    tls_client(c, port, "localhost");
-    struct h_sock *srv = h_wait_accepted(&env, l, 1, 3000);
-    cr_assert_not_null(srv);
+    struct h_sock *l = h_sock_new(&env), *c = h_sock_new(&env);
+    struct h_sock *srv = tls_connected(l, c, NULL);
     cr_assert(h_wait_count(&env, c, H_CONNECT_COMPLETE, 1, 3000), "%s", h_dump(c));
 
     /* Receive outstanding, half filled; sends queued: Delete, then free the buffer. */

@@ -423,10 +423,9 @@ Test(udp, application_not_receiving_drops_and_counts_never_blocks)
     h_sock_free(s);
 }
 
-/* The loop's receive pool (256 buffers of 65600 bytes: 16400 kB of address space) must not
- * be backed by transparent huge pages: where they are "always" (Debian 12's kernel), the
- * first datagram into each 2 MiB stretch would make all of it resident. */
-static bool pool_mapping_flags(char *flags, size_t len)
+/* The loop's receive pool: 256 buffers of 65600 bytes, 16400 kB of address space. Its
+ * resident kB and VmFlags from /proc/self/smaps; false where there is no such mapping. */
+static bool pool_mapping(unsigned long *rss_kb, char *flags, size_t len)
 {
     FILE *f = fopen("/proc/self/smaps", "r");
     cr_assert_not_null(f);
@@ -436,6 +435,8 @@ static bool pool_mapping_flags(char *flags, size_t len)
         unsigned long kb;
         if (sscanf(line, "Size: %lu kB", &kb) == 1)
             in_pool = kb == 16400;
+        if (in_pool)
+            sscanf(line, "Rss: %lu kB", rss_kb);
         if (in_pool && strncmp(line, "VmFlags:", 8) == 0) {
             snprintf(flags, len, "%s", line + 8);
             found = true;
@@ -446,11 +447,18 @@ static bool pool_mapping_flags(char *flags, size_t len)
     return found;
 }
 
-Test(udp, receive_pool_is_kept_off_huge_pages)
+static void skip_without_pool(void)
 {
     const char *single = getenv("RINGSOCK_UDP_SINGLE_SHOT");
     if (strcmp(IIoMux_GetBackend(env.mux), "io_uring") != 0 || (single && !strcmp(single, "1")))
         cr_skip_test("no receive pool on this path");
+}
+
+/* The pool must not be backed by transparent huge pages: where they are "always" (Debian
+ * 12's kernel), the first datagram into each 2 MiB stretch would make all of it resident. */
+Test(udp, receive_pool_is_kept_off_huge_pages)
+{
+    skip_without_pool();
     struct h_sock *s = h_sock_new(&env);
     uint16_t port = bound(s, "127.0.0.1", false);
     uint16_t rport;
@@ -460,8 +468,86 @@ Test(udp, receive_pool_is_kept_off_huge_pages)
     CALL(ISocket_Recv(s->sock, buf, sizeof(buf), false));
     cr_assert(h_wait_count(&env, s, H_RECV_FROM_RESULT, 1, 2000));
     char flags[512];
-    cr_assert(pool_mapping_flags(flags, sizeof(flags)), "no 16400 kB mapping: the pool moved?");
+    unsigned long rss;
+    cr_assert(pool_mapping(&rss, flags, sizeof(flags)), "no 16400 kB mapping: the pool moved?");
     cr_assert(strstr(flags, " nh"), "receive pool without MADV_NOHUGEPAGE: VmFlags:%s", flags);
     close(raw);
     h_sock_free(s);
+}
+
+/* The kernel takes a buffer ring's buffers in ring order: a ring holding all 256 would have
+ * each written in turn (a page resident per buffer, 1 MiB) by any 256 small messages. The
+ * pool keeps in the ring what the loop's bursts need: one message at a time stays within
+ * the first 64 buffers' pages. */
+Test(udp, receive_pool_keeps_to_what_bursts_need)
+{
+    skip_without_pool();
+    struct h_sock *s = h_sock_new(&env);
+    uint16_t port = bound(s, "127.0.0.1", false);
+    uint16_t rport;
+    int raw = raw_udp("127.0.0.1", &rport);
+    static uint32_t v;
+    for (uint32_t i = 0; i < 1000; i++) {
+        raw_sendto(raw, &i, sizeof(i), port);
+        CALL(ISocket_Recv(s->sock, &v, sizeof(v), true));
+        cr_assert(h_wait_count(&env, s, H_RECV_FROM_RESULT, i + 1, 2000));
+        cr_assert_eq(v, i);
+    }
+    char flags[512];
+    unsigned long rss = 0;
+    cr_assert(pool_mapping(&rss, flags, sizeof(flags)), "no 16400 kB mapping: the pool moved?");
+    cr_assert_leq(rss, 64 * 4 + 64, "1000 datagrams one at a time made %lu kB resident", rss);
+    close(raw);
+    h_sock_free(s);
+}
+
+/* A burst that takes more buffers in one go than the ring holds (8 datagrams for each of
+ * 32 sockets, 256 buffers, read in one loop round): the sockets the ring ran dry for
+ * receive again, the ring grows, and every datagram arrives, in order. */
+#define BURST_SOCKS 32
+#define BURST_EACH  8
+Test(udp, receive_pool_grows_for_a_burst_across_sockets)
+{
+    skip_without_pool();
+    static struct h_sock *s[BURST_SOCKS];
+    static uint16_t port[BURST_SOCKS];
+    static uint32_t got[BURST_SOCKS][BURST_EACH];
+    static size_t asked[BURST_SOCKS];
+    for (int i = 0; i < BURST_SOCKS; i++) {
+        s[i] = h_sock_new(&env);
+        port[i] = bound(s[i], "127.0.0.1", false);
+        CALL(ISocket_Recv(s[i]->sock, &got[i][0], sizeof(got[i][0]), true));
+        asked[i] = 1;
+    }
+    h_run_for(&env, 20); /* every receive armed */
+    uint16_t rport;
+    int raw = raw_udp("127.0.0.1", &rport);
+    for (uint32_t k = 0; k < BURST_EACH; k++)
+        for (uint32_t i = 0; i < BURST_SOCKS; i++) {
+            uint32_t v = i * BURST_EACH + k;
+            raw_sendto(raw, &v, sizeof(v), port[i]);
+        }
+    size_t done = 0;
+    for (int round = 0; round < 1000 && done < BURST_SOCKS; round++) {
+        h_run_for(&env, 5);
+        done = 0;
+        for (int i = 0; i < BURST_SOCKS; i++) {
+            size_t n = h_count(s[i], H_RECV_FROM_RESULT);
+            if (n == asked[i] && n < BURST_EACH) {
+                CALL(ISocket_Recv(s[i]->sock, &got[i][n], sizeof(got[i][n]), true));
+                asked[i]++;
+            }
+            done += n == BURST_EACH;
+        }
+    }
+    cr_assert_eq(done, BURST_SOCKS, "sockets with all their datagrams");
+    for (uint32_t i = 0; i < BURST_SOCKS; i++) {
+        for (uint32_t k = 0; k < BURST_EACH; k++)
+            cr_assert_eq(got[i][k], i * BURST_EACH + k, "socket %u, datagram %u", i, k);
+        ISocketStats st;
+        ISocket_GetStats(s[i]->sock, &st);
+        cr_assert_eq(st.dropped, 0);
+        h_sock_free(s[i]);
+    }
+    close(raw);
 }

@@ -41,6 +41,17 @@ ISocket *tls_client(struct h_sock *c, uint16_t port, const char *name)
     return h_connect_on(&env, tls, cctx, c, port, name);
 }
 
+struct h_sock *tls_connected(struct h_sock *l, struct h_sock *c, uint16_t *port)
+{
+    uint16_t p = tls_listen(l);
+    if (port)
+        *port = p;
+    tls_client(c, p, "localhost");
+    struct h_sock *srv = h_wait_accepted(&env, l, 1, 5000);
+    cr_assert_not_null(srv, "no connection accepted: %s", h_dump(l));
+    return srv;
+}
+
 double now_s(void)
 {
     struct timespec ts;

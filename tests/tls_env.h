@@ -16,6 +16,9 @@ void tls_env_fini(void);
 
 uint16_t tls_listen(struct h_sock *l);
 ISocket *tls_client(struct h_sock *c, uint16_t port, const char *name);
+/* l listens (on *port where port is not NULL), c connects to it ("localhost"); returns the
+ * server's end of the connection once its handshake is done (asserts it comes). */
+struct h_sock *tls_connected(struct h_sock *l, struct h_sock *c, uint16_t *port);
 double now_s(void);
 
 /* The listener has handed out its n-th connection and that one has ended. */

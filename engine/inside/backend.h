@@ -189,7 +189,8 @@ static inline void rs_io_cancel_op(struct rs_backend *b, struct rs_op *op, int f
 /* A pool of equal receive buffers the kernel picks from (a provided buffer ring).
  * NULL where the kernel or the backend has none (epoll): then the engine receives into
  * its own buffers, one operation at a time. A buffer handed out in a completion belongs
- * to the receiver until it gives it back with rs_bufpool_recycle. */
+ * to the receiver until it gives it back with rs_bufpool_recycle, from that completion
+ * (the kernel gets it again once the completions at hand are handled). */
 static inline struct rs_bufpool *rs_bufpool_create(struct rs_backend *b, unsigned count,
                                                    unsigned size)
 {
