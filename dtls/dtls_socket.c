@@ -508,11 +508,9 @@ void rs_dtls_new_peer(struct rs_dtls *l, const struct rs_peer *peer, const uint8
 
 void rs_dtls_port_bound(struct rs_dtls *d, const char *addr, uint16_t port)
 {
-    snprintf(d->core.bind_addr, sizeof(d->core.bind_addr), "%s", addr);
-    d->core.bind_port = port;
     if (d->state == D_UDP)
         d->state = D_LISTENING;
-    rs_core_event(&d->core, RS_EV_BIND);
+    rs_core_bound(&d->core, addr, port);
 }
 
 void rs_dtls_port_connected(struct rs_dtls *d)

@@ -1,5 +1,8 @@
 #include "core.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static void deliver_one(struct rs_core *c)
 {
     ISocket *is = &c->base;
@@ -104,6 +107,16 @@ void rs_core_close_event(struct rs_core *c, shutdownreason_t reason)
     rs_core_event(c, RS_EV_CLOSE);
 }
 
+void rs_core_bound(struct rs_core *c, const char *addr, uint16_t port)
+{
+    free(c->bind_addr); /* kept only for the result: most sockets are never bound */
+    c->bind_addr = strdup(addr);
+    if (!c->bind_addr)
+        rs_fatal("SocketBindResult: out of memory");
+    c->bind_port = port;
+    rs_core_event(c, RS_EV_BIND);
+}
+
 void rs_core_cancel_buffer(struct rs_core *c, void *buf)
 {
     if (c->canceled_n == RS_MAX_CANCELED)
@@ -131,6 +144,8 @@ void rs_core_delete(struct rs_core *c)
 
 void rs_core_unref(struct rs_core *c)
 {
-    if (--c->refs == 0)
+    if (--c->refs == 0) {
+        free(c->bind_addr);
         c->type->free(c);
+    }
 }

@@ -1047,10 +1047,11 @@ static void stream_bind(ISocket *is, const char *localAddr, uint16_t localPort, 
     bound.len = sizeof(bound.u);
     if (getsockname(s->fd, &bound.u.sa, &bound.len) < 0)
         bound = local;
-    s->type->format(&bound.u.sa, bound.len, s->core.bind_addr, sizeof(s->core.bind_addr),
-                    &s->core.bind_port);
-    LOG(s, "%s %p bound to %s:%u", is->ops->name, (void *)s, s->core.bind_addr, s->core.bind_port);
-    rs_core_event(&s->core, RS_EV_BIND);
+    char addr[RS_ADDR_TEXT];
+    uint16_t port;
+    s->type->format(&bound.u.sa, bound.len, addr, sizeof(addr), &port);
+    LOG(s, "%s %p bound to %s:%u", is->ops->name, (void *)s, addr, port);
+    rs_core_bound(&s->core, addr, port);
 }
 
 static void accept_retry_fired(ITimer *t, void *arg)

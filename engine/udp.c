@@ -570,10 +570,12 @@ static void udp_bind(ISocket *is, const char *localAddr, uint16_t localPort, boo
     bound.len = sizeof(bound.u);
     if (getsockname(u->fd, &bound.u.sa, &bound.len) < 0)
         bound = local;
-    rs_addr_format(&bound.u.sa, u->core.bind_addr, sizeof(u->core.bind_addr), &u->core.bind_port);
-    LOG(u, "udp %p bound to %s:%u", (void *)u, u->core.bind_addr, u->core.bind_port);
+    char addr[RS_ADDR_TEXT];
+    uint16_t port;
+    rs_addr_format(&bound.u.sa, addr, sizeof(addr), &port);
+    LOG(u, "udp %p bound to %s:%u", (void *)u, addr, port);
     u->state = U_BOUND;
-    rs_core_event(&u->core, RS_EV_BIND);
+    rs_core_bound(&u->core, addr, port);
     receiving(u);
 }
 

@@ -899,9 +899,7 @@ static void inner_bind_result(USocket *u, ISocket *inner, const char *addr, uint
 {
     (void)inner;
     struct rs_tls *t = of_inner(u);
-    snprintf(t->core.bind_addr, sizeof(t->core.bind_addr), "%s", addr);
-    t->core.bind_port = port;
-    rs_core_event(&t->core, RS_EV_BIND);
+    rs_core_bound(&t->core, addr, port);
 }
 
 static void inner_listen_result(USocket *u, ISocket *inner, const char *addr, uint16_t port)

@@ -54,7 +54,7 @@ struct rs_core {
     unsigned canceled_n;
     struct rs_task events_task;
     struct rs_task unclaimed; /* held by the IIoMux until the application has the socket */
-    char bind_addr[108];
+    char *bind_addr; /* for SocketBindResult: set by rs_core_bound */
     uint16_t bind_port;
 };
 
@@ -70,6 +70,8 @@ void rs_core_init(struct rs_core *c, const struct rs_core_type *type,
 void rs_core_event(struct rs_core *c, unsigned ev);
 /* Queues SocketShutdown(reason) (after the outstanding buffers come back). */
 void rs_core_close_event(struct rs_core *c, shutdownreason_t reason);
+/* The socket is bound to addr:port: SocketBindResult follows. */
+void rs_core_bound(struct rs_core *c, const char *addr, uint16_t port);
 /* Owes the application a SocketRecvCanceled for buf. */
 void rs_core_cancel_buffer(struct rs_core *c, void *buf);
 /* The same for the outstanding receive buffer, which the socket no longer has. */

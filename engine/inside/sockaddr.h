@@ -26,6 +26,9 @@ bool rs_addr_parse_hostport(const char *text, struct rs_sockaddr *out);
 /* A bind address: NULL or "" is the wildcard of the family v6 picks; "a.b.c.d", "v6"
  * or "[v6]" otherwise. Port 0 lets the kernel choose. */
 bool rs_addr_parse_bind(const char *host, uint16_t port, bool v6, struct rs_sockaddr *out);
+/* Room for any address text the engine reports: an IP address, a local path (sun_path). */
+#define RS_ADDR_TEXT 108
+
 /* Address text without port (IPv4-mapped shown as a.b.c.d) and the port. */
 void rs_addr_format(const struct sockaddr *sa, char *out, size_t size, uint16_t *port);
 /* The same with the rs_addr_format_fn shape (sockopt.h), for IP socket types. */
