@@ -307,8 +307,8 @@ struct rs_bufpool {
     unsigned avail;  /* buffers in the ring, as of the last refill */
     unsigned target; /* how many the ring is kept at */
     unsigned nspare, nback;
-    uint16_t *spare; /* ids never yet in the ring */
-    uint16_t *back;  /* ids given back during this reap */
+    uint16_t *spare;              /* ids never yet in the ring */
+    uint16_t *back;               /* ids given back during this reap */
     struct rs_bufpool *next_back; /* on b->back_pools while nback > 0 */
     uint16_t bgid;
 };

@@ -125,7 +125,8 @@ Test(tls, records_are_read_ahead_where_kernel_tls_cannot_take_over)
     if (read_ahead)
         cr_assert_eq(queued, 0, "the records wait in the kernel: not read ahead");
     else
-        cr_assert_geq(queued, (long)sizeof(out), "read ahead (%ld bytes left in the kernel)", queued);
+        cr_assert_geq(queued, (long)sizeof(out), "read ahead (%ld bytes left in the kernel)",
+                      queued);
     static uint8_t in[sizeof(out)];
     CALL(ISocket_Recv(child->sock, in, sizeof(in), false));
     cr_assert(h_wait_count(&env, child, H_RECV_RESULT, 1, 3000), "%s", h_dump(child));

@@ -54,7 +54,7 @@ struct rs_core {
     unsigned canceled_n;
     struct rs_task events_task;
     struct rs_task unclaimed; /* held by the IIoMux until the application has the socket */
-    char *bind_addr; /* for SocketBindResult: set by rs_core_bound */
+    char *bind_addr;          /* for SocketBindResult: set by rs_core_bound */
     uint16_t bind_port;
 };
 
