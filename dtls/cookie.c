@@ -1,9 +1,12 @@
 /* The stateless cookie exchange of a DTLS server (RFC 6347 4.2.1). A ClientHello from a
- * source with no association goes to one scratch wolfSSL session per port: without a
- * valid cookie wolfSSL answers with a HelloVerifyRequest and forgets it; with one, it
- * calls back (hello_good) and we stop it there. Only then does the port create state:
- * the association's own session, which gets the same secret and peer identity and so
- * accepts the same ClientHello. Spoofed sources never get past the first step. */
+ * source with no association goes to a scratch wolfSSL session of its own: without a
+ * valid cookie wolfSSL answers with a HelloVerifyRequest; with one, it calls back
+ * (hello_good) and we stop it there. Either way the session goes: one kept across
+ * datagrams keeps what they did to it (a forged record sequence number moved its replay
+ * window, and every later ClientHello, from anyone, was dropped as a replay). Only a
+ * valid cookie makes the port create state: the association's own session, which gets
+ * the same secret and peer identity and so accepts the same ClientHello. Spoofed sources
+ * never get past the first step. */
 #include <string.h>
 #include <sys/random.h>
 
@@ -51,8 +54,6 @@ static bool looks_like_client_hello(const uint8_t *d, size_t len)
 
 static WOLFSSL *scratch_session(struct dtls_port *p)
 {
-    if (p->cookie_ssl)
-        return p->cookie_ssl;
     static const uint8_t zero[32];
     if (memcmp(p->cookie_secret, zero, sizeof(zero)) == 0 &&
         getrandom(p->cookie_secret, sizeof(p->cookie_secret), 0) != sizeof(p->cookie_secret)) {
@@ -70,7 +71,6 @@ static WOLFSSL *scratch_session(struct dtls_port *p)
     wolfSSL_dtls_set_using_nonblock(ssl, 1);
     wolfSSL_DTLS_SetCookieSecret(ssl, p->cookie_secret, sizeof(p->cookie_secret));
     wolfDTLS_SetChGoodCb(ssl, hello_good, p);
-    p->cookie_ssl = ssl;
     return ssl;
 }
 
@@ -98,10 +98,7 @@ bool rs_cookie_check(struct dtls_port *p, const struct rs_peer *from, const uint
         IInstanceLog_Log(p->log, LOG_DTLS, "dtls port %p: bad ClientHello from %s:%u (%d)",
                          (void *)p, a, from->port, wolfSSL_get_error(ssl, r));
     }
-    if (!clean) { /* it went past the cookie (or choked on the hello): start afresh */
-        wolfSSL_free(ssl);
-        p->cookie_ssl = NULL;
-    }
+    wolfSSL_free(ssl);
     return good;
 }
 
@@ -112,12 +109,4 @@ bool rs_cookie_prepare(struct dtls_port *p, WOLFSSL *ssl, const struct rs_peer *
     /* (SetCookieSecret returns 0 on success, unlike most of wolfSSL) */
     return wolfSSL_DTLS_SetCookieSecret(ssl, p->cookie_secret, sizeof(p->cookie_secret)) == 0 &&
            wolfSSL_dtls_set_peer(ssl, id, sizeof(id)) == WOLFSSL_SUCCESS;
-}
-
-void rs_cookie_free(struct dtls_port *p)
-{
-    if (p->cookie_ssl) {
-        wolfSSL_free(p->cookie_ssl);
-        p->cookie_ssl = NULL;
-    }
 }

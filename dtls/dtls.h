@@ -69,7 +69,6 @@ struct dtls_port {
     struct rs_queue sends; /* of struct rs_send_owner: datagrams the UDP socket owes results for */
 
     /* stateless cookie exchange (cookie.c) */
-    WOLFSSL *cookie_ssl;
     uint8_t cookie_secret[32];
     struct rs_dgram_in cookie_in;
     struct rs_peer cookie_peer;
@@ -93,7 +92,6 @@ void rs_port_forget(struct dtls_port *p, struct rs_dtls *d);
  * keeps nothing. True when the ClientHello carries a valid cookie. */
 bool rs_cookie_check(struct dtls_port *p, const struct rs_peer *from, const uint8_t *dgram,
                      size_t len);
-void rs_cookie_free(struct dtls_port *p);
 /* Gives a new association's session the port's cookie secret and the peer's identity,
  * so that it accepts the ClientHello the port checked. */
 bool rs_cookie_prepare(struct dtls_port *p, WOLFSSL *ssl, const struct rs_peer *peer);

@@ -58,7 +58,6 @@ void rs_port_unref(struct dtls_port *p)
     release_sends(p);
     if (p->udp)
         ISocket_Delete(p->udp);
-    rs_cookie_free(p);
     free(p->table);
     rs_queue_free(&p->sends);
     free(p);

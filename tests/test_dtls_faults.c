@@ -230,6 +230,29 @@ Test(dtls_faults, garbage_datagrams_make_no_peer_and_server_keeps_serving)
     h_sock_free(l);
 }
 
+/* fuzz_dtls's input: the first datagram a port gets, a ClientHello record cut short with
+ * its sequence number far ahead and absurd message and fragment lengths. The port's
+ * scratch session, kept across datagrams, swallowed every later ClientHello, from anyone:
+ * no real client got in. Each ClientHello now gets a scratch session of its own. */
+Test(dtls_faults, forged_first_client_hello_keeps_nobody_out)
+{
+    enable(false);
+    struct h_sock *l = h_sock_new(&env);
+    l->echo = true;
+    uint16_t port = dtls_listen(l);
+    cr_assert(h_wait_count(&env, l, H_BIND_RESULT, 1, 2000));
+    int g = raw_udp(NULL);
+    static const uint8_t forged[] = {0x16, 0xfe, 0xfd, 0,    0,    0,    0,   0xff, 0,
+                                     0,    0,    0x1e, 0x03, 0x01, 0x9e, 0,   0,    0,
+                                     0x67, 0x61, 0x72, 0xf0, 0x16, 0xfe, 0xfd};
+    raw_send(g, port, forged, sizeof(forged));
+    h_run_for(&env, 50);
+    close(g);
+    real_client_echoes(port, l, 2000);
+    cr_assert_eq(h_count(l, H_LISTEN_RESULT), 1);
+    h_sock_free(l);
+}
+
 /* ---- ClientHello flood ------------------------------------------------------------------------
  */
 
